@@ -1,0 +1,85 @@
+//! Chooses and builds each backend from the configuration, once, at start-up.
+
+use std::sync::Arc;
+
+use crate::config::{BackendKind, Config};
+use crate::deadletter::DeadLetterStore;
+use crate::publish::{LocalBus, Publisher, PubsubPublisher};
+use crate::storage::{GcsObjectStore, LocalObjectStore, ObjectStore};
+
+/// The outside systems a function talks to.
+#[derive(Clone)]
+pub struct Backends {
+    pub objects: Arc<dyn ObjectStore>,
+    pub publisher: Arc<dyn Publisher>,
+}
+
+impl Backends {
+    /// Builds the backends the configuration names. Locally the bus has no subscriptions, so
+    /// what a lone function publishes is dropped, as Pub/Sub drops messages nobody subscribed to.
+    pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
+        match config.backend {
+            BackendKind::Gcp => {
+                let emulated = |endpoint: &Option<String>| {
+                    endpoint
+                        .as_deref()
+                        .is_some_and(|e| e.starts_with("http://"))
+                };
+                let objects = GcsObjectStore::connect(
+                    config.storage_endpoint.as_deref(),
+                    emulated(&config.storage_endpoint),
+                )
+                .await?;
+                let publisher = PubsubPublisher::connect(
+                    &config.project,
+                    config.pubsub_endpoint.as_deref(),
+                    emulated(&config.pubsub_endpoint),
+                )
+                .await?;
+                Ok(Self {
+                    objects: Arc::new(objects),
+                    publisher: Arc::new(publisher),
+                })
+            }
+            BackendKind::Local => {
+                let objects = Self::local_objects(config)?;
+                let bus = Self::local_bus(config, &objects);
+                Ok(Self {
+                    objects,
+                    publisher: Arc::new(bus),
+                })
+            }
+        }
+    }
+
+    /// The local object store: a directory per bucket under `$PULSE_DATA_DIR/gcs`.
+    pub fn local_objects(config: &Config) -> std::io::Result<Arc<dyn ObjectStore>> {
+        Ok(Arc::new(LocalObjectStore::open(
+            config.data_dir.join("gcs"),
+            config.local_fsync,
+        )?))
+    }
+
+    /// A local bus that dead-letters into `objects`.
+    pub fn local_bus(config: &Config, objects: &Arc<dyn ObjectStore>) -> LocalBus {
+        LocalBus::new(config.project.clone(), Self::dead_letters(config, objects))
+    }
+
+    /// The dead-letter store in the raw bucket.
+    pub fn dead_letters(config: &Config, objects: &Arc<dyn ObjectStore>) -> DeadLetterStore {
+        DeadLetterStore::new(
+            objects.clone(),
+            config.raw_bucket.clone(),
+            config.dead_letter_prefix.clone(),
+        )
+    }
+
+    /// Logs which implementation backs each capability.
+    pub fn log(&self) {
+        tracing::info!(
+            object_storage = %self.objects.describe(),
+            publish = %self.publisher.describe(),
+            "backends chosen"
+        );
+    }
+}

@@ -1,0 +1,286 @@
+//! Typed configuration, read once from the environment at start-up; a bad value stops the
+//! process with the name of the variable to fix.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Which implementation backs each outside system.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    /// Google Cloud: Cloud Storage and Pub/Sub through the official SDK crates.
+    Gcp,
+    /// Embedded: a directory per bucket and the in-process bus. Refuses to run on Cloud Run.
+    Local,
+}
+
+impl FromStr for BackendKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "gcp" => Ok(Self::Gcp),
+            "local" => Ok(Self::Local),
+            other => Err(format!("expected `gcp` or `local`, got `{other}`")),
+        }
+    }
+}
+
+/// A configuration problem, naming the variable so the operator knows what to fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The variable is set but its value cannot be used.
+    #[error("environment variable {var}={value:?} is invalid: {reason}")]
+    Invalid {
+        var: &'static str,
+        value: String,
+        reason: String,
+    },
+    /// The variable must be set for the chosen backends.
+    #[error("environment variable {var} must be set: {reason}")]
+    Missing { var: &'static str, reason: String },
+    /// Local backends were asked for on Cloud Run, where nothing they write would survive.
+    #[error(
+        "PULSE_BACKEND=local refused: K_SERVICE={service} says this is Cloud Run, where local \
+         files and an in-process bus would lose data; unset PULSE_BACKEND or set it to `gcp`"
+    )]
+    LocalOnCloudRun { service: String },
+}
+
+/// Everything a Pulse function reads from its environment.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `PORT`: where the HTTP server listens (Cloud Run sets it; default 8080).
+    pub port: u16,
+    /// `K_SERVICE`: the Cloud Run service name, present only on Cloud Run.
+    pub service: Option<String>,
+    /// `K_REVISION`: the Cloud Run revision, present only on Cloud Run.
+    pub revision: Option<String>,
+    /// `GOOGLE_CLOUD_PROJECT`: the project (required with GCP backends; `local` otherwise).
+    pub project: String,
+    /// `PULSE_BACKEND`: `gcp` on Cloud Run, `local` elsewhere unless set.
+    pub backend: BackendKind,
+    /// `PULSE_LOG_FORMAT`: `json` (Cloud Logging) on Cloud Run, `text` elsewhere unless set.
+    pub json_logs: bool,
+    /// `PULSE_DATA_DIR`: root of the local backends' files (default `./.pulse`).
+    pub data_dir: PathBuf,
+    /// `PULSE_RAW_BUCKET`: raw archive and dead-letter bucket (default `pulse-raw`).
+    pub raw_bucket: String,
+    /// `PULSE_LANDING_BUCKET`: Parquet landing and quarantine bucket (default `pulse-landing`).
+    pub landing_bucket: String,
+    /// `PULSE_RAW_PREFIX`: raw archive prefix inside the raw bucket (default `raw/`).
+    pub raw_prefix: String,
+    /// `PULSE_DEAD_LETTER_PREFIX`: dead-letter prefix inside the raw bucket (default `dead-letter/`).
+    pub dead_letter_prefix: String,
+    /// `PULSE_RAW_TOPIC`: topic of incoming events (default `events-raw`).
+    pub raw_topic: String,
+    /// `PULSE_PROCESSED_TOPIC`: topic of normalised events (default `events-processed`).
+    pub processed_topic: String,
+    /// `PULSE_MAX_BODY_BYTES`: largest HTTP body accepted (default 16 MiB: a 10 MB Pub/Sub
+    /// message in base64 inside its envelope still fits, so it can be dead-lettered whole).
+    pub max_body_bytes: usize,
+    /// `PULSE_MAX_EVENT_BYTES`: largest decoded event; larger ones are dead-lettered `too_large`.
+    pub max_event_bytes: usize,
+    /// `PULSE_REQUEST_TIMEOUT_SECS`: per-request deadline (default 60).
+    pub request_timeout: Duration,
+    /// `PULSE_LOCAL_FSYNC`: local writes are synced to disk before they are acknowledged
+    /// (default `true`; `false` keeps them safe from a process crash but not a power cut).
+    pub local_fsync: bool,
+    /// `PUBSUB_ENDPOINT`: Pub/Sub endpoint override, e.g. the emulator (`http://127.0.0.1:8085`).
+    pub pubsub_endpoint: Option<String>,
+    /// `STORAGE_ENDPOINT`: Cloud Storage endpoint override, e.g. `gcp-storage-emulator`.
+    pub storage_endpoint: Option<String>,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup`, so tests can supply their own environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        let service = env.string("K_SERVICE");
+        let on_cloud_run = service.is_some();
+        let backend = env.parse("PULSE_BACKEND")?.unwrap_or(if on_cloud_run {
+            BackendKind::Gcp
+        } else {
+            BackendKind::Local
+        });
+        if let (BackendKind::Local, Some(service)) = (backend, &service) {
+            return Err(ConfigError::LocalOnCloudRun {
+                service: service.clone(),
+            });
+        }
+        let project = match (env.string("GOOGLE_CLOUD_PROJECT"), backend) {
+            (Some(project), _) => project,
+            (None, BackendKind::Local) => "local".to_owned(),
+            (None, BackendKind::Gcp) => {
+                return Err(ConfigError::Missing {
+                    var: "GOOGLE_CLOUD_PROJECT",
+                    reason: "the Google Cloud backends need the project that holds the topics"
+                        .to_owned(),
+                });
+            }
+        };
+        let json_logs = match env.string("PULSE_LOG_FORMAT").as_deref() {
+            None => on_cloud_run,
+            Some("json") => true,
+            Some("text") => false,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    var: "PULSE_LOG_FORMAT",
+                    value: other.to_owned(),
+                    reason: "expected `json` or `text`".to_owned(),
+                });
+            }
+        };
+        Ok(Self {
+            port: env.parse("PORT")?.unwrap_or(8080),
+            revision: env.string("K_REVISION"),
+            service,
+            project,
+            backend,
+            json_logs,
+            data_dir: env
+                .string("PULSE_DATA_DIR")
+                .map_or_else(|| PathBuf::from(".pulse"), PathBuf::from),
+            raw_bucket: env.string_or("PULSE_RAW_BUCKET", "pulse-raw"),
+            landing_bucket: env.string_or("PULSE_LANDING_BUCKET", "pulse-landing"),
+            raw_prefix: env.prefix("PULSE_RAW_PREFIX", "raw/"),
+            dead_letter_prefix: env.prefix("PULSE_DEAD_LETTER_PREFIX", "dead-letter/"),
+            raw_topic: env.string_or("PULSE_RAW_TOPIC", "events-raw"),
+            processed_topic: env.string_or("PULSE_PROCESSED_TOPIC", "events-processed"),
+            max_body_bytes: env.parse("PULSE_MAX_BODY_BYTES")?.unwrap_or(16 << 20),
+            max_event_bytes: env.parse("PULSE_MAX_EVENT_BYTES")?.unwrap_or(1 << 20),
+            request_timeout: Duration::from_secs(
+                env.parse("PULSE_REQUEST_TIMEOUT_SECS")?.unwrap_or(60),
+            ),
+            local_fsync: env.parse("PULSE_LOCAL_FSYNC")?.unwrap_or(true),
+            pubsub_endpoint: env.string("PUBSUB_ENDPOINT"),
+            storage_endpoint: env.string("STORAGE_ENDPOINT"),
+        })
+    }
+
+    /// The configuration a test or the local stack starts from: local backends under `data_dir`.
+    pub fn local(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        let mut config = Self::from_lookup(|_| None).expect("the defaults are valid");
+        config.data_dir = data_dir;
+        config
+    }
+
+    /// True on Cloud Run (`K_SERVICE` is set).
+    pub fn on_cloud_run(&self) -> bool {
+        self.service.is_some()
+    }
+}
+
+/// Reads variables through a lookup function, naming the variable in every error.
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    fn string(&self, var: &str) -> Option<String> {
+        (self.0)(var).filter(|v| !v.is_empty())
+    }
+
+    fn string_or(&self, var: &str, default: &str) -> String {
+        self.string(var).unwrap_or_else(|| default.to_owned())
+    }
+
+    /// A prefix always ends in `/`, so object names join without surprises.
+    fn prefix(&self, var: &str, default: &str) -> String {
+        let mut prefix = self.string_or(var, default);
+        if !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        prefix
+    }
+
+    fn parse<T>(&self, var: &'static str) -> Result<Option<T>, ConfigError>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        self.string(var)
+            .map(|value| {
+                value.parse().map_err(|e: T::Err| ConfigError::Invalid {
+                    var,
+                    reason: e.to_string(),
+                    value,
+                })
+            })
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_are_local_and_follow_the_conventions() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.backend, BackendKind::Local);
+        assert_eq!(config.port, 8080);
+        assert_eq!(config.data_dir, PathBuf::from(".pulse"));
+        assert_eq!(config.raw_bucket, "pulse-raw");
+        assert_eq!(config.landing_bucket, "pulse-landing");
+        assert_eq!(config.raw_prefix, "raw/");
+        assert_eq!(config.dead_letter_prefix, "dead-letter/");
+        assert_eq!(config.raw_topic, "events-raw");
+        assert_eq!(config.processed_topic, "events-processed");
+        assert!(!config.json_logs);
+    }
+
+    #[test]
+    fn cloud_run_defaults_to_gcp_and_json_logs() {
+        let config = load(&[
+            ("K_SERVICE", "preprocess"),
+            ("K_REVISION", "preprocess-00001"),
+            ("GOOGLE_CLOUD_PROJECT", "acme"),
+            ("PORT", "9000"),
+        ])
+        .unwrap();
+        assert_eq!(config.backend, BackendKind::Gcp);
+        assert!(config.json_logs);
+        assert_eq!(config.port, 9000);
+        assert_eq!(config.revision.as_deref(), Some("preprocess-00001"));
+    }
+
+    #[test]
+    fn local_backends_refuse_cloud_run() {
+        let err = load(&[("K_SERVICE", "preprocess"), ("PULSE_BACKEND", "local")]).unwrap_err();
+        assert!(matches!(err, ConfigError::LocalOnCloudRun { .. }), "{err}");
+    }
+
+    #[test]
+    fn gcp_needs_a_project() {
+        let err = load(&[("PULSE_BACKEND", "gcp")]).unwrap_err();
+        assert!(err.to_string().contains("GOOGLE_CLOUD_PROJECT"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let err = load(&[("PORT", "eighty")]).unwrap_err();
+        assert!(err.to_string().contains("PORT=\"eighty\""), "{err}");
+        let err = load(&[("PULSE_BACKEND", "aws")]).unwrap_err();
+        assert!(err.to_string().contains("PULSE_BACKEND"), "{err}");
+    }
+
+    #[test]
+    fn prefixes_end_with_a_slash() {
+        let config = load(&[("PULSE_RAW_PREFIX", "archive")]).unwrap();
+        assert_eq!(config.raw_prefix, "archive/");
+    }
+}

@@ -1,0 +1,14 @@
+//! Common core of the Pulse functions: configuration, telemetry, the HTTP runtime, envelope
+//! decoding, the failure classification, the event registry, and the backends (object storage,
+//! publishing) with their Google Cloud and embedded local implementations.
+
+pub mod backends;
+pub mod config;
+pub mod deadletter;
+pub mod envelope;
+pub mod error;
+pub mod publish;
+pub mod registry;
+pub mod runtime;
+pub mod storage;
+pub mod telemetry;

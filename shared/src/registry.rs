@@ -1,0 +1,783 @@
+//! The event registry: the known event types (fields, allowed values, table, clustering), the
+//! identifier rule for any other type, and normalisation of a valid event.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::error::{Reason, Rejection};
+
+/// The JSON type a field must have, and what its column becomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldKind {
+    String,
+    Integer,
+    Number,
+    Boolean,
+    /// An RFC 3339 string.
+    Timestamp,
+    /// Any JSON object (a free-form record).
+    Object,
+    /// A non-empty array of records with these fields.
+    Records(&'static [FieldSpec]),
+}
+
+/// A constraint on a field's value beyond its type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Check {
+    None,
+    /// A non-empty string.
+    NonEmpty,
+    /// A number ≥ 0.
+    NonNegative,
+    /// A number > 0.
+    Positive,
+    /// One of these strings.
+    OneOf(&'static [&'static str]),
+}
+
+/// One field of a known event type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FieldSpec {
+    pub name: &'static str,
+    pub kind: FieldKind,
+    pub required: bool,
+    pub check: Check,
+    pub description: &'static str,
+}
+
+const fn field(
+    name: &'static str,
+    kind: FieldKind,
+    check: Check,
+    description: &'static str,
+) -> FieldSpec {
+    FieldSpec {
+        name,
+        kind,
+        required: true,
+        check,
+        description,
+    }
+}
+
+const fn optional(name: &'static str, kind: FieldKind, description: &'static str) -> FieldSpec {
+    FieldSpec {
+        name,
+        kind,
+        required: false,
+        check: Check::None,
+        description,
+    }
+}
+
+/// A known event type: how it is validated and where it lands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventTypeSpec {
+    pub name: &'static str,
+    pub table: &'static str,
+    pub description: &'static str,
+    /// Fields beyond `event_id`, `event_type` and `timestamp`.
+    pub fields: &'static [FieldSpec],
+    pub clustering: &'static [&'static str],
+}
+
+/// Order statuses accepted on `order` events.
+pub const ORDER_STATUSES: &[&str] = &[
+    "pending",
+    "confirmed",
+    "paid",
+    "shipped",
+    "delivered",
+    "cancelled",
+    "refunded",
+];
+
+/// Activity types accepted on `user_activity` events.
+pub const ACTIVITY_TYPES: &[&str] = &[
+    "page_view",
+    "search",
+    "product_view",
+    "add_to_cart",
+    "remove_from_cart",
+    "checkout",
+    "purchase",
+    "login",
+    "logout",
+    "signup",
+];
+
+/// Sensor types accepted on `device_telemetry` events.
+pub const SENSOR_TYPES: &[&str] = &[
+    "temperature",
+    "humidity",
+    "pressure",
+    "vibration",
+    "voltage",
+    "current",
+];
+
+const ORDER_ITEM: &[FieldSpec] = &[
+    field(
+        "product_id",
+        FieldKind::String,
+        Check::NonEmpty,
+        "Product ordered.",
+    ),
+    field(
+        "quantity",
+        FieldKind::Integer,
+        Check::Positive,
+        "Units ordered, at least 1.",
+    ),
+    field(
+        "price",
+        FieldKind::Number,
+        Check::NonNegative,
+        "Unit price.",
+    ),
+];
+
+/// The event types known from the start, each with its own table.
+pub const KNOWN_TYPES: &[EventTypeSpec] = &[
+    EventTypeSpec {
+        name: "order",
+        table: "orders",
+        description: "A customer order and its line items.",
+        fields: &[
+            field(
+                "order_id",
+                FieldKind::String,
+                Check::NonEmpty,
+                "Order identifier.",
+            ),
+            field(
+                "customer_id",
+                FieldKind::String,
+                Check::NonEmpty,
+                "Customer who ordered.",
+            ),
+            field(
+                "items",
+                FieldKind::Records(ORDER_ITEM),
+                Check::None,
+                "Line items.",
+            ),
+            field(
+                "total_amount",
+                FieldKind::Number,
+                Check::NonNegative,
+                "Order total.",
+            ),
+            field(
+                "status",
+                FieldKind::String,
+                Check::OneOf(ORDER_STATUSES),
+                "Order status.",
+            ),
+            optional("currency", FieldKind::String, "ISO 4217 currency code."),
+        ],
+        clustering: &["customer_id", "status"],
+    },
+    EventTypeSpec {
+        name: "inventory",
+        table: "inventory",
+        description: "A change in stock of one product at one warehouse.",
+        fields: &[
+            field(
+                "product_id",
+                FieldKind::String,
+                Check::NonEmpty,
+                "Product whose stock changed.",
+            ),
+            field(
+                "warehouse_id",
+                FieldKind::String,
+                Check::NonEmpty,
+                "Warehouse holding it.",
+            ),
+            field(
+                "quantity_change",
+                FieldKind::Integer,
+                Check::None,
+                "Units added (+) or removed (−).",
+            ),
+            optional("reason", FieldKind::String, "Why the stock changed."),
+        ],
+        clustering: &["product_id", "warehouse_id"],
+    },
+    EventTypeSpec {
+        name: "user_activity",
+        table: "user_activity",
+        description: "Something a user did on the site or app.",
+        fields: &[
+            field(
+                "user_id",
+                FieldKind::String,
+                Check::NonEmpty,
+                "User who acted.",
+            ),
+            field(
+                "activity_type",
+                FieldKind::String,
+                Check::OneOf(ACTIVITY_TYPES),
+                "What they did.",
+            ),
+            field(
+                "metadata",
+                FieldKind::Object,
+                Check::None,
+                "Details of the activity.",
+            ),
+            optional(
+                "session_id",
+                FieldKind::String,
+                "Session the activity belongs to.",
+            ),
+        ],
+        clustering: &["user_id", "activity_type"],
+    },
+    EventTypeSpec {
+        name: "device_telemetry",
+        table: "device_telemetry",
+        description: "One sensor reading from a device.",
+        fields: &[
+            field(
+                "device_id",
+                FieldKind::String,
+                Check::NonEmpty,
+                "Device that measured.",
+            ),
+            field(
+                "sensor_type",
+                FieldKind::String,
+                Check::OneOf(SENSOR_TYPES),
+                "What was measured.",
+            ),
+            field(
+                "reading",
+                FieldKind::Number,
+                Check::None,
+                "The measured value.",
+            ),
+            field(
+                "unit",
+                FieldKind::String,
+                Check::NonEmpty,
+                "Unit of the reading.",
+            ),
+        ],
+        clustering: &["device_id", "sensor_type"],
+    },
+];
+
+/// Looks up a known event type.
+pub fn known_type(name: &str) -> Option<&'static EventTypeSpec> {
+    KNOWN_TYPES.iter().find(|spec| spec.name == name)
+}
+
+/// True for a safe event type name: `^[a-z][a-z0-9_]{0,63}$`. Only such names reach object
+/// paths and table names.
+pub fn is_valid_event_type(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && name.len() <= 64
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// True for a safe event id: `^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$`. Event ids become object
+/// names, so no `/`, no leading dot.
+pub fn is_valid_event_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && id.len() <= 128
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '@' | '-'))
+}
+
+/// Namespace of event ids derived from Pub/Sub message ids (UUID v5, so redeliveries of one
+/// message derive the same id).
+const DERIVED_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6a1f_3c52_9b7e_4d0a_8f21_5c3e_7d9b_1a40);
+
+/// The event id of a message whose event carries none.
+pub fn derived_event_id(message_id: &str) -> String {
+    Uuid::new_v5(&DERIVED_ID_NAMESPACE, message_id.as_bytes()).to_string()
+}
+
+/// Where a message came from: recorded on the normalised event.
+#[derive(Clone, Copy, Debug)]
+pub struct Provenance<'a> {
+    pub message_id: &'a str,
+    pub publish_time: Option<&'a str>,
+    pub ingested_at: DateTime<Utc>,
+}
+
+/// A valid event, normalised: UTC `timestamp`, `event_date`, and ingest metadata added.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NormalisedEvent {
+    pub event_type: String,
+    pub event_id: String,
+    pub timestamp: DateTime<Utc>,
+    /// The whole event as it is archived and published.
+    pub fields: Map<String, Value>,
+}
+
+impl NormalisedEvent {
+    /// The event as compact JSON.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.fields).expect("a JSON map always serialises")
+    }
+}
+
+/// Validates `data` as an event and normalises it. `max_bytes` bounds the decoded size.
+pub fn normalise(
+    data: &[u8],
+    provenance: &Provenance<'_>,
+    max_bytes: usize,
+) -> Result<NormalisedEvent, Rejection> {
+    if data.len() > max_bytes {
+        return Err(Rejection::new(
+            Reason::TooLarge,
+            format!(
+                "the event is {} bytes; the limit is {max_bytes}",
+                data.len()
+            ),
+        ));
+    }
+    let mut fields: Map<String, Value> = serde_json::from_slice(data).map_err(|e| {
+        Rejection::new(
+            Reason::BadJson,
+            format!("message data is not a JSON object: {e}"),
+        )
+    })?;
+
+    let event_type = required_string(&fields, "event_type")?.to_owned();
+    if !is_valid_event_type(&event_type) {
+        return Err(Rejection::new(
+            Reason::InvalidEventType,
+            format!(
+                "event_type {:?} is not a safe identifier (lower-case letter, then up to 63 \
+                 lower-case letters, digits or underscores)",
+                truncate(&event_type)
+            ),
+        ));
+    }
+
+    let event_id = match fields.get("event_id") {
+        None | Some(Value::Null) => derived_event_id(provenance.message_id),
+        Some(Value::String(id)) if is_valid_event_id(id) => id.clone(),
+        Some(Value::String(id)) => {
+            return Err(Rejection::new(
+                Reason::BadValue,
+                format!(
+                    "event_id {:?} must be 1-128 letters, digits or `._:@-`, starting with a \
+                     letter or digit",
+                    truncate(id)
+                ),
+            ));
+        }
+        Some(other) => return Err(wrong_type("event_id", "a string", other)),
+    };
+
+    let timestamp = parse_timestamp("timestamp", required(&fields, "timestamp")?)?;
+
+    if let Some(spec) = known_type(&event_type) {
+        check_fields(&fields, spec.fields, "")?;
+    }
+
+    let put = |fields: &mut Map<String, Value>, key: &str, value: String| {
+        fields.insert(key.to_owned(), Value::String(value));
+    };
+    put(&mut fields, "event_id", event_id.clone());
+    put(&mut fields, "timestamp", rfc3339(timestamp));
+    put(
+        &mut fields,
+        "event_date",
+        timestamp.format("%Y-%m-%d").to_string(),
+    );
+    put(&mut fields, "ingested_at", rfc3339(provenance.ingested_at));
+    put(&mut fields, "message_id", provenance.message_id.to_owned());
+    match provenance
+        .publish_time
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+    {
+        Some(t) => put(&mut fields, "publish_time", rfc3339(t.with_timezone(&Utc))),
+        None => {
+            fields.remove("publish_time");
+        }
+    }
+
+    Ok(NormalisedEvent {
+        event_type,
+        event_id,
+        timestamp,
+        fields,
+    })
+}
+
+/// Formats a time the way every Pulse record does: RFC 3339, UTC, `Z`.
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+fn check_fields(
+    fields: &Map<String, Value>,
+    specs: &[FieldSpec],
+    path: &str,
+) -> Result<(), Rejection> {
+    for spec in specs {
+        let name = format!("{path}{}", spec.name);
+        match fields.get(spec.name) {
+            None | Some(Value::Null) if spec.required => {
+                return Err(Rejection::new(
+                    Reason::MissingField,
+                    format!("required field `{name}` is missing"),
+                ));
+            }
+            None | Some(Value::Null) => {}
+            Some(value) => check_value(&name, spec, value)?,
+        }
+    }
+    Ok(())
+}
+
+fn check_value(name: &str, spec: &FieldSpec, value: &Value) -> Result<(), Rejection> {
+    let bad_value = |why: String| {
+        Err(Rejection::new(
+            Reason::BadValue,
+            format!("field `{name}`: {why}"),
+        ))
+    };
+    match (spec.kind, value) {
+        (FieldKind::String, Value::String(s)) => match spec.check {
+            Check::NonEmpty if s.trim().is_empty() => return bad_value("must not be empty".into()),
+            Check::OneOf(allowed) if !allowed.contains(&s.as_str()) => {
+                return bad_value(format!(
+                    "{:?} is not one of {}",
+                    truncate(s),
+                    allowed.join(", ")
+                ));
+            }
+            _ => {}
+        },
+        (FieldKind::Integer, Value::Number(n)) if n.is_i64() || n.is_u64() => {}
+        (FieldKind::Number, Value::Number(_)) => {}
+        (FieldKind::Boolean, Value::Bool(_)) | (FieldKind::Object, Value::Object(_)) => {}
+        (FieldKind::Timestamp, _) => {
+            parse_timestamp(name, value)?;
+        }
+        (FieldKind::Records(item_specs), Value::Array(items)) => {
+            if items.is_empty() {
+                return bad_value("must hold at least one item".into());
+            }
+            for (i, item) in items.iter().enumerate() {
+                let item_name = format!("{name}[{i}]");
+                let Value::Object(item) = item else {
+                    return Err(wrong_type(&item_name, "an object", item));
+                };
+                check_fields(item, item_specs, &format!("{item_name}."))?;
+            }
+        }
+        (kind, other) => return Err(wrong_type(name, expected(kind), other)),
+    }
+    if let (Check::NonNegative | Check::Positive, Some(n)) = (spec.check, value.as_f64()) {
+        if n < 0.0 || (spec.check == Check::Positive && n == 0.0) {
+            let bound = if spec.check == Check::Positive {
+                "> 0"
+            } else {
+                "≥ 0"
+            };
+            return bad_value(format!("{n} must be {bound}"));
+        }
+    }
+    Ok(())
+}
+
+fn expected(kind: FieldKind) -> &'static str {
+    match kind {
+        FieldKind::String => "a string",
+        FieldKind::Integer => "an integer",
+        FieldKind::Number => "a number",
+        FieldKind::Boolean => "a boolean",
+        FieldKind::Timestamp => "an RFC 3339 timestamp string",
+        FieldKind::Object => "an object",
+        FieldKind::Records(_) => "an array of objects",
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "an integer",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn wrong_type(name: &str, expected: &str, got: &Value) -> Rejection {
+    Rejection::new(
+        Reason::BadFieldType,
+        format!("field `{name}` must be {expected}, got {}", json_type(got)),
+    )
+}
+
+fn required<'a>(fields: &'a Map<String, Value>, name: &str) -> Result<&'a Value, Rejection> {
+    match fields.get(name) {
+        None | Some(Value::Null) => Err(Rejection::new(
+            Reason::MissingField,
+            format!("required field `{name}` is missing"),
+        )),
+        Some(value) => Ok(value),
+    }
+}
+
+fn required_string<'a>(fields: &'a Map<String, Value>, name: &str) -> Result<&'a str, Rejection> {
+    match required(fields, name)? {
+        Value::String(s) => Ok(s),
+        other => Err(wrong_type(name, "a string", other)),
+    }
+}
+
+fn parse_timestamp(name: &str, value: &Value) -> Result<DateTime<Utc>, Rejection> {
+    let Value::String(text) = value else {
+        return Err(wrong_type(name, "an RFC 3339 timestamp string", value));
+    };
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            Rejection::new(
+                Reason::BadValue,
+                format!(
+                    "field `{name}`: {:?} is not an RFC 3339 timestamp: {e}",
+                    truncate(text)
+                ),
+            )
+        })
+}
+
+/// Keeps user input quoted in error details short.
+fn truncate(s: &str) -> &str {
+    match s.char_indices().nth(80) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn provenance() -> Provenance<'static> {
+        Provenance {
+            message_id: "1001",
+            publish_time: Some("2024-05-01T12:00:01.5Z"),
+            ingested_at: DateTime::parse_from_rfc3339("2024-05-01T12:00:02Z")
+                .unwrap()
+                .with_timezone(&Utc),
+        }
+    }
+
+    fn run(event: &Value) -> Result<NormalisedEvent, Rejection> {
+        normalise(&serde_json::to_vec(event).unwrap(), &provenance(), 1 << 20)
+    }
+
+    fn reject(event: &Value) -> Rejection {
+        run(event).expect_err("the event should be rejected")
+    }
+
+    pub(crate) fn valid(event_type: &str) -> Value {
+        let base = json!({"event_id": "e-1", "event_type": event_type, "timestamp": "2024-05-01T13:59:58+02:00"});
+        let extra = match event_type {
+            "order" => json!({"order_id": "o-1", "customer_id": "c-1", "status": "paid",
+                "items": [{"product_id": "p-1", "quantity": 2, "price": 9.5}], "total_amount": 19.0}),
+            "inventory" => {
+                json!({"product_id": "p-1", "warehouse_id": "w-1", "quantity_change": -3})
+            }
+            "user_activity" => {
+                json!({"user_id": "u-1", "activity_type": "search", "metadata": {"q": "socks"}})
+            }
+            "device_telemetry" => {
+                json!({"device_id": "d-1", "sensor_type": "temperature", "reading": 21.5, "unit": "C"})
+            }
+            _ => json!({"anything": [1, 2]}),
+        };
+        let mut event = base;
+        event
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        event
+    }
+
+    fn with(event_type: &str, key: &str, value: Value) -> Value {
+        let mut event = valid(event_type);
+        event[key] = value;
+        event
+    }
+
+    fn without(event_type: &str, key: &str) -> Value {
+        let mut event = valid(event_type);
+        event.as_object_mut().unwrap().remove(key);
+        event
+    }
+
+    #[test]
+    fn every_known_type_accepts_a_valid_event_and_normalises_it() {
+        for spec in KNOWN_TYPES {
+            let event = run(&valid(spec.name)).unwrap();
+            assert_eq!(event.event_type, spec.name);
+            assert_eq!(event.event_id, "e-1");
+            assert_eq!(event.fields["timestamp"], "2024-05-01T11:59:58Z");
+            assert_eq!(event.fields["event_date"], "2024-05-01");
+            assert_eq!(event.fields["ingested_at"], "2024-05-01T12:00:02Z");
+            assert_eq!(event.fields["message_id"], "1001");
+            assert_eq!(event.fields["publish_time"], "2024-05-01T12:00:01.500Z");
+        }
+    }
+
+    #[test]
+    fn every_known_type_requires_each_of_its_fields() {
+        for spec in KNOWN_TYPES {
+            for field in spec.fields.iter().filter(|f| f.required) {
+                let err = reject(&without(spec.name, field.name));
+                assert_eq!(
+                    err.reason,
+                    Reason::MissingField,
+                    "{}.{}",
+                    spec.name,
+                    field.name
+                );
+                assert!(err.detail.contains(field.name), "{}", err.detail);
+                let err = reject(&with(spec.name, field.name, Value::Null));
+                assert_eq!(err.reason, Reason::MissingField);
+            }
+        }
+    }
+
+    #[test]
+    fn every_known_type_checks_field_types() {
+        for spec in KNOWN_TYPES {
+            for field in spec.fields {
+                let wrong = match field.kind {
+                    FieldKind::String => json!(5),
+                    _ => json!("five"),
+                };
+                let err = reject(&with(spec.name, field.name, wrong));
+                assert_eq!(
+                    err.reason,
+                    Reason::BadFieldType,
+                    "{}.{}: {}",
+                    spec.name,
+                    field.name,
+                    err.detail
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn values_outside_their_domain_are_bad_values() {
+        let cases = [
+            with("order", "status", json!("lost")),
+            with("order", "total_amount", json!(-1)),
+            with("order", "items", json!([])),
+            with(
+                "order",
+                "items",
+                json!([{"product_id": "p", "quantity": 0, "price": 1}]),
+            ),
+            with("user_activity", "activity_type", json!("teleport")),
+            with("device_telemetry", "sensor_type", json!("smell")),
+            with("inventory", "warehouse_id", json!("  ")),
+            with("order", "timestamp", json!("yesterday")),
+            with("order", "event_id", json!("../../etc/passwd")),
+        ];
+        for event in cases {
+            assert_eq!(reject(&event).reason, Reason::BadValue, "{event}");
+        }
+    }
+
+    #[test]
+    fn nested_items_are_checked_by_path() {
+        let err = reject(&with(
+            "order",
+            "items",
+            json!([{"product_id": "p", "quantity": 1.5, "price": 1}]),
+        ));
+        assert_eq!(err.reason, Reason::BadFieldType);
+        assert!(err.detail.contains("items[0].quantity"), "{}", err.detail);
+        let err = reject(&with(
+            "order",
+            "items",
+            json!([{"quantity": 1, "price": 1}]),
+        ));
+        assert_eq!(err.reason, Reason::MissingField);
+    }
+
+    #[test]
+    fn event_type_must_be_a_safe_identifier() {
+        for bad in [
+            "Order",
+            "1order",
+            "or-der",
+            "",
+            "../x",
+            "a".repeat(65).as_str(),
+            "drop table;",
+        ] {
+            assert_eq!(
+                reject(&with("order", "event_type", json!(bad))).reason,
+                Reason::InvalidEventType,
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            reject(&with("order", "event_type", json!(3))).reason,
+            Reason::BadFieldType
+        );
+        assert_eq!(
+            reject(&without("order", "event_type")).reason,
+            Reason::MissingField
+        );
+        assert!(is_valid_event_type(&"a".repeat(64)));
+    }
+
+    #[test]
+    fn unknown_types_need_only_the_envelope_fields() {
+        let event = run(&valid("shipment_scan")).unwrap();
+        assert_eq!(event.fields["anything"], json!([1, 2]));
+        assert_eq!(
+            reject(&without("shipment_scan", "timestamp")).reason,
+            Reason::MissingField
+        );
+    }
+
+    #[test]
+    fn a_missing_event_id_is_derived_from_the_message_id() {
+        let first = run(&without("order", "event_id")).unwrap();
+        let again = run(&without("order", "event_id")).unwrap();
+        assert_eq!(first.event_id, again.event_id);
+        assert_eq!(first.fields["event_id"], json!(first.event_id));
+        assert_ne!(first.event_id, derived_event_id("1002"));
+    }
+
+    #[test]
+    fn not_json_objects_and_oversized_events_are_rejected() {
+        let p = provenance();
+        assert_eq!(
+            normalise(b"[1]", &p, 100).unwrap_err().reason,
+            Reason::BadJson
+        );
+        assert_eq!(
+            normalise(b"{\"a\":", &p, 100).unwrap_err().reason,
+            Reason::BadJson
+        );
+        assert_eq!(
+            normalise(&[b' '; 101], &p, 100).unwrap_err().reason,
+            Reason::TooLarge
+        );
+    }
+}

@@ -1,0 +1,69 @@
+//! The HTTP runtime every function shares: `GET /healthz`, a body limit, a request timeout, the
+//! request span, and serving on `$PORT` until SIGTERM, draining requests in flight.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::config::Config;
+use crate::telemetry;
+
+/// Adds the shared routes and layers to a function's router.
+///
+/// A request that outlives `PULSE_REQUEST_TIMEOUT_SECS` is answered 503, so the sender delivers
+/// it again; everything a function writes is idempotent, so the abandoned attempt does no harm.
+pub fn with_runtime_layers(router: Router, config: &Config) -> Router {
+    router
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            config.request_timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            config.project.clone(),
+            telemetry::trace_requests,
+        ))
+}
+
+/// Binds `0.0.0.0:$PORT` (Cloud Run's contract).
+pub async fn bind(config: &Config) -> std::io::Result<TcpListener> {
+    TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], config.port))).await
+}
+
+/// Serves `router` on `listener` until SIGTERM or Ctrl-C, then stops accepting and waits for
+/// the requests in flight to finish.
+pub async fn serve(listener: TcpListener, router: Router) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+}
+
+/// Resolves on SIGTERM (Cloud Run's stop signal) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received: finishing requests in flight"),
+        () = terminate => tracing::info!("SIGTERM received: finishing requests in flight"),
+    }
+}

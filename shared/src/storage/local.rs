@@ -1,0 +1,328 @@
+//! The embedded object store: bucket `B`, object `N` is the plain file `<root>/B/N`.
+//!
+//! Writes go through one writer thread that commits them in groups: each object is written to a
+//! temporary file and hard-linked to its name (the link fails if the name exists, which is the
+//! create-if-absent test, and nobody ever sees a half-written object), then one `syncfs` makes
+//! the whole group durable before any of its writers is answered. Under load one sync covers
+//! many requests; alone, a request pays for one sync.
+
+use std::fs;
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use super::{Created, ObjectStore, is_safe_object_name};
+use crate::error::{BackendError, Retry};
+
+/// Most writes committed by one sync.
+const MAX_GROUP: usize = 512;
+
+/// A directory per bucket under `root`.
+#[derive(Clone)]
+pub struct LocalObjectStore {
+    root: PathBuf,
+    writer: mpsc::Sender<WriteJob>,
+}
+
+struct WriteJob {
+    path: PathBuf,
+    body: Bytes,
+    done: oneshot::Sender<io::Result<Created>>,
+}
+
+impl LocalObjectStore {
+    /// Opens (creating) the store under `root`. `durable` makes every acknowledged write survive
+    /// a power cut (`syncfs`); without it writes survive a crash of the process only.
+    pub fn open(root: impl Into<PathBuf>, durable: bool) -> io::Result<Self> {
+        let root = root.into();
+        fs::create_dir_all(&root)?;
+        let (writer, jobs) = mpsc::channel();
+        let sync_root = fs::File::open(&root)?;
+        std::thread::Builder::new()
+            .name("pulse-object-writer".to_owned())
+            .spawn(move || GroupWriter::new(durable.then_some(sync_root)).run(&jobs))?;
+        Ok(Self { root, writer })
+    }
+
+    fn path(&self, bucket: &str, name: &str) -> Result<PathBuf, BackendError> {
+        if !is_safe_object_name(bucket) || bucket.contains('/') || !is_safe_object_name(name) {
+            return Err(BackendError::new(
+                format!("address {bucket}/{name}"),
+                Retry::Permanent,
+                "bucket or object name has an empty, `.` or `..` segment",
+            ));
+        }
+        Ok(self.root.join(bucket).join(name))
+    }
+}
+
+#[async_trait]
+impl ObjectStore for LocalObjectStore {
+    fn describe(&self) -> String {
+        format!("local directory {}", self.root.display())
+    }
+
+    async fn create_if_absent(
+        &self,
+        bucket: &str,
+        name: &str,
+        body: Bytes,
+        _content_type: &str,
+    ) -> Result<Created, BackendError> {
+        let path = self.path(bucket, name)?;
+        let operation = || format!("write {}", path.display());
+        let (done, result) = oneshot::channel();
+        self.writer
+            .send(WriteJob {
+                path: path.clone(),
+                body,
+                done,
+            })
+            .map_err(|_| {
+                BackendError::new(operation(), Retry::Transient, "the writer thread stopped")
+            })?;
+        match result.await {
+            Ok(Ok(created)) => Ok(created),
+            Ok(Err(err)) => Err(BackendError::io(operation(), &err)),
+            Err(_) => Err(BackendError::new(
+                operation(),
+                Retry::Transient,
+                "the writer thread stopped",
+            )),
+        }
+    }
+
+    async fn read(&self, bucket: &str, name: &str) -> Result<Option<Bytes>, BackendError> {
+        let path = self.path(bucket, name)?;
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => Ok(Some(Bytes::from(bytes))),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(BackendError::io(format!("read {}", path.display()), &err)),
+        }
+    }
+
+    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, BackendError> {
+        let bucket_dir = self.path(bucket, "x")?.with_file_name("");
+        let prefix = prefix.to_owned();
+        let operation = format!("list {}/{prefix}", bucket_dir.display());
+        tokio::task::spawn_blocking(move || list_under(&bucket_dir, &prefix))
+            .await
+            .map_err(|e| BackendError::new(operation.clone(), Retry::Transient, e))?
+            .map_err(|e| BackendError::io(operation, &e))
+    }
+}
+
+/// Lists files under `bucket_dir` whose relative name starts with `prefix`, skipping temporary
+/// files. Only directories that can hold a match are walked.
+fn list_under(bucket_dir: &Path, prefix: &str) -> io::Result<Vec<String>> {
+    let (dir_part, _) = prefix.rsplit_once('/').unwrap_or(("", prefix));
+    let mut names = Vec::new();
+    let mut pending = vec![bucket_dir.join(dir_part)];
+    while let Some(dir) = pending.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(err),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let path = entry.path();
+            let Ok(relative) = path.strip_prefix(bucket_dir) else {
+                continue;
+            };
+            let relative = relative.to_string_lossy().into_owned();
+            if entry.file_type()?.is_dir() {
+                if prefix.starts_with(&relative) || relative.starts_with(prefix) {
+                    pending.push(path);
+                }
+            } else if relative.starts_with(prefix) && !is_temporary(&entry.file_name()) {
+                names.push(relative);
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn is_temporary(file_name: &std::ffi::OsStr) -> bool {
+    file_name.to_string_lossy().starts_with(".tmp-")
+}
+
+/// The writer thread's state: what to sync, and a counter for temporary names.
+struct GroupWriter {
+    sync_root: Option<fs::File>,
+    next_temp: u64,
+}
+
+impl GroupWriter {
+    fn new(sync_root: Option<fs::File>) -> Self {
+        Self {
+            sync_root,
+            next_temp: 0,
+        }
+    }
+
+    fn run(mut self, jobs: &mpsc::Receiver<WriteJob>) {
+        let mut group = Vec::with_capacity(MAX_GROUP);
+        while let Ok(first) = jobs.recv() {
+            group.push(first);
+            while group.len() < MAX_GROUP {
+                match jobs.try_recv() {
+                    Ok(job) => group.push(job),
+                    Err(_) => break,
+                }
+            }
+            let mut results: Vec<io::Result<Created>> = group
+                .iter()
+                .map(|job| self.write(&job.path, &job.body))
+                .collect();
+            let wrote_any = results.iter().any(|r| matches!(r, Ok(Created::New)));
+            if wrote_any {
+                if let Err(err) = self.sync() {
+                    // Nothing in this group is known durable: fail every write in it, so each
+                    // is retried; the retry finds its object and answers AlreadyExisted.
+                    let kind = err.kind();
+                    let message = err.to_string();
+                    for result in &mut results {
+                        *result = Err(io::Error::new(kind, message.clone()));
+                    }
+                }
+            }
+            for (job, result) in group.drain(..).zip(results) {
+                // The requester may have given up (timeout); the object stays either way.
+                let _ = job.done.send(result);
+            }
+        }
+    }
+
+    fn write(&mut self, path: &Path, body: &[u8]) -> io::Result<Created> {
+        if path.exists() {
+            return Ok(Created::AlreadyExisted);
+        }
+        let dir = path
+            .parent()
+            .ok_or_else(|| io::Error::other("object path has no parent"))?;
+        self.next_temp += 1;
+        let temp = dir.join(format!(".tmp-{}-{}", std::process::id(), self.next_temp));
+        // Most writes land in a directory that exists: try first, create it only when missing.
+        let file = match fs::File::create(&temp) {
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(dir)?;
+                fs::File::create(&temp)
+            }
+            other => other,
+        };
+        let written = file.and_then(|mut file| file.write_all(body));
+        let linked = written.and_then(|()| fs::hard_link(&temp, path));
+        let _ = fs::remove_file(&temp);
+        match linked {
+            Ok(()) => Ok(Created::New),
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Ok(Created::AlreadyExisted),
+            Err(err) => Err(err),
+        }
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        match &self.sync_root {
+            Some(root) => rustix::fs::syncfs(root).map_err(io::Error::from),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn creates_once_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalObjectStore::open(dir.path(), true).unwrap();
+        let first = store
+            .create_if_absent(
+                "b",
+                "raw/x/1.json",
+                Bytes::from_static(b"one"),
+                "application/json",
+            )
+            .await
+            .unwrap();
+        let second = store
+            .create_if_absent(
+                "b",
+                "raw/x/1.json",
+                Bytes::from_static(b"two"),
+                "application/json",
+            )
+            .await
+            .unwrap();
+        assert_eq!((first, second), (Created::New, Created::AlreadyExisted));
+        assert_eq!(
+            store.read("b", "raw/x/1.json").await.unwrap().unwrap(),
+            "one"
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("b/raw/x/1.json")).unwrap(),
+            b"one"
+        );
+        assert_eq!(store.read("b", "raw/x/2.json").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn concurrent_writers_of_one_name_create_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalObjectStore::open(dir.path(), false).unwrap();
+        let writes = (0..64).map(|i| {
+            let store = store.clone();
+            async move {
+                store
+                    .create_if_absent("b", "same.json", Bytes::from(format!("{i}")), "text/plain")
+                    .await
+                    .unwrap()
+            }
+        });
+        let results = futures_util::future::join_all(writes).await;
+        assert_eq!(results.iter().filter(|c| **c == Created::New).count(), 1);
+    }
+
+    #[tokio::test]
+    async fn lists_by_prefix_without_temporary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalObjectStore::open(dir.path(), false).unwrap();
+        for name in [
+            "raw/order/a.json",
+            "raw/order/b.json",
+            "raw/orders/c.json",
+            "dead-letter/x.json",
+        ] {
+            store
+                .create_if_absent("b", name, Bytes::from_static(b"{}"), "application/json")
+                .await
+                .unwrap();
+        }
+        std::fs::write(dir.path().join("b/raw/order/.tmp-1-1"), b"").unwrap();
+        assert_eq!(
+            store.list("b", "raw/order/").await.unwrap(),
+            ["raw/order/a.json", "raw/order/b.json"]
+        );
+        assert_eq!(store.list("b", "raw/order").await.unwrap().len(), 3);
+        assert!(store.list("missing", "raw/").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn unsafe_names_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalObjectStore::open(dir.path(), false).unwrap();
+        for name in ["../escape.json", "a//b", "/abs", "a/./b"] {
+            let err = store
+                .create_if_absent("b", name, Bytes::new(), "text/plain")
+                .await
+                .unwrap_err();
+            assert_eq!(err.retry, Retry::Permanent, "{name}");
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Logging: Cloud Logging JSON on Cloud Run (severity, source location, `httpRequest`, trace
+//! correlation), readable text elsewhere, and one span per request carrying the message id and
+//! event id.
+
+use std::io;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use serde_json::Value;
+use tracing::{Instrument as _, Span, field};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+use crate::config::Config;
+
+/// Installs the global subscriber. `RUST_LOG` filters (default `info`).
+pub fn init(config: &Config) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    let installed = if config.json_logs {
+        registry
+            .with(
+                tracing_stackdriver::layer()
+                    .with_source_location(true)
+                    .with_writer(TraceLiftingStdout),
+            )
+            .try_init()
+    } else {
+        registry
+            .with(tracing_subscriber::fmt::layer().with_target(false))
+            .try_init()
+    };
+    // A second init (tests, or the local stack running several functions) keeps the first.
+    drop(installed);
+}
+
+/// The Cloud Trace id of a request, from `traceparent` (W3C) or `X-Cloud-Trace-Context`.
+pub fn trace_id(headers: &http::HeaderMap) -> Option<String> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let valid = |id: &str| {
+        id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) && id != "0".repeat(32)
+    };
+    if let Some(parent) = header("traceparent") {
+        let mut parts = parent.split('-');
+        if let (Some(_version), Some(id)) = (parts.next(), parts.next()) {
+            if valid(id) {
+                return Some(id.to_ascii_lowercase());
+            }
+        }
+    }
+    let context = header("x-cloud-trace-context")?;
+    let id = context.split('/').next()?;
+    valid(id).then(|| id.to_ascii_lowercase())
+}
+
+/// Middleware: runs each request in a `request` span (method, path, trace, and the
+/// `message_id`/`event_id` that handlers record) and logs its end with `httpRequest` fields:
+/// at `info` for server errors and redeliveries asked for, at `debug` otherwise.
+pub async fn trace_requests(
+    State(project): State<String>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let trace = trace_id(request.headers())
+        .map(|id| format!("projects/{project}/traces/{id}"))
+        .unwrap_or_default();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let span = tracing::info_span!(
+        "request",
+        %method,
+        %path,
+        trace = %trace,
+        message_id = field::Empty,
+        event_id = field::Empty,
+    );
+    let started = Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    let latency = format!("{:.6}s", started.elapsed().as_secs_f64());
+    let _entered = span.enter();
+    if status >= 500 || status == 429 {
+        tracing::info!(
+            http_request.request_method = %method,
+            http_request.request_url = %path,
+            http_request.status = status,
+            http_request.latency = %latency,
+            "request answered {status}; the sender will deliver it again"
+        );
+    } else {
+        tracing::debug!(
+            http_request.request_method = %method,
+            http_request.request_url = %path,
+            http_request.status = status,
+            http_request.latency = %latency,
+            "request answered {status}"
+        );
+    }
+    response
+}
+
+/// Records the message and event ids on the current request span.
+pub fn record_ids(message_id: Option<&str>, event_id: Option<&str>) {
+    let span = Span::current();
+    if let Some(id) = message_id {
+        span.record("message_id", id);
+    }
+    if let Some(id) = event_id {
+        span.record("event_id", id);
+    }
+}
+
+/// Writes Cloud Logging lines to stdout, lifting the request span's `trace` field to the
+/// top-level `logging.googleapis.com/trace` key that Cloud Logging correlates on.
+/// (`tracing-stackdriver` only does this through OpenTelemetry 0.22, which this project does
+/// not otherwise need, so these few lines are written by hand.)
+struct TraceLiftingStdout;
+
+impl<'a> MakeWriter<'a> for TraceLiftingStdout {
+    type Writer = TraceLiftingWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        TraceLiftingWriter
+    }
+}
+
+struct TraceLiftingWriter;
+
+impl io::Write for TraceLiftingWriter {
+    /// The formatter hands over one whole JSON line per call.
+    fn write(&mut self, line: &[u8]) -> io::Result<usize> {
+        let lifted = lift_trace(line);
+        io::Write::write_all(&mut io::stdout().lock(), lifted.as_deref().unwrap_or(line))?;
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        io::stdout().flush()
+    }
+}
+
+/// Returns the line with `logging.googleapis.com/trace` added, or `None` when it has no trace.
+fn lift_trace(line: &[u8]) -> Option<Vec<u8>> {
+    let mut entry: serde_json::Map<String, Value> = serde_json::from_slice(line).ok()?;
+    let trace = entry
+        .get("spans")?
+        .as_array()?
+        .iter()
+        .find_map(|span| span.get("trace")?.as_str().filter(|t| !t.is_empty()))?
+        .to_owned();
+    entry.insert(
+        "logging.googleapis.com/trace".to_owned(),
+        Value::String(trace),
+    );
+    let mut out = serde_json::to_vec(&entry).ok()?;
+    out.push(b'\n');
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(name: &'static str, value: &'static str) -> http::HeaderMap {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(name, http::HeaderValue::from_static(value));
+        headers
+    }
+
+    #[test]
+    fn reads_trace_ids_from_both_headers() {
+        assert_eq!(
+            trace_id(&headers(
+                "traceparent",
+                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"
+            ))
+            .as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(
+            trace_id(&headers(
+                "x-cloud-trace-context",
+                "105445aa7843bc8bf206b12000100000/1;o=1"
+            ))
+            .as_deref(),
+            Some("105445aa7843bc8bf206b12000100000")
+        );
+        assert_eq!(trace_id(&headers("traceparent", "garbage")), None);
+        assert_eq!(trace_id(&http::HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn lifts_the_request_trace_to_the_top_level() {
+        let line =
+            br#"{"severity":"INFO","spans":[{"name":"request","trace":"projects/p/traces/abc"}]}"#;
+        let lifted: Value = serde_json::from_slice(&lift_trace(line).unwrap()).unwrap();
+        assert_eq!(
+            lifted["logging.googleapis.com/trace"],
+            "projects/p/traces/abc"
+        );
+        assert_eq!(lift_trace(br#"{"severity":"INFO"}"#), None);
+    }
+}
