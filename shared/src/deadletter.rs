@@ -75,6 +75,19 @@ impl DeadLetterRecord {
         }
     }
 
+    /// The kept request headers, as headers again (to decode the body once more on replay).
+    pub fn header_map(&self) -> HeaderMap {
+        self.headers
+            .iter()
+            .filter_map(|(name, value)| {
+                Some((
+                    http::HeaderName::try_from(name.as_str()).ok()?,
+                    http::HeaderValue::try_from(value.as_str()).ok()?,
+                ))
+            })
+            .collect()
+    }
+
     fn base(rejection: &Rejection, function: &str) -> Self {
         Self {
             reason: rejection.reason.code().to_owned(),

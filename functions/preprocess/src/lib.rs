@@ -1,0 +1,66 @@
+//! preprocess: the streaming front door. Takes Pub/Sub deliveries of raw events, validates and
+//! normalises each, archives it in the raw archive (create-if-absent) and publishes it to the
+//! processed topic; dead-letters what can never succeed. Also re-drives events by hand.
+
+mod error;
+mod ingest;
+mod replay;
+mod trigger;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::post;
+use pulse_shared::backends::Backends;
+use pulse_shared::config::Config;
+use pulse_shared::deadletter::DeadLetterStore;
+use pulse_shared::publish::Publisher;
+use pulse_shared::runtime::with_runtime_layers;
+use pulse_shared::storage::ObjectStore;
+
+pub use error::PreprocessError;
+pub use ingest::{Ingested, raw_object_name};
+pub use replay::{RawSlice, ReplayReport, ReplayRequest};
+
+/// The function's name in logs and dead-letter records.
+pub const FUNCTION: &str = "preprocess";
+
+/// What every request handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Settings>,
+}
+
+struct Settings {
+    config: Config,
+    objects: Arc<dyn ObjectStore>,
+    publisher: Arc<dyn Publisher>,
+    dead_letters: DeadLetterStore,
+}
+
+impl AppState {
+    pub fn new(config: Config, backends: Backends) -> Self {
+        let dead_letters = Backends::dead_letters(&config, &backends.objects);
+        Self {
+            inner: Arc::new(Settings {
+                config,
+                objects: backends.objects,
+                publisher: backends.publisher,
+                dead_letters,
+            }),
+        }
+    }
+
+    fn config(&self) -> &Config {
+        &self.inner.config
+    }
+}
+
+/// The function's HTTP surface: `POST /` (the trigger), `POST /replay`, `GET /healthz`.
+pub fn app(state: AppState) -> Router {
+    let router = Router::new()
+        .route("/", post(trigger::handle))
+        .route("/replay", post(replay::handle))
+        .with_state(state.clone());
+    with_runtime_layers(router, state.config())
+}
