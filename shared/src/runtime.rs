@@ -39,8 +39,17 @@ pub async fn bind(config: &Config) -> std::io::Result<TcpListener> {
 /// Serves `router` on `listener` until SIGTERM or Ctrl-C, then stops accepting and waits for
 /// the requests in flight to finish.
 pub async fn serve(listener: TcpListener, router: Router) -> std::io::Result<()> {
+    serve_until(listener, router, shutdown_signal()).await
+}
+
+/// Serves `router` on `listener` until `stop` resolves, then drains requests in flight.
+pub async fn serve_until(
+    listener: TcpListener,
+    router: Router,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(stop)
         .await
 }
 

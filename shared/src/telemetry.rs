@@ -65,19 +65,19 @@ pub async fn trace_requests(
     request: Request,
     next: Next,
 ) -> Response {
-    let trace = trace_id(request.headers())
-        .map(|id| format!("projects/{project}/traces/{id}"))
-        .unwrap_or_default();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let span = tracing::info_span!(
         "request",
         %method,
         %path,
-        trace = %trace,
+        trace = field::Empty,
         message_id = field::Empty,
         event_id = field::Empty,
     );
+    if let Some(id) = trace_id(request.headers()) {
+        span.record("trace", format!("projects/{project}/traces/{id}"));
+    }
     let started = Instant::now();
     let response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();

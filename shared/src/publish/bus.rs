@@ -7,8 +7,8 @@
 //! keeps every event, and `POST /replay` re-publishes any slice of it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -74,6 +74,10 @@ struct BusInner {
     http: reqwest::Client,
     dead_letters: DeadLetterStore,
     next_message_id: AtomicU64,
+    /// Deliveries accepted by `publish` and not yet acknowledged or dead-lettered.
+    in_flight: AtomicUsize,
+    /// Messages published, by topic.
+    published: Mutex<HashMap<String, u64>>,
 }
 
 impl LocalBus {
@@ -89,6 +93,8 @@ impl LocalBus {
                 http: reqwest::Client::new(),
                 dead_letters,
                 next_message_id: AtomicU64::new(first_id),
+                in_flight: AtomicUsize::new(0),
+                published: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -99,7 +105,7 @@ impl LocalBus {
         self.inner
             .subscriptions
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
             .entry(subscription.topic.clone())
             .or_default()
             .push(sender);
@@ -108,6 +114,28 @@ impl LocalBus {
             Arc::new(subscription),
             receiver,
         ));
+    }
+
+    /// Deliveries not yet acknowledged or dead-lettered.
+    pub fn in_flight(&self) -> usize {
+        self.inner.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once every delivery has been acknowledged or dead-lettered.
+    pub async fn settled(&self) {
+        while self.in_flight() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// How many messages have been published to `topic` since the bus started.
+    pub fn published(&self, topic: &str) -> u64 {
+        let published = self
+            .inner
+            .published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        published.get(topic).copied().unwrap_or_default()
     }
 }
 
@@ -139,10 +167,20 @@ impl Publisher for LocalBus {
                 ordering_key: None,
             };
             for sender in senders {
-                // A closed receiver means the runtime is shutting down; nothing to deliver to.
-                let _ = sender.send(push.clone());
+                self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
+                if sender.send(push.clone()).is_err() {
+                    // The runtime is shutting down; there is nobody left to deliver to.
+                    self.inner.in_flight.fetch_sub(1, Ordering::SeqCst);
+                }
             }
         }
+        *self
+            .inner
+            .published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(topic.to_owned())
+            .or_default() += 1;
         Ok(message_id)
     }
 }
@@ -160,6 +198,7 @@ async fn deliver_all(
         let (bus, subscription) = (bus.clone(), subscription.clone());
         tokio::spawn(async move {
             deliver(&bus, &subscription, message).await;
+            bus.in_flight.fetch_sub(1, Ordering::SeqCst);
             drop(permit);
         });
     }

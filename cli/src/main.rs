@@ -1,0 +1,64 @@
+//! `pulse`: runs the Pulse pipeline on one machine with embedded backends.
+
+use clap::{Parser, Subcommand};
+use pulse_shared::config::{BackendKind, Config};
+use pulse_shared::telemetry;
+
+use pulse::demo;
+use pulse::stack::{LocalStack, PortChoice};
+
+#[derive(Parser)]
+#[command(name = "pulse", version, about = "Run the Pulse pipeline locally")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Bind every server to a free port instead of the conventional ones (8080, 8081, …).
+    #[arg(long, global = true)]
+    any_ports: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start every function, the local bus and the publish endpoint; stop with Ctrl-C.
+    Up,
+    /// Start the stack, send sample events (valid, duplicate, malformed), wait until the
+    /// pipeline settles, and report what it did.
+    Demo {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::from_env()?;
+    anyhow::ensure!(
+        config.backend == BackendKind::Local,
+        "`pulse` runs the local stack; unset PULSE_BACKEND (it is `gcp`)"
+    );
+    telemetry::init(&config);
+    let ports = if cli.any_ports {
+        PortChoice::Any
+    } else {
+        PortChoice::Conventional
+    };
+    match cli.command {
+        Command::Up => {
+            let stack = LocalStack::start(config, ports).await?;
+            println!("{}", stack.describe());
+            pulse_shared::runtime::shutdown_signal().await;
+            stack.stop().await;
+        }
+        Command::Demo { json } => {
+            let report = demo::run(config, ports).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+        }
+    }
+    Ok(())
+}

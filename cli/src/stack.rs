@@ -1,0 +1,151 @@
+//! The local stack: each function served on its own loopback port, exactly as on Cloud Run,
+//! wired by the local bus's push subscriptions, sharing one object store under the data dir.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use pulse_shared::backends::Backends;
+use pulse_shared::config::Config;
+use pulse_shared::publish::{LocalBus, PushSubscription};
+use pulse_shared::runtime::serve_until;
+use pulse_shared::storage::ObjectStore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Which ports the servers bind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortChoice {
+    /// The local conventions: control and dashboard 8080, preprocess 8081.
+    Conventional,
+    /// Any free port (tests, or a second stack beside the first).
+    Any,
+}
+
+impl PortChoice {
+    fn port(self, conventional: u16) -> u16 {
+        match self {
+            PortChoice::Conventional => conventional,
+            PortChoice::Any => 0,
+        }
+    }
+}
+
+/// Port of the stack's own endpoint (publish API; later the dashboard).
+pub const CONTROL_PORT: u16 = 8080;
+/// Port of preprocess.
+pub const PREPROCESS_PORT: u16 = 8081;
+
+/// A running local stack.
+pub struct LocalStack {
+    pub config: Config,
+    pub bus: LocalBus,
+    pub objects: Arc<dyn ObjectStore>,
+    pub control: SocketAddr,
+    pub preprocess: SocketAddr,
+    stop: watch::Sender<bool>,
+    servers: Vec<JoinHandle<std::io::Result<()>>>,
+}
+
+impl LocalStack {
+    /// Starts every function and subscribes it to its topic on the bus.
+    pub async fn start(config: Config, ports: PortChoice) -> anyhow::Result<Self> {
+        let objects = Backends::local_objects(&config)?;
+        let bus = Backends::local_bus(&config, &objects);
+        let backends = Backends {
+            objects: objects.clone(),
+            publisher: Arc::new(bus.clone()),
+        };
+        let (stop, stopped) = watch::channel(false);
+        let mut servers = Vec::new();
+
+        let (preprocess, server) = serve(
+            ports.port(PREPROCESS_PORT),
+            preprocess::app(preprocess::AppState::new(config.clone(), backends.clone())),
+            stopped.clone(),
+        )
+        .await?;
+        servers.push(server);
+        bus.subscribe(PushSubscription::new(
+            "preprocess",
+            config.raw_topic.clone(),
+            format!("http://{preprocess}/"),
+        ));
+
+        let (control, server) = serve(
+            ports.port(CONTROL_PORT),
+            crate::publish_api::router(bus.clone(), &config),
+            stopped,
+        )
+        .await?;
+        servers.push(server);
+
+        backends.log();
+        Ok(Self {
+            config,
+            bus,
+            objects,
+            control,
+            preprocess,
+            stop,
+            servers,
+        })
+    }
+
+    /// Where things are, for a person.
+    pub fn describe(&self) -> String {
+        let data_dir = self.config.data_dir.display();
+        let mut text = String::new();
+        let _ = writeln!(text, "Pulse local stack is up (Ctrl-C to stop)");
+        let _ = writeln!(text, "  data dir       {data_dir}");
+        let _ = writeln!(
+            text,
+            "  raw archive    {data_dir}/gcs/{}/{}",
+            self.config.raw_bucket, self.config.raw_prefix
+        );
+        let _ = writeln!(
+            text,
+            "  dead letters   {data_dir}/gcs/{}/{}",
+            self.config.raw_bucket, self.config.dead_letter_prefix
+        );
+        let _ = writeln!(
+            text,
+            "  preprocess     http://{}/  (replay: POST /replay)",
+            self.preprocess
+        );
+        let _ = writeln!(
+            text,
+            "  publish        curl -X POST http://{}/v1/projects/{}/topics/{}:publish \\\n                   -d '{{\"messages\":[{{\"data\":\"<base64 event JSON>\"}}]}}'",
+            self.control, self.config.project, self.config.raw_topic
+        );
+        text
+    }
+
+    /// Stops accepting requests, lets those in flight finish, and waits for every server.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for server in self.servers {
+            match server.await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::error!("a server stopped with an error: {err}"),
+                Err(err) => tracing::error!("a server task failed: {err}"),
+            }
+        }
+    }
+}
+
+async fn serve(
+    port: u16,
+    router: axum::Router,
+    mut stopped: watch::Receiver<bool>,
+) -> anyhow::Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
+    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{port}: {e} (is a stack already running? try --any-ports)"))?;
+    let address = listener.local_addr()?;
+    let stop = async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    Ok((address, tokio::spawn(serve_until(listener, router, stop))))
+}
