@@ -136,10 +136,13 @@ impl BackendError {
     /// Classifies an error from the official Google Cloud SDK crates.
     pub fn from_gax(operation: impl Into<String>, err: &google_cloud_gax::error::Error) -> Self {
         use google_cloud_gax::error::rpc::Code;
-        let retry = if err.is_timeout() || err.is_transport() || err.is_exhausted() {
-            Retry::Transient
-        } else if let Some(status) = err.http_status_code() {
+        // The HTTP status decides first when there is one: an error answer whose body is not a
+        // JSON error (an empty 404, a proxy's HTML page) reaches us as a *transport* error that
+        // still carries its status, and a missing bucket must not be retried forever.
+        let retry = if let Some(status) = err.http_status_code() {
             Retry::from_http_status(status)
+        } else if err.is_timeout() || err.is_transport() || err.is_exhausted() {
+            Retry::Transient
         } else if let Some(status) = err.status() {
             match status.code {
                 Code::ResourceExhausted => Retry::Throttled,

@@ -81,14 +81,15 @@ pub async fn trace_requests(
     let started = Instant::now();
     let response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
-    let latency = format!("{:.6}s", started.elapsed().as_secs_f64());
+    // Field values are only computed when the log line is enabled.
+    let latency = || format!("{:.6}s", started.elapsed().as_secs_f64());
     let _entered = span.enter();
     if status >= 500 || status == 429 {
         tracing::info!(
             http_request.request_method = %method,
             http_request.request_url = %path,
             http_request.status = status,
-            http_request.latency = %latency,
+            http_request.latency = %latency(),
             "request answered {status}; the sender will deliver it again"
         );
     } else {
@@ -96,7 +97,7 @@ pub async fn trace_requests(
             http_request.request_method = %method,
             http_request.request_url = %path,
             http_request.status = status,
-            http_request.latency = %latency,
+            http_request.latency = %latency(),
             "request answered {status}"
         );
     }

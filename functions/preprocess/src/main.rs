@@ -4,6 +4,10 @@ use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
 use pulse_shared::{runtime, telemetry};
 
+// mimalloc: glibc's malloc was a tenth of the CPU profile under load (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::from_env()?;

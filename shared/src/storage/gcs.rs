@@ -6,7 +6,7 @@ use google_cloud_gax::paginator::ItemPaginator as _;
 use google_cloud_storage::client::{Storage, StorageControl};
 
 use super::{Created, ObjectStore};
-use crate::error::{BackendError, Retry};
+use crate::error::BackendError;
 
 /// Buckets in Cloud Storage. Object writes and reads use the JSON API; listing uses the
 /// StorageControl API (gRPC).
@@ -74,7 +74,10 @@ impl ObjectStore for GcsObjectStore {
             Err(err) if err.http_status_code() == Some(412) || is_failed_precondition(&err) => {
                 Ok(Created::AlreadyExisted)
             }
-            Err(err) => Err(backend_error(format!("write gs://{bucket}/{name}"), &err)),
+            Err(err) => Err(BackendError::from_gax(
+                format!("write gs://{bucket}/{name}"),
+                &err,
+            )),
         }
     }
 
@@ -90,11 +93,11 @@ impl ObjectStore for GcsObjectStore {
             Err(err) if err.http_status_code() == Some(404) || is_not_found(&err) => {
                 return Ok(None);
             }
-            Err(err) => return Err(backend_error(operation(), &err)),
+            Err(err) => return Err(BackendError::from_gax(operation(), &err)),
         };
         let mut contents = Vec::new();
         while let Some(chunk) = response.next().await {
-            let chunk = chunk.map_err(|e| backend_error(operation(), &e))?;
+            let chunk = chunk.map_err(|e| BackendError::from_gax(operation(), &e))?;
             contents.extend_from_slice(&chunk);
         }
         Ok(Some(Bytes::from(contents)))
@@ -115,17 +118,6 @@ impl ObjectStore for GcsObjectStore {
         }
         names.sort();
         Ok(names)
-    }
-}
-
-/// Classifies a failed call. An HTTP error answer whose body is not a JSON error (an empty 404
-/// from the storage emulator, an HTML page from a proxy) reaches us as a *transport* error that
-/// still carries its status; `from_gax` would call every transport error transient, so the
-/// status decides here when there is one.
-fn backend_error(operation: String, err: &google_cloud_gax::error::Error) -> BackendError {
-    match err.http_status_code() {
-        Some(status) => BackendError::new(operation, Retry::from_http_status(status), err),
-        None => BackendError::from_gax(operation, err),
     }
 }
 

@@ -6,13 +6,16 @@
 //! the whole group durable before any of its writers is answered. Under load one sync covers
 //! many requests; alone, a request pays for one sync.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Write as _};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use rustix::fs::{AtFlags, Mode, OFlags};
 use tokio::sync::oneshot;
 
 use super::{Created, ObjectStore, is_safe_object_name};
@@ -20,6 +23,8 @@ use crate::error::{BackendError, Retry};
 
 /// Most writes committed by one sync.
 const MAX_GROUP: usize = 512;
+/// Directory handles the writer keeps open.
+const MAX_OPEN_DIRECTORIES: usize = 256;
 
 /// A directory per bucket under `root`.
 #[derive(Clone)]
@@ -156,6 +161,7 @@ fn is_temporary(file_name: &std::ffi::OsStr) -> bool {
 struct GroupWriter {
     sync_root: Option<fs::File>,
     next_temp: u64,
+    directories: HashMap<PathBuf, Arc<OwnedFd>>,
 }
 
 impl GroupWriter {
@@ -163,6 +169,7 @@ impl GroupWriter {
         Self {
             sync_root,
             next_temp: 0,
+            directories: HashMap::new(),
         }
     }
 
@@ -199,31 +206,65 @@ impl GroupWriter {
         }
     }
 
+    /// Writes one object: a temporary file in the object's directory, hard-linked to its name.
+    /// Every call works relative to a cached handle on that directory, so the kernel resolves
+    /// one path component per call instead of the whole path.
     fn write(&mut self, path: &Path, body: &[u8]) -> io::Result<Created> {
-        if path.exists() {
+        let (dir_path, name) = match (path.parent(), path.file_name()) {
+            (Some(dir), Some(name)) => (dir, name),
+            _ => return Err(io::Error::other("object path has no directory or name")),
+        };
+        let dir = self.directory(dir_path)?;
+        if rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW).is_ok() {
             return Ok(Created::AlreadyExisted);
         }
-        let dir = path
-            .parent()
-            .ok_or_else(|| io::Error::other("object path has no parent"))?;
         self.next_temp += 1;
-        let temp = dir.join(format!(".tmp-{}-{}", std::process::id(), self.next_temp));
-        // Most writes land in a directory that exists: try first, create it only when missing.
-        let file = match fs::File::create(&temp) {
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir_all(dir)?;
-                fs::File::create(&temp)
+        let temp = format!(".tmp-{}-{}", std::process::id(), self.next_temp);
+        let flags = OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC;
+        let mode = Mode::from_bits_truncate(0o644);
+        let (dir, file) = match rustix::fs::openat(&dir, temp.as_str(), flags, mode) {
+            // The directory was removed behind the cached handle: open it afresh, once.
+            Err(rustix::io::Errno::NOENT) => {
+                self.directories.remove(dir_path);
+                let dir = self.directory(dir_path)?;
+                let file = rustix::fs::openat(&dir, temp.as_str(), flags, mode)?;
+                (dir, file)
             }
-            other => other,
+            other => (dir, other?),
         };
-        let written = file.and_then(|mut file| file.write_all(body));
-        let linked = written.and_then(|()| fs::hard_link(&temp, path));
-        let _ = fs::remove_file(&temp);
+        let written = fs::File::from(file).write_all(body);
+        let linked = written.and_then(|()| {
+            rustix::fs::linkat(&dir, temp.as_str(), &dir, name, AtFlags::empty())
+                .map_err(io::Error::from)
+        });
+        let _ = rustix::fs::unlinkat(&dir, temp.as_str(), AtFlags::empty());
         match linked {
             Ok(()) => Ok(Created::New),
             Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Ok(Created::AlreadyExisted),
             Err(err) => Err(err),
         }
+    }
+
+    /// An open handle on `dir`, created if missing. Raw archive directories change every
+    /// minute, so a small cache holds the ones in use; it is emptied when it grows large.
+    fn directory(&mut self, dir: &Path) -> io::Result<Arc<OwnedFd>> {
+        if let Some(fd) = self.directories.get(dir) {
+            return Ok(fd.clone());
+        }
+        let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+        let fd = match rustix::fs::open(dir, flags, Mode::empty()) {
+            Err(rustix::io::Errno::NOENT) => {
+                fs::create_dir_all(dir)?;
+                rustix::fs::open(dir, flags, Mode::empty())?
+            }
+            other => other?,
+        };
+        if self.directories.len() >= MAX_OPEN_DIRECTORIES {
+            self.directories.clear();
+        }
+        let fd = Arc::new(fd);
+        self.directories.insert(dir.to_path_buf(), fd.clone());
+        Ok(fd)
     }
 
     fn sync(&self) -> io::Result<()> {
@@ -311,6 +352,19 @@ mod tests {
         );
         assert_eq!(store.list("b", "raw/order").await.unwrap().len(), 3);
         assert!(store.list("missing", "raw/").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_directory_removed_behind_the_writer_is_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalObjectStore::open(dir.path(), false).unwrap();
+        let write = |name: &'static str| {
+            store.create_if_absent("b", name, Bytes::from_static(b"{}"), "application/json")
+        };
+        assert_eq!(write("raw/a/1.json").await.unwrap(), Created::New);
+        std::fs::remove_dir_all(dir.path().join("b")).unwrap();
+        assert_eq!(write("raw/a/2.json").await.unwrap(), Created::New);
+        assert!(dir.path().join("b/raw/a/2.json").exists());
     }
 
     #[tokio::test]

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test: installs what the integration tests need (into caches outside the clone),
+# then the whole workspace with cargo-nextest (cargo test when nextest is absent).
+#
+# Real servers the tests start themselves on loopback ports:
+#   - Google's Pub/Sub emulator (comes with the Google Cloud CLI; the test says SKIPPED without it)
+#   - gcp-storage-emulator from PyPI (installed here into $PULSE_VENV)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/pulse-target}
+venv=${PULSE_VENV:-$HOME/.cache/pulse-venv}
+
+if [ ! -x "$venv/bin/gcp-storage-emulator" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/emulators-requirements.txt
+fi
+export PULSE_GCS_EMULATOR_BIN=$venv/bin/gcp-storage-emulator
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@"
+else
+  cargo test --workspace --no-fail-fast "$@"
+fi
