@@ -1,6 +1,8 @@
 //! The local stack end to end: `pulse demo`'s report checked against the files it stored, and
 //! the Pub/Sub-shaped publish endpoint feeding preprocess through the local bus.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
 use std::path::Path;
 use std::time::Duration;
 

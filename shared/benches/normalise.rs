@@ -1,6 +1,8 @@
 //! Decode + validate + normalise + serialise of a ~1 KB order event delivered as a binary-mode
 //! CloudEvent: the per-event CPU cost of preprocess. `cargo bench -p pulse-shared --bench normalise`
 
+#![allow(clippy::unwrap_used)] // a benchmark of known-good input
+
 use base64::Engine as _;
 use chrono::Utc;
 use criterion::{Criterion, criterion_group, criterion_main};

@@ -479,15 +479,15 @@ fn check_value(name: &str, spec: &FieldSpec, value: &Value) -> Result<(), Reject
         }
         (kind, other) => return Err(wrong_type(name, expected(kind), other)),
     }
-    if let (Check::NonNegative | Check::Positive, Some(n)) = (spec.check, value.as_f64()) {
-        if n < 0.0 || (spec.check == Check::Positive && n == 0.0) {
-            let bound = if spec.check == Check::Positive {
-                "> 0"
-            } else {
-                "≥ 0"
-            };
-            return bad_value(format!("{n} must be {bound}"));
-        }
+    if let (Check::NonNegative | Check::Positive, Some(n)) = (spec.check, value.as_f64())
+        && (n < 0.0 || (spec.check == Check::Positive && n == 0.0))
+    {
+        let bound = if spec.check == Check::Positive {
+            "> 0"
+        } else {
+            "≥ 0"
+        };
+        return bad_value(format!("{n} must be {bound}"));
     }
     Ok(())
 }

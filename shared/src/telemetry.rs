@@ -46,10 +46,10 @@ pub fn trace_id(headers: &http::HeaderMap) -> Option<String> {
     };
     if let Some(parent) = header("traceparent") {
         let mut parts = parent.split('-');
-        if let (Some(_version), Some(id)) = (parts.next(), parts.next()) {
-            if valid(id) {
-                return Some(id.to_ascii_lowercase());
-            }
+        if let (Some(_version), Some(id)) = (parts.next(), parts.next())
+            && valid(id)
+        {
+            return Some(id.to_ascii_lowercase());
         }
     }
     let context = header("x-cloud-trace-context")?;

@@ -17,6 +17,8 @@
 //! `a_json_api_412_is_read_as_already_existed` lets the proxy answer the way Cloud Storage
 //! documents (412 `conditionNotMet`) to check how the store reads that answer.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -2,6 +2,8 @@
 //! retry with backoff until acknowledged, dead-lettering after the last attempt, and dropping
 //! messages published to a topic nobody subscribes to.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

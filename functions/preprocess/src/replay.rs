@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use base64::Engine as _;
-use bytes::Bytes;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use pulse_shared::deadletter::DeadLetterRecord;
@@ -265,6 +264,6 @@ async fn republish_raw(state: &AppState, name: String) -> Result<ItemOutcome, Pr
     let Some((event_type, event_id)) = ids else {
         return Ok(ItemOutcome::Unreadable(name));
     };
-    publish_processed(state, Bytes::from(bytes), &event_type, &event_id).await?;
+    publish_processed(state, bytes, &event_type, &event_id).await?;
     Ok(ItemOutcome::Republished)
 }

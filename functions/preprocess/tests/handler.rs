@@ -1,6 +1,8 @@
 //! Handler tests: `app(state).oneshot(…)` with the local object store on a temporary directory.
 //! Publishing is observed through a recording publisher; failures through stores that fail.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;

@@ -9,6 +9,8 @@
 //! none), dead-letter topics and retry policies of real subscriptions, and Cloud Storage: the
 //! archive here is the local object store (`gcs_emulator.rs` in `shared` covers Cloud Storage).
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;

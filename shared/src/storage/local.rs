@@ -187,16 +187,16 @@ impl GroupWriter {
                 .iter()
                 .map(|job| self.write(&job.path, &job.body))
                 .collect();
-            let wrote_any = results.iter().any(|r| matches!(r, Ok(Created::New)));
-            if wrote_any {
-                if let Err(err) = self.sync() {
-                    // Nothing in this group is known durable: fail every write in it, so each
-                    // is retried; the retry finds its object and answers AlreadyExisted.
-                    let kind = err.kind();
-                    let message = err.to_string();
-                    for result in &mut results {
-                        *result = Err(io::Error::new(kind, message.clone()));
-                    }
+            // Every group is synced, including one of duplicates only: an object found existing
+            // may be one whose own sync failed, and its redelivery must not be acknowledged
+            // before it is durable.
+            if let Err(err) = self.sync() {
+                // Nothing in this group is known durable: fail every write in it, so each is
+                // retried.
+                let kind = err.kind();
+                let message = err.to_string();
+                for result in &mut results {
+                    *result = Err(io::Error::new(kind, message.clone()));
                 }
             }
             for (job, result) in group.drain(..).zip(results) {
