@@ -18,7 +18,8 @@ cargo build --release --quiet -p preprocess --bin preprocess --example bare_axum
 preprocess_bin=$target/release/preprocess
 bare_bin=$target/release/examples/bare_axum
 
-work=$(mktemp -d)
+# BENCH_DATA_DIR=/dev/shm puts the data dir on tmpfs, to separate disk cost from CPU cost.
+work=$(mktemp -d -p "${BENCH_DATA_DIR:-${TMPDIR:-/tmp}}")
 server=""
 cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
