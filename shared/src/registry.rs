@@ -1,6 +1,8 @@
 //! The event registry: the known event types (fields, allowed values, table, clustering), the
 //! identifier rule for any other type, and normalisation of a valid event.
 
+use std::fmt;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -381,7 +383,7 @@ pub fn normalise(
     let timestamp = parse_timestamp("timestamp", required(&fields, "timestamp")?)?;
 
     if let Some(spec) = known_type(&event_type) {
-        check_fields(&fields, spec.fields, "")?;
+        check_fields(&fields, spec.fields, FieldPath::Root)?;
     }
 
     let put = |fields: &mut Map<String, Value>, key: &str, value: String| {
@@ -422,10 +424,10 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
 fn check_fields(
     fields: &Map<String, Value>,
     specs: &[FieldSpec],
-    path: &str,
+    parent: FieldPath<'_>,
 ) -> Result<(), Rejection> {
     for spec in specs {
-        let name = format!("{path}{}", spec.name);
+        let name = FieldPath::Field(&parent, spec.name);
         match fields.get(spec.name) {
             None | Some(Value::Null) if spec.required => {
                 return Err(Rejection::new(
@@ -434,13 +436,13 @@ fn check_fields(
                 ));
             }
             None | Some(Value::Null) => {}
-            Some(value) => check_value(&name, spec, value)?,
+            Some(value) => check_value(name, spec, value)?,
         }
     }
     Ok(())
 }
 
-fn check_value(name: &str, spec: &FieldSpec, value: &Value) -> Result<(), Rejection> {
+fn check_value(name: FieldPath<'_>, spec: &FieldSpec, value: &Value) -> Result<(), Rejection> {
     let bad_value = |why: String| {
         Err(Rejection::new(
             Reason::BadValue,
@@ -470,11 +472,11 @@ fn check_value(name: &str, spec: &FieldSpec, value: &Value) -> Result<(), Reject
                 return bad_value("must hold at least one item".into());
             }
             for (i, item) in items.iter().enumerate() {
-                let item_name = format!("{name}[{i}]");
+                let item_name = FieldPath::Item(&name, i);
                 let Value::Object(item) = item else {
-                    return Err(wrong_type(&item_name, "an object", item));
+                    return Err(wrong_type(item_name, "an object", item));
                 };
-                check_fields(item, item_specs, &format!("{item_name}."))?;
+                check_fields(item, item_specs, item_name)?;
             }
         }
         (kind, other) => return Err(wrong_type(name, expected(kind), other)),
@@ -490,6 +492,26 @@ fn check_value(name: &str, spec: &FieldSpec, value: &Value) -> Result<(), Reject
         return bad_value(format!("{n} must be {bound}"));
     }
     Ok(())
+}
+
+/// Where a field sits in an event (`items[0].quantity`), spelled out only for error details, so
+/// checking a valid event formats nothing.
+#[derive(Clone, Copy)]
+enum FieldPath<'a> {
+    Root,
+    Field(&'a FieldPath<'a>, &'a str),
+    Item(&'a FieldPath<'a>, usize),
+}
+
+impl fmt::Display for FieldPath<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FieldPath::Root => Ok(()),
+            FieldPath::Field(FieldPath::Root, name) => f.write_str(name),
+            FieldPath::Field(parent, name) => write!(f, "{parent}.{name}"),
+            FieldPath::Item(parent, index) => write!(f, "{parent}[{index}]"),
+        }
+    }
 }
 
 fn expected(kind: FieldKind) -> &'static str {
@@ -516,7 +538,7 @@ fn json_type(value: &Value) -> &'static str {
     }
 }
 
-fn wrong_type(name: &str, expected: &str, got: &Value) -> Rejection {
+fn wrong_type(name: impl fmt::Display, expected: &str, got: &Value) -> Rejection {
     Rejection::new(
         Reason::BadFieldType,
         format!("field `{name}` must be {expected}, got {}", json_type(got)),
@@ -540,7 +562,7 @@ fn required_string<'a>(fields: &'a Map<String, Value>, name: &str) -> Result<&'a
     }
 }
 
-fn parse_timestamp(name: &str, value: &Value) -> Result<DateTime<Utc>, Rejection> {
+fn parse_timestamp(name: impl fmt::Display, value: &Value) -> Result<DateTime<Utc>, Rejection> {
     let Value::String(text) = value else {
         return Err(wrong_type(name, "an RFC 3339 timestamp string", value));
     };
