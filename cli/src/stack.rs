@@ -116,7 +116,7 @@ impl LocalStack {
         );
         let _ = writeln!(
             text,
-            "  publish        curl -X POST http://{}/v1/projects/{}/topics/{}:publish \\\n                   -d '{{\"messages\":[{{\"data\":\"<base64 event JSON>\"}}]}}'",
+            "  publish        curl -X POST http://{}/v1/projects/{}/topics/{}:publish \\\n                   -H 'content-type: application/json' \\\n                   -d '{{\"messages\":[{{\"data\":\"<base64 event JSON>\"}}]}}'",
             self.control, self.config.project, self.config.raw_topic
         );
         text
