@@ -328,10 +328,11 @@ fn opt_int_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::
         .transpose()
 }
 
-/// The request body, kept whole so a delivery that fails to decode can still be dead-lettered,
-/// with the Pub/Sub delivery decoded from it.
+/// The request headers and body, kept whole so a delivery that fails to decode can still be
+/// dead-lettered, with the Pub/Sub delivery decoded from them.
 #[derive(Debug)]
 pub struct PubsubPush {
+    pub headers: HeaderMap,
     pub body: Bytes,
     pub decoded: Result<(Framing, PubsubDelivery), Rejection>,
 }
@@ -340,12 +341,17 @@ impl<S: Send + Sync> FromRequest<S> for PubsubPush {
     type Rejection = axum::response::Response;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        // The body extractor needs the request (its size limit lives in the extensions).
         let headers = req.headers().clone();
         let body = Bytes::from_request(req, state)
             .await
             .map_err(axum::response::IntoResponse::into_response)?;
         let decoded = decode_pubsub(&headers, &body);
-        Ok(Self { body, decoded })
+        Ok(Self {
+            headers,
+            body,
+            decoded,
+        })
     }
 }
 

@@ -2,7 +2,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use http::HeaderMap;
 use pulse_shared::deadletter::DeadLetterRecord;
 use pulse_shared::envelope::PubsubPush;
 use pulse_shared::telemetry;
@@ -39,7 +38,6 @@ impl From<Ingested> for TriggerResponse {
 
 pub async fn handle(
     State(state): State<AppState>,
-    headers: HeaderMap,
     push: PubsubPush,
 ) -> Result<Json<TriggerResponse>, PreprocessError> {
     let ingested = match push.decoded {
@@ -48,7 +46,8 @@ pub async fn handle(
             ingest(&state, &delivery.message, delivery.subscription.as_deref()).await?
         }
         Err(rejection) => {
-            let record = DeadLetterRecord::for_body(&rejection, FUNCTION, &headers, &push.body);
+            let record =
+                DeadLetterRecord::for_body(&rejection, FUNCTION, &push.headers, &push.body);
             dead_letter(&state, &rejection, &record).await?
         }
     };

@@ -174,13 +174,17 @@ impl Publisher for LocalBus {
                 }
             }
         }
-        *self
+        let mut published = self
             .inner
             .published
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(topic.to_owned())
-            .or_default() += 1;
+            .unwrap_or_else(PoisonError::into_inner);
+        match published.get_mut(topic) {
+            Some(count) => *count += 1,
+            None => {
+                published.insert(topic.to_owned(), 1);
+            }
+        }
         Ok(message_id)
     }
 }
