@@ -1,8 +1,9 @@
 //! Decoding of what Eventarc and Pub/Sub deliver: Pub/Sub `messagePublished` as a binary or
 //! structured CloudEvent or a plain push body, and Cloud Storage `StorageObjectData`.
 //!
-//! CloudEvent framing (the `ce-*` headers, structured JSON) is parsed by `cloudevents-sdk`;
-//! this module checks the event type and decodes the Google payloads inside it.
+//! Structured CloudEvents and Cloud Storage events are parsed by `cloudevents-sdk`; binary-mode
+//! Pub/Sub deliveries, the hot path, are read straight from their headers and body (see
+//! `decode_binary_pubsub`). This module checks the event type and decodes the Google payloads.
 
 use std::collections::BTreeMap;
 
