@@ -307,10 +307,18 @@ impl Emulator {
     {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            let error = match tokio::time::timeout(Duration::from_secs(10), attempt()).await {
+            let error = match tokio::time::timeout(Duration::from_secs(20), attempt()).await {
                 Ok(Ok(_)) => return,
+                // An earlier attempt that timed out on our side still created the resource: a
+                // slow start on a busy machine, and the emulator is ready.
+                Ok(Err(error))
+                    if error.status().map(|s| s.code)
+                        == Some(google_cloud_gax::error::rpc::Code::AlreadyExists) =>
+                {
+                    return;
+                }
                 Ok(Err(error)) => error.to_string(),
-                Err(_) => "no answer in 10 s".to_owned(),
+                Err(_) => "no answer in 20 s".to_owned(),
             };
             if let Some(status) = self.child.try_wait().expect("emulator status") {
                 panic!(
