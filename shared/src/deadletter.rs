@@ -169,7 +169,8 @@ impl DeadLetterStore {
         Ok(name)
     }
 
-    /// Names of the records under `prefix` (which must lie inside the dead-letter prefix).
+    /// Names of the records under `prefix`. Callers check that `prefix` starts with
+    /// [`Self::prefix`]; the store itself refuses prefixes that leave the bucket.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, BackendError> {
         self.store.list(&self.bucket, prefix).await
     }

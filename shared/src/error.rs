@@ -162,8 +162,8 @@ impl BackendError {
     }
 }
 
-/// How long a client should wait before the redelivery of a throttled request.
-pub const THROTTLE_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// The `Retry-After` a transient or throttled answer carries.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {

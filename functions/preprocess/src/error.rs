@@ -2,7 +2,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use pulse_shared::error::{BackendError, Retry, THROTTLE_RETRY_AFTER};
+use pulse_shared::error::{BackendError, RETRY_AFTER, Retry};
 
 /// A request that could not be completed. Permanent problems with an event are not errors here:
 /// they are dead-lettered and acknowledged.
@@ -39,7 +39,7 @@ impl IntoResponse for PreprocessError {
                 if err.retry != Retry::Permanent {
                     response.headers_mut().insert(
                         header::RETRY_AFTER,
-                        HeaderValue::from(THROTTLE_RETRY_AFTER.as_secs()),
+                        HeaderValue::from(RETRY_AFTER.as_secs()),
                     );
                 }
                 response

@@ -54,15 +54,26 @@ impl LocalObjectStore {
     }
 
     fn path(&self, bucket: &str, name: &str) -> Result<PathBuf, BackendError> {
-        if !is_safe_object_name(bucket) || bucket.contains('/') || !is_safe_object_name(name) {
-            return Err(BackendError::new(
-                format!("address {bucket}/{name}"),
-                Retry::Permanent,
-                "bucket or object name has an empty, `.` or `..` segment",
-            ));
+        if !is_safe_object_name(name) {
+            return Err(unsafe_address(bucket, name));
         }
-        Ok(self.root.join(bucket).join(name))
+        Ok(self.bucket_dir(bucket, name)?.join(name))
     }
+
+    fn bucket_dir(&self, bucket: &str, name: &str) -> Result<PathBuf, BackendError> {
+        if !is_safe_object_name(bucket) || bucket.contains('/') {
+            return Err(unsafe_address(bucket, name));
+        }
+        Ok(self.root.join(bucket))
+    }
+}
+
+fn unsafe_address(bucket: &str, name: &str) -> BackendError {
+    BackendError::new(
+        format!("address {bucket}/{name}"),
+        Retry::Permanent,
+        "bucket or object name has an empty, `.` or `..` segment",
+    )
 }
 
 #[async_trait]
@@ -111,7 +122,13 @@ impl ObjectStore for LocalObjectStore {
     }
 
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, BackendError> {
-        let bucket_dir = self.path(bucket, "x")?.with_file_name("");
+        let bucket_dir = self.bucket_dir(bucket, prefix)?;
+        // A prefix may end in `/` or a partial name, but may not climb out of the bucket.
+        let directories = prefix.rsplit_once('/').map_or("", |(dirs, _)| dirs);
+        if prefix.starts_with('/') || (!directories.is_empty() && !is_safe_object_name(directories))
+        {
+            return Err(unsafe_address(bucket, prefix));
+        }
         let prefix = prefix.to_owned();
         let operation = format!("list {}/{prefix}", bucket_dir.display());
         tokio::task::spawn_blocking(move || list_under(&bucket_dir, &prefix))
@@ -371,6 +388,10 @@ mod tests {
     async fn unsafe_names_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalObjectStore::open(dir.path(), false).unwrap();
+        for prefix in ["../", "raw/../../", "/etc/"] {
+            let err = store.list("b", prefix).await.unwrap_err();
+            assert_eq!(err.retry, Retry::Permanent, "{prefix}");
+        }
         for name in ["../escape.json", "a//b", "/abs", "a/./b"] {
             let err = store
                 .create_if_absent("b", name, Bytes::new(), "text/plain")
