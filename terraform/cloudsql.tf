@@ -1,0 +1,84 @@
+# Optional Cloud SQL for PostgreSQL: parquet-loader's relational copy. Reached only through the
+# Cloud SQL connector (Cloud Run mounts /cloudsql; connector_enforcement = REQUIRED), with no
+# authorised networks. The password lives in Secret Manager as DATABASE_URL (docs/deploy.md).
+
+resource "google_sql_database_instance" "pulse" {
+  #checkov:skip=CKV_GCP_60:The public address accepts only the Cloud SQL connector (connector_enforcement = REQUIRED, no authorised networks); a private IP would need a VPC and Serverless VPC access for one loader.
+  count = var.cloud_sql.enabled ? 1 : 0
+
+  project             = var.project
+  name                = "${var.name_prefix}-postgres"
+  region              = var.region
+  database_version    = "POSTGRES_15"
+  deletion_protection = var.cloud_sql.deletion_protection
+
+  settings {
+    tier                        = var.cloud_sql.tier
+    edition                     = "ENTERPRISE"
+    availability_type           = var.cloud_sql.availability_type
+    connector_enforcement       = "REQUIRED"
+    deletion_protection_enabled = var.cloud_sql.deletion_protection
+    user_labels                 = local.labels
+
+    ip_configuration {
+      ipv4_enabled = true
+      ssl_mode     = "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"
+    }
+
+    backup_configuration {
+      enabled                        = true
+      point_in_time_recovery_enabled = true
+      start_time                     = "02:00"
+    }
+
+    insights_config {
+      query_insights_enabled = true
+    }
+
+    dynamic "database_flags" {
+      for_each = {
+        "cloudsql.enable_pgaudit"    = "on"
+        "log_checkpoints"            = "on"
+        "log_connections"            = "on"
+        "log_disconnections"         = "on"
+        "log_lock_waits"             = "on"
+        "log_min_duration_statement" = "-1"
+        "log_min_error_statement"    = "error"
+        "log_min_messages"           = "error"
+        "log_statement"              = "ddl"
+        "log_temp_files"             = "0"
+      }
+      content {
+        name  = database_flags.key
+        value = database_flags.value
+      }
+    }
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_sql_database" "pulse" {
+  count = var.cloud_sql.enabled ? 1 : 0
+
+  project  = var.project
+  instance = google_sql_database_instance.pulse[0].name
+  name     = "pulse"
+}
+
+# Holds `postgres://USER:PASSWORD@/pulse?host=/cloudsql/CONNECTION_NAME`; its version is added
+# by hand after creating the user (docs/deploy.md), so no password passes through Terraform state.
+resource "google_secret_manager_secret" "database_url" {
+  #checkov:skip=CKV_GCP_84:Google-managed encryption is the choice here, as for the other data.
+  count = var.cloud_sql.enabled ? 1 : 0
+
+  project   = var.project
+  secret_id = "${var.name_prefix}-database-url"
+  labels    = local.labels
+
+  replication {
+    auto {}
+  }
+
+  depends_on = [google_project_service.enabled]
+}

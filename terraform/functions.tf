@@ -1,0 +1,197 @@
+# The five functions, each with its own service account, and the roles each one needs: nothing
+# project-wide beyond BigQuery jobUser (jobs are project resources) and Vertex AI user.
+
+locals {
+  # Configuration every function reads (shared/src/config.rs).
+  common_env = {
+    PULSE_BACKEND         = "gcp"
+    PULSE_LOG_FORMAT      = "json"
+    GOOGLE_CLOUD_PROJECT  = var.project
+    PULSE_RAW_BUCKET      = google_storage_bucket.raw.name
+    PULSE_LANDING_BUCKET  = google_storage_bucket.landing.name
+    PULSE_RAW_TOPIC       = google_pubsub_topic.raw.name
+    PULSE_PROCESSED_TOPIC = google_pubsub_topic.processed.name
+    PULSE_DATASET         = google_bigquery_dataset.pulse.dataset_id
+  }
+
+  # Pub/Sub-pushed functions check the push token themselves too (shared/src/oidc.rs).
+  push_env = {
+    for f, audience in local.push_audience : f => {
+      PULSE_PUSH_AUDIENCE        = audience
+      PULSE_PUSH_SERVICE_ACCOUNT = google_service_account.push.email
+    }
+  }
+
+  functions = {
+    preprocess = {
+      description = "Validates and normalises raw events, archives them and publishes them processed."
+      memory      = "512Mi"
+      env         = {}
+    }
+    table-manager = {
+      description = "Creates and evolves the BigQuery table of each event type and streams rows in."
+      memory      = "512Mi"
+      env         = {}
+    }
+    parquet-loader = {
+      description = "Loads Parquet files dropped in the landing bucket into BigQuery (and Cloud SQL)."
+      memory      = "1Gi"
+      env = var.cloud_sql.enabled ? {
+        PULSE_CLOUDSQL_INSTANCE = google_sql_database_instance.pulse[0].connection_name
+      } : {}
+    }
+    inference = {
+      description = "Scores processed events with a Vertex AI endpoint and stores the predictions."
+      memory      = "512Mi"
+      env = merge(
+        { PULSE_PREDICTIONS_TABLE = google_bigquery_table.predictions.table_id },
+        var.vertex_endpoint == "" ? {} : { PULSE_VERTEX_ENDPOINT = var.vertex_endpoint },
+      )
+    }
+    event-generator = {
+      description = "Publishes realistic events to the raw topic at a controlled rate, by scenario."
+      memory      = "512Mi"
+      env         = {}
+    }
+  }
+
+  # Who may invoke each function: the push identity (Pub/Sub-fed functions), the Eventarc
+  # trigger identity (parquet-loader), and the operators (replay, event-generator).
+  invokers = {
+    for f in keys(local.functions) : f => merge(
+      contains(keys(local.push), f) ? { push = google_service_account.push.member } : {},
+      f == "parquet-loader" ? { eventarc = google_service_account.trigger.member } : {},
+      { for i, m in var.operators : "operator-${i}" => m },
+    )
+  }
+}
+
+module "function" {
+  source   = "./modules/function"
+  for_each = local.functions
+
+  project     = var.project
+  region      = var.region
+  name        = "${var.name_prefix}-${each.key}"
+  description = each.value.description
+  image       = var.images[each.key]
+  labels      = merge(local.labels, { function = each.key })
+  ingress     = var.ingress
+
+  env = merge(
+    local.common_env,
+    lookup(local.push_env, each.key, {}),
+    each.value.env,
+    try(var.function_overrides[each.key].env, {}),
+  )
+  secret_env = each.key == "parquet-loader" && var.cloud_sql.enabled ? {
+    DATABASE_URL = { secret = google_secret_manager_secret.database_url[0].secret_id, version = "latest" }
+  } : {}
+  cloudsql_instances = each.key == "parquet-loader" && var.cloud_sql.enabled ? [google_sql_database_instance.pulse[0].connection_name] : []
+
+  cpu             = coalesce(try(var.function_overrides[each.key].cpu, null), "1")
+  memory          = coalesce(try(var.function_overrides[each.key].memory, null), each.value.memory)
+  max_instances   = coalesce(try(var.function_overrides[each.key].max_instances, null), 10)
+  concurrency     = coalesce(try(var.function_overrides[each.key].concurrency, null), 80)
+  timeout_seconds = coalesce(try(var.function_overrides[each.key].timeout_seconds, null), 120)
+
+  invokers            = local.invokers[each.key]
+  custom_audiences    = contains(keys(local.push_audience), each.key) ? [local.push_audience[each.key]] : []
+  deletion_protection = var.deletion_protection
+
+  depends_on = [google_project_service.enabled]
+}
+
+# --- preprocess: writes the raw archive and dead-letter records, reads them back for replay,
+# publishes processed events.
+resource "google_storage_bucket_iam_member" "preprocess_raw_create" {
+  bucket = google_storage_bucket.raw.name
+  role   = "roles/storage.objectCreator"
+  member = module.function["preprocess"].service_account_member
+}
+
+resource "google_storage_bucket_iam_member" "preprocess_raw_read" {
+  bucket = google_storage_bucket.raw.name
+  role   = "roles/storage.objectViewer"
+  member = module.function["preprocess"].service_account_member
+}
+
+resource "google_pubsub_topic_iam_member" "preprocess_publishes_processed" {
+  project = var.project
+  topic   = google_pubsub_topic.processed.name
+  role    = "roles/pubsub.publisher"
+  member  = module.function["preprocess"].service_account_member
+}
+
+# --- table-manager and inference: own tables in the dataset, run query jobs, dead-letter what
+# can never be written (schema conflicts, bad predictions) into the raw bucket.
+resource "google_bigquery_dataset_iam_member" "editors" {
+  for_each = toset(["table-manager", "parquet-loader", "inference"])
+
+  project    = var.project
+  dataset_id = google_bigquery_dataset.pulse.dataset_id
+  role       = "roles/bigquery.dataEditor"
+  member     = module.function[each.key].service_account_member
+}
+
+resource "google_project_iam_member" "bigquery_job_users" {
+  for_each = toset(["table-manager", "parquet-loader", "inference"])
+
+  project = var.project
+  role    = "roles/bigquery.jobUser"
+  member  = module.function[each.key].service_account_member
+}
+
+resource "google_storage_bucket_iam_member" "dead_letter_writers" {
+  for_each = toset(["table-manager", "inference"])
+
+  bucket = google_storage_bucket.raw.name
+  role   = "roles/storage.objectCreator"
+  member = module.function[each.key].service_account_member
+}
+
+# inference re-scores raw archive slices by hand (`POST /predict-replay`).
+resource "google_storage_bucket_iam_member" "inference_raw_read" {
+  bucket = google_storage_bucket.raw.name
+  role   = "roles/storage.objectViewer"
+  member = module.function["inference"].service_account_member
+}
+
+resource "google_project_iam_member" "inference_predicts" {
+  project = var.project
+  role    = "roles/aiplatform.user"
+  member  = module.function["inference"].service_account_member
+}
+
+# --- parquet-loader: reads landing objects, moves bad ones to quarantine (copy + delete), loads
+# into BigQuery (above) and, when enabled, Cloud SQL.
+resource "google_storage_bucket_iam_member" "loader_landing" {
+  bucket = google_storage_bucket.landing.name
+  role   = "roles/storage.objectUser"
+  member = module.function["parquet-loader"].service_account_member
+}
+
+resource "google_project_iam_member" "loader_cloudsql_client" {
+  count = var.cloud_sql.enabled ? 1 : 0
+
+  project = var.project
+  role    = "roles/cloudsql.client"
+  member  = module.function["parquet-loader"].service_account_member
+}
+
+resource "google_secret_manager_secret_iam_member" "loader_reads_database_url" {
+  count = var.cloud_sql.enabled ? 1 : 0
+
+  project   = var.project
+  secret_id = google_secret_manager_secret.database_url[0].secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = module.function["parquet-loader"].service_account_member
+}
+
+# --- event-generator: publishes raw events, nothing else.
+resource "google_pubsub_topic_iam_member" "generator_publishes_raw" {
+  project = var.project
+  topic   = google_pubsub_topic.raw.name
+  role    = "roles/pubsub.publisher"
+  member  = module.function["event-generator"].service_account_member
+}

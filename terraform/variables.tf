@@ -1,0 +1,155 @@
+variable "project" {
+  description = "Google Cloud project id that holds everything."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the Cloud Run services, Eventarc triggers, buckets and Artifact Registry."
+  type        = string
+  default     = "europe-west1"
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name, so two deployments can share a project."
+  type        = string
+  default     = "pulse"
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,13}$", var.name_prefix))
+    error_message = "name_prefix must be 2-14 lower-case letters, digits or dashes, starting with a letter."
+  }
+}
+
+variable "images" {
+  description = <<-EOT
+    Container image of each function, pinned by digest in deploy.yml / scripts/deploy.sh
+    (e.g. `europe-west1-docker.pkg.dev/PROJECT/pulse/preprocess@sha256:…`). Keys: preprocess,
+    table-manager, parquet-loader, inference, event-generator.
+  EOT
+  type        = map(string)
+  validation {
+    condition = alltrue([
+      for f in ["preprocess", "table-manager", "parquet-loader", "inference", "event-generator"] :
+      contains(keys(var.images), f)
+    ])
+    error_message = "images needs an image for each of preprocess, table-manager, parquet-loader, inference and event-generator."
+  }
+}
+
+variable "function_overrides" {
+  description = "Per-function sizing: { preprocess = { max_instances = 20, memory = \"1Gi\" } }."
+  type = map(object({
+    cpu             = optional(string)
+    memory          = optional(string)
+    max_instances   = optional(number)
+    concurrency     = optional(number)
+    timeout_seconds = optional(number)
+    env             = optional(map(string), {})
+  }))
+  default = {}
+}
+
+variable "operators" {
+  description = "IAM members who may call the functions by hand (replay, event-generator), e.g. `group:data-eng@example.com`."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for m in var.operators : !contains(["allUsers", "allAuthenticatedUsers"], m)])
+    error_message = "operators must name people or groups; allUsers and allAuthenticatedUsers would make the functions public."
+  }
+}
+
+variable "ingress" {
+  description = "Cloud Run ingress of every function. INGRESS_TRAFFIC_INTERNAL_ONLY still receives Pub/Sub and Eventarc in this project, but replay.sh then has to run from inside the VPC."
+  type        = string
+  default     = "INGRESS_TRAFFIC_ALL"
+}
+
+variable "bucket_location" {
+  description = "Location of the raw archive and landing buckets (a region, or a multi-region such as EU)."
+  type        = string
+  default     = "EUROPE-WEST1"
+}
+
+variable "raw_archive_nearline_after_days" {
+  description = "Raw archive objects move to Nearline after this many days."
+  type        = number
+  default     = 30
+}
+
+variable "raw_archive_delete_after_days" {
+  description = "Raw archive objects are deleted after this many days (0 keeps them forever)."
+  type        = number
+  default     = 90
+  validation {
+    condition     = var.raw_archive_delete_after_days == 0 || var.raw_archive_delete_after_days > var.raw_archive_nearline_after_days
+    error_message = "raw_archive_delete_after_days must be 0 (keep) or later than raw_archive_nearline_after_days."
+  }
+}
+
+variable "dataset_id" {
+  description = "BigQuery dataset of the event tables, the predictions table and the curated views."
+  type        = string
+  default     = "pulse"
+}
+
+variable "dataset_location" {
+  description = "BigQuery dataset location (EU, US or a region)."
+  type        = string
+  default     = "EU"
+}
+
+variable "event_table_views" {
+  description = "Create the curated views over the event tables. Those tables are created by table-manager on the first event of each type, so turn this on after events have flowed, then apply again."
+  type        = bool
+  default     = false
+}
+
+variable "scored_event_types" {
+  description = "Event types delivered to inference (a filter on the processed topic's subscription)."
+  type        = list(string)
+  default     = ["device_telemetry", "user_activity"]
+}
+
+variable "vertex_endpoint" {
+  description = "Vertex AI endpoint inference calls: `projects/P/locations/R/endpoints/E`. Empty leaves PULSE_VERTEX_ENDPOINT unset."
+  type        = string
+  default     = ""
+}
+
+variable "max_delivery_attempts" {
+  description = "Pub/Sub deliveries of one message before it goes to the dead-letter topic (5-100)."
+  type        = number
+  default     = 10
+  validation {
+    condition     = var.max_delivery_attempts >= 5 && var.max_delivery_attempts <= 100
+    error_message = "Pub/Sub accepts 5 to 100 delivery attempts."
+  }
+}
+
+variable "alert_email" {
+  description = "Where alerts go (a notification channel is created for it)."
+  type        = string
+}
+
+variable "cloud_sql" {
+  description = "Optional Cloud SQL for PostgreSQL instance for parquet-loader's relational copy."
+  type = object({
+    enabled             = bool
+    tier                = optional(string, "db-f1-micro")
+    availability_type   = optional(string, "ZONAL")
+    deletion_protection = optional(bool, true)
+  })
+  default = { enabled = false }
+}
+
+variable "deletion_protection" {
+  description = "Protect the dataset's predictions table and the Cloud Run services from `terraform destroy`."
+  type        = bool
+  default     = true
+}
+
+variable "labels" {
+  description = "Labels on every resource that takes them."
+  type        = map(string)
+  default     = {}
+}
