@@ -111,7 +111,7 @@ resource "google_bigquery_table" "views" {
   dataset_id          = google_bigquery_dataset.pulse.dataset_id
   table_id            = each.key
   description         = each.value.description
-  deletion_protection = false
+  deletion_protection = var.deletion_protection
   labels              = local.labels
 
   view {

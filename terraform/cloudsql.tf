@@ -35,23 +35,50 @@ resource "google_sql_database_instance" "pulse" {
       query_insights_enabled = true
     }
 
-    dynamic "database_flags" {
-      for_each = {
-        "cloudsql.enable_pgaudit"    = "on"
-        "log_checkpoints"            = "on"
-        "log_connections"            = "on"
-        "log_disconnections"         = "on"
-        "log_lock_waits"             = "on"
-        "log_min_duration_statement" = "-1"
-        "log_min_error_statement"    = "error"
-        "log_min_messages"           = "error"
-        "log_statement"              = "ddl"
-        "log_temp_files"             = "0"
-      }
-      content {
-        name  = database_flags.key
-        value = database_flags.value
-      }
+    # Logging and auditing flags (CIS PostgreSQL benchmark, as checkov checks them).
+    database_flags {
+      name  = "cloudsql.enable_pgaudit"
+      value = "on"
+    }
+    database_flags {
+      name  = "log_checkpoints"
+      value = "on"
+    }
+    database_flags {
+      name  = "log_connections"
+      value = "on"
+    }
+    database_flags {
+      name  = "log_disconnections"
+      value = "on"
+    }
+    database_flags {
+      name  = "log_duration"
+      value = "on"
+    }
+    database_flags {
+      name  = "log_lock_waits"
+      value = "on"
+    }
+    database_flags {
+      name  = "log_min_duration_statement"
+      value = "-1"
+    }
+    database_flags {
+      name  = "log_min_error_statement"
+      value = "error"
+    }
+    database_flags {
+      name  = "log_min_messages"
+      value = "error"
+    }
+    database_flags {
+      name  = "log_statement"
+      value = "ddl"
+    }
+    database_flags {
+      name  = "log_temp_files"
+      value = "0"
     }
   }
 

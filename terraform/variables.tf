@@ -143,7 +143,7 @@ variable "cloud_sql" {
 }
 
 variable "deletion_protection" {
-  description = "Protect the dataset's predictions table and the Cloud Run services from `terraform destroy`."
+  description = "Protect the predictions table, the views and the Cloud Run services from `terraform destroy`."
   type        = bool
   default     = true
 }

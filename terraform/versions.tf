@@ -1,5 +1,10 @@
 terraform {
   required_version = ">= 1.7"
+
+  # State in a Cloud Storage bucket: `terraform init -backend-config=bucket=… -backend-config=prefix=…`
+  # (scripts/deploy.sh and deploy.yml do this).
+  backend "gcs" {}
+
   required_providers {
     google = {
       source  = "hashicorp/google"
