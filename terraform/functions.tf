@@ -195,3 +195,13 @@ resource "google_pubsub_topic_iam_member" "generator_publishes_raw" {
   role    = "roles/pubsub.publisher"
   member  = module.function["event-generator"].service_account_member
 }
+
+# --- producers outside Pulse publish raw events.
+resource "google_pubsub_topic_iam_member" "raw_publishers" {
+  for_each = toset(var.raw_publishers)
+
+  project = var.project
+  topic   = google_pubsub_topic.raw.name
+  role    = "roles/pubsub.publisher"
+  member  = each.value
+}

@@ -23,7 +23,7 @@ resource "google_monitoring_alert_policy" "backlog_age" {
   conditions {
     display_name = "Oldest unacknowledged message age > 600 s"
     condition_threshold {
-      filter          = "resource.type = \"pubsub_subscription\" AND metric.type = \"pubsub.googleapis.com/subscription/oldest_unacked_message_age\" AND resource.label.subscription_id = starts_with(\"${var.name_prefix}-\")"
+      filter          = "resource.type = \"pubsub_subscription\" AND metric.type = \"pubsub.googleapis.com/subscription/oldest_unacked_message_age\" AND resource.labels.subscription_id = starts_with(\"${var.name_prefix}-\")"
       comparison      = "COMPARISON_GT"
       threshold_value = 600
       duration        = "300s"
@@ -51,7 +51,7 @@ resource "google_monitoring_alert_policy" "dead_lettered" {
   conditions {
     display_name = "Messages published to ${local.dead_letter_topic}"
     condition_threshold {
-      filter          = "resource.type = \"pubsub_topic\" AND metric.type = \"pubsub.googleapis.com/topic/send_message_operation_count\" AND resource.label.topic_id = \"${local.dead_letter_topic}\""
+      filter          = "resource.type = \"pubsub_topic\" AND metric.type = \"pubsub.googleapis.com/topic/send_message_operation_count\" AND resource.labels.topic_id = \"${local.dead_letter_topic}\""
       comparison      = "COMPARISON_GT"
       threshold_value = 0
       duration        = "0s"
@@ -79,7 +79,7 @@ resource "google_monitoring_alert_policy" "server_errors" {
   conditions {
     display_name = "5xx answers > 1 per second for 5 minutes"
     condition_threshold {
-      filter          = "resource.type = \"cloud_run_revision\" AND metric.type = \"run.googleapis.com/request_count\" AND metric.label.response_code_class = \"5xx\" AND resource.label.service_name = starts_with(\"${var.name_prefix}-\")"
+      filter          = "resource.type = \"cloud_run_revision\" AND metric.type = \"run.googleapis.com/request_count\" AND metric.labels.response_code_class = \"5xx\" AND resource.labels.service_name = starts_with(\"${var.name_prefix}-\")"
       comparison      = "COMPARISON_GT"
       threshold_value = 1
       duration        = "300s"
@@ -87,7 +87,7 @@ resource "google_monitoring_alert_policy" "server_errors" {
         alignment_period     = "60s"
         per_series_aligner   = "ALIGN_RATE"
         cross_series_reducer = "REDUCE_SUM"
-        group_by_fields      = ["resource.label.service_name"]
+        group_by_fields      = ["resource.labels.service_name"]
       }
     }
   }

@@ -58,6 +58,16 @@ variable "operators" {
   }
 }
 
+variable "raw_publishers" {
+  description = "IAM members that publish events to the raw topic (your producers), e.g. `serviceAccount:orders@…`."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for m in var.raw_publishers : !contains(["allUsers", "allAuthenticatedUsers"], m)])
+    error_message = "raw_publishers must name identities; allUsers and allAuthenticatedUsers would let anyone inject events."
+  }
+}
+
 variable "ingress" {
   description = "Cloud Run ingress of every function. INGRESS_TRAFFIC_INTERNAL_ONLY still receives Pub/Sub and Eventarc in this project, but replay.sh then has to run from inside the VPC."
   type        = string
