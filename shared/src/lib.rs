@@ -7,6 +7,7 @@ pub mod config;
 pub mod deadletter;
 pub mod envelope;
 pub mod error;
+pub mod oidc;
 pub mod publish;
 pub mod registry;
 pub mod runtime;

@@ -1,0 +1,436 @@
+//! Verification of the OIDC token Pub/Sub puts on push requests (`Authorization: Bearer …`):
+//! an RS256 signature by one of Google's keys (fetched and cached), then `aud`, `iss`, `exp`,
+//! `email` and `email_verified`.
+//!
+//! Cloud Run already refuses a request whose token does not grant `run.invoker` (no Pulse service
+//! allows unauthenticated calls); this check is defence in depth: only the push identity, with
+//! the audience of this function's subscription, gets through, not any other caller that may
+//! invoke the service. It is on when `PULSE_PUSH_AUDIENCE` and `PULSE_PUSH_SERVICE_ACCOUNT` are
+//! set (Terraform sets both), and off otherwise, e.g. locally. Apply [`require_push_token`] to the
+//! trigger route only: manual calls (`/replay`) carry a person's token and are guarded by IAM.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use tokio::sync::{Mutex, RwLock};
+
+use crate::config::ConfigError;
+
+/// Google's signing keys for the ID tokens it issues, Pub/Sub push tokens among them.
+pub const GOOGLE_JWKS_URL: &str = "https://www.googleapis.com/oauth2/v3/certs";
+
+/// The `iss` of a Google-signed ID token (both spellings occur).
+const ISSUERS: [&str; 2] = ["accounts.google.com", "https://accounts.google.com"];
+
+/// How long keys are kept when the key set's response says nothing (`Cache-Control: max-age`).
+const DEFAULT_KEY_TTL: Duration = Duration::from_secs(3600);
+/// Bounds on the cache lifetime a response may ask for.
+const MIN_KEY_TTL: Duration = Duration::from_secs(60);
+const MAX_KEY_TTL: Duration = Duration::from_secs(24 * 3600);
+/// An unknown `kid` fetches the key set again at most this often by default, so tokens with
+/// made-up key ids cannot turn into a flood of requests to Google.
+pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+/// Deadline of one key set fetch.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Who may push: read from the environment, both variables or neither.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushAuthConfig {
+    /// `PULSE_PUSH_AUDIENCE`: the `aud` the push subscription's OIDC token carries.
+    pub audience: String,
+    /// `PULSE_PUSH_SERVICE_ACCOUNT`: the service account Pub/Sub signs pushes as (`email`).
+    pub service_account: String,
+    /// `PULSE_PUSH_JWKS_URL`: where the signing keys are (default [`GOOGLE_JWKS_URL`]; tests
+    /// point it at a local server).
+    pub jwks_url: String,
+    /// The shortest time between two fetches of the key set ([`MIN_REFRESH_INTERVAL`]).
+    pub min_refresh_interval: Duration,
+}
+
+impl PushAuthConfig {
+    /// Reads the process environment: `None` when push verification is off.
+    pub fn from_env() -> Result<Option<Self>, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads through `lookup`; a half-configured check stops the process rather than running
+    /// unverified, naming the variable that is missing.
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Self>, ConfigError> {
+        let get = |var: &str| lookup(var).filter(|v| !v.is_empty());
+        let jwks_url = get("PULSE_PUSH_JWKS_URL").unwrap_or_else(|| GOOGLE_JWKS_URL.to_owned());
+        match (
+            get("PULSE_PUSH_AUDIENCE"),
+            get("PULSE_PUSH_SERVICE_ACCOUNT"),
+        ) {
+            (None, None) => Ok(None),
+            (Some(audience), Some(service_account)) => Ok(Some(Self {
+                audience,
+                service_account,
+                jwks_url,
+                min_refresh_interval: MIN_REFRESH_INTERVAL,
+            })),
+            (Some(_), None) => Err(ConfigError::Missing {
+                var: "PULSE_PUSH_SERVICE_ACCOUNT",
+                reason: "PULSE_PUSH_AUDIENCE is set, so push tokens are verified, and they must \
+                         come from this service account"
+                    .to_owned(),
+            }),
+            (None, Some(_)) => Err(ConfigError::Missing {
+                var: "PULSE_PUSH_AUDIENCE",
+                reason: "PULSE_PUSH_SERVICE_ACCOUNT is set, so push tokens are verified, and \
+                         their audience must be known"
+                    .to_owned(),
+            }),
+        }
+    }
+}
+
+/// Why a push request was refused. Only the status reaches the caller; the detail is logged.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PushAuthError {
+    /// No `Authorization: Bearer` header: refused (401).
+    #[error("no bearer token")]
+    MissingToken,
+    /// The token is not a JWT we accept (syntax, algorithm, no `kid`): refused (401).
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    /// Signed by a key Google does not list, even after fetching the keys again: refused (401).
+    #[error("token signed by unknown key `{0}`")]
+    UnknownKey(String),
+    /// Bad signature, wrong `aud` or `iss`, or expired: refused (401).
+    #[error("token rejected: {0}")]
+    Invalid(String),
+    /// Signed by Google for another identity: refused (401).
+    #[error("token is for `{0}`, not the push service account")]
+    WrongAccount(String),
+    /// The identity's email is not verified: refused (401).
+    #[error("token email is not verified")]
+    EmailNotVerified,
+    /// Google's keys could not be fetched: answered 503, so Pub/Sub delivers again later.
+    #[error("signing keys unavailable: {0}")]
+    KeysUnavailable(String),
+}
+
+impl IntoResponse for PushAuthError {
+    fn into_response(self) -> Response {
+        if let Self::KeysUnavailable(_) = self {
+            tracing::error!(error = %self, "push token not checked: answering 503 to be retried");
+            return (StatusCode::SERVICE_UNAVAILABLE, "service unavailable").into_response();
+        }
+        tracing::warn!(error = %self, "push request refused");
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "unauthorized",
+        )
+            .into_response()
+    }
+}
+
+/// The claims of a verified push token that a handler may want.
+#[derive(Clone, Debug, Deserialize)]
+pub struct PushClaims {
+    /// The push service account.
+    pub email: String,
+    /// Its unique id.
+    pub sub: String,
+}
+
+#[derive(Deserialize)]
+struct TokenClaims {
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    email_verified: Option<bool>,
+    #[serde(default)]
+    sub: String,
+}
+
+/// Checks push tokens against one configuration, sharing a cache of Google's keys.
+#[derive(Clone)]
+pub struct PushVerifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: PushAuthConfig,
+    validation: Validation,
+    http: reqwest::Client,
+    keys: RwLock<KeyCache>,
+    /// Held while fetching, so concurrent requests with a new `kid` fetch once.
+    fetching: Mutex<()>,
+}
+
+#[derive(Default)]
+struct KeyCache {
+    keys: HashMap<String, DecodingKey>,
+    /// When the keys go stale (a request then fetches them again first).
+    fresh_until: Option<Instant>,
+    fetched_at: Option<Instant>,
+}
+
+impl KeyCache {
+    fn is_fresh(&self, now: Instant) -> bool {
+        self.fresh_until.is_some_and(|until| now < until)
+    }
+
+    fn may_refresh(&self, now: Instant, min_interval: Duration) -> bool {
+        self.fetched_at
+            .is_none_or(|at| now.duration_since(at) >= min_interval)
+    }
+}
+
+impl PushVerifier {
+    /// A verifier for `config`; keys are fetched on first use.
+    pub fn new(config: PushAuthConfig) -> anyhow::Result<Self> {
+        // Names the provider outright, in case feature unification ever enables a second one
+        // (jsonwebtoken then cannot pick by itself). An `Err` means one is installed already.
+        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_audience(&[&config.audience]);
+        validation.set_issuer(&ISSUERS);
+        validation.set_required_spec_claims(&["exp", "aud", "iss"]);
+        let http = reqwest::Client::builder()
+            .timeout(FETCH_TIMEOUT)
+            .build()
+            .map_err(|e| anyhow::anyhow!("cannot build the HTTP client for Google's keys: {e}"))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                validation,
+                http,
+                keys: RwLock::new(KeyCache::default()),
+                fetching: Mutex::new(()),
+            }),
+        })
+    }
+
+    /// Verifies the `Authorization` header of a push request.
+    pub async fn verify(
+        &self,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<PushClaims, PushAuthError> {
+        let token = authorization
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| {
+                value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|token| !token.is_empty())
+            .ok_or(PushAuthError::MissingToken)?;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| PushAuthError::Malformed(e.to_string()))?;
+        if header.alg != Algorithm::RS256 {
+            return Err(PushAuthError::Malformed(format!(
+                "algorithm {:?}, expected RS256",
+                header.alg
+            )));
+        }
+        let kid = header
+            .kid
+            .ok_or_else(|| PushAuthError::Malformed("no `kid` in the header".to_owned()))?;
+        let key = self.key(&kid).await?;
+        let claims = jsonwebtoken::decode::<TokenClaims>(token, &key, &self.inner.validation)
+            .map_err(|e| PushAuthError::Invalid(e.to_string()))?
+            .claims;
+        let email = claims.email.unwrap_or_default();
+        if !email.eq_ignore_ascii_case(&self.inner.config.service_account) {
+            return Err(PushAuthError::WrongAccount(email));
+        }
+        if claims.email_verified != Some(true) {
+            return Err(PushAuthError::EmailNotVerified);
+        }
+        Ok(PushClaims {
+            email,
+            sub: claims.sub,
+        })
+    }
+
+    /// The key `kid`: from the cache while it is fresh; else after fetching the key set again,
+    /// at most once per `min_refresh_interval` (a failed fetch leaves the stale keys in use).
+    async fn key(&self, kid: &str) -> Result<DecodingKey, PushAuthError> {
+        let min_refresh = self.inner.config.min_refresh_interval;
+        {
+            let cache = self.inner.keys.read().await;
+            if let Some(key) = cache.keys.get(kid)
+                && cache.is_fresh(Instant::now())
+            {
+                return Ok(key.clone());
+            }
+        }
+        // One fetch at a time; whoever waited here finds the result in the cache.
+        let _fetching = self.inner.fetching.lock().await;
+        let now = Instant::now();
+        {
+            let cache = self.inner.keys.read().await;
+            let recently_fetched = !cache.may_refresh(now, min_refresh);
+            match cache.keys.get(kid) {
+                Some(key) if recently_fetched || cache.is_fresh(now) => return Ok(key.clone()),
+                None if recently_fetched && cache.keys.is_empty() => {
+                    return Err(PushAuthError::KeysUnavailable(
+                        "the last fetch of the key set failed".to_owned(),
+                    ));
+                }
+                None if recently_fetched => {
+                    return Err(PushAuthError::UnknownKey(kid.to_owned()));
+                }
+                _ => {}
+            }
+        }
+        match self.fetch().await {
+            Ok(fetched) => {
+                let key = fetched.keys.get(kid).cloned();
+                *self.inner.keys.write().await = fetched;
+                key.ok_or_else(|| PushAuthError::UnknownKey(kid.to_owned()))
+            }
+            Err(error) => {
+                // Stale keys are better than none while Google is unreachable: a rotated key
+                // stays listed for days after it stops signing.
+                let mut cache = self.inner.keys.write().await;
+                cache.fetched_at = Some(now);
+                match cache.keys.get(kid) {
+                    Some(key) => {
+                        tracing::warn!(%error, "push signing keys not refreshed; using cached keys");
+                        Ok(key.clone())
+                    }
+                    None => Err(error),
+                }
+            }
+        }
+    }
+
+    async fn fetch(&self) -> Result<KeyCache, PushAuthError> {
+        let unavailable = |e: reqwest::Error| PushAuthError::KeysUnavailable(e.to_string());
+        let response = self
+            .inner
+            .http
+            .get(&self.inner.config.jwks_url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(unavailable)?;
+        let ttl = response
+            .headers()
+            .get(header::CACHE_CONTROL)
+            .and_then(|value| value.to_str().ok())
+            .and_then(max_age)
+            .unwrap_or(DEFAULT_KEY_TTL)
+            .clamp(MIN_KEY_TTL, MAX_KEY_TTL);
+        let set: JwkSet = response.json().await.map_err(unavailable)?;
+        let keys = set
+            .keys
+            .iter()
+            .filter_map(|jwk| {
+                let kid = jwk.common.key_id.clone()?;
+                DecodingKey::from_jwk(jwk).ok().map(|key| (kid, key))
+            })
+            .collect::<HashMap<_, _>>();
+        if keys.is_empty() {
+            return Err(PushAuthError::KeysUnavailable(
+                "the key set holds no usable key".to_owned(),
+            ));
+        }
+        let now = Instant::now();
+        Ok(KeyCache {
+            keys,
+            fresh_until: Some(now + ttl),
+            fetched_at: Some(now),
+        })
+    }
+}
+
+/// `max-age` of a `Cache-Control` value.
+fn max_age(cache_control: &str) -> Option<Duration> {
+    cache_control.split(',').find_map(|directive| {
+        let (name, value) = directive.trim().split_once('=')?;
+        if !name.trim().eq_ignore_ascii_case("max-age") {
+            return None;
+        }
+        value.trim().parse().ok().map(Duration::from_secs)
+    })
+}
+
+/// Middleware that lets a request through only with a valid push token, e.g.
+/// `post(handler).route_layer(from_fn_with_state(verifier, require_push_token))`.
+/// The verified claims are put in the request's extensions.
+pub async fn require_push_token(
+    State(verifier): State<PushVerifier>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match verifier
+        .verify(request.headers().get(header::AUTHORIZATION))
+        .await
+    {
+        Ok(claims) => {
+            request.extensions_mut().insert(claims);
+            next.run(request).await
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Option<PushAuthConfig>, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        PushAuthConfig::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn off_unless_configured() {
+        assert_eq!(load(&[]).unwrap(), None);
+    }
+
+    #[test]
+    fn both_variables_turn_it_on() {
+        let config = load(&[
+            ("PULSE_PUSH_AUDIENCE", "pulse-preprocess-push"),
+            (
+                "PULSE_PUSH_SERVICE_ACCOUNT",
+                "push@p.iam.gserviceaccount.com",
+            ),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(config.audience, "pulse-preprocess-push");
+        assert_eq!(config.jwks_url, GOOGLE_JWKS_URL);
+    }
+
+    #[test]
+    fn half_a_configuration_names_what_is_missing() {
+        let err = load(&[("PULSE_PUSH_AUDIENCE", "a")]).unwrap_err();
+        assert!(
+            err.to_string().contains("PULSE_PUSH_SERVICE_ACCOUNT"),
+            "{err}"
+        );
+        let err = load(&[("PULSE_PUSH_SERVICE_ACCOUNT", "s")]).unwrap_err();
+        assert!(err.to_string().contains("PULSE_PUSH_AUDIENCE"), "{err}");
+    }
+
+    #[test]
+    fn cache_control_max_age() {
+        let google = "public, max-age=20723, must-revalidate, no-transform";
+        assert_eq!(max_age(google), Some(Duration::from_secs(20723)));
+        assert_eq!(max_age("no-cache"), None);
+        assert_eq!(max_age("max-age=soon"), None);
+    }
+}

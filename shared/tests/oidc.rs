@@ -1,0 +1,347 @@
+#![allow(clippy::unwrap_used)]
+//! Push token verification against a key set served on loopback, signed with the test-only keys
+//! in `tests/fixtures/oidc` (see its README): what Google's tokens look like, and every way one
+//! can be wrong.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{Request, StatusCode, header};
+use axum::middleware::from_fn_with_state;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use pulse_shared::oidc::{PushAuthConfig, PushAuthError, PushVerifier, require_push_token};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use tower::ServiceExt as _;
+
+const AUDIENCE: &str = "pulse-preprocess-push";
+const PUSH_ACCOUNT: &str = "pulse-push@acme.iam.gserviceaccount.com";
+const KEY_1: &str = include_str!("fixtures/oidc/test-key-1.pem");
+const KEY_2: &str = include_str!("fixtures/oidc/test-key-2.pem");
+const JWKS_1: &str = include_str!("fixtures/oidc/jwks-1.json");
+const JWKS_BOTH: &str = include_str!("fixtures/oidc/jwks-both.json");
+
+/// A stand-in for `https://www.googleapis.com/oauth2/v3/certs` that counts its fetches.
+#[derive(Clone)]
+struct KeyServer {
+    answer: Arc<Mutex<(StatusCode, &'static str)>>,
+    fetches: Arc<AtomicUsize>,
+    url: String,
+}
+
+impl KeyServer {
+    async fn start(jwks: &'static str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = Self {
+            answer: Arc::new(Mutex::new((StatusCode::OK, jwks))),
+            fetches: Arc::new(AtomicUsize::new(0)),
+            url: format!("http://{}/oauth2/v3/certs", listener.local_addr().unwrap()),
+        };
+        let app = Router::new()
+            .route("/oauth2/v3/certs", get(serve_keys))
+            .with_state(server.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        server
+    }
+
+    async fn answer(&self, status: StatusCode, jwks: &'static str) {
+        *self.answer.lock().await = (status, jwks);
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+
+    fn config(&self, min_refresh_interval: Duration) -> PushAuthConfig {
+        PushAuthConfig {
+            audience: AUDIENCE.to_owned(),
+            service_account: PUSH_ACCOUNT.to_owned(),
+            jwks_url: self.url.clone(),
+            min_refresh_interval,
+        }
+    }
+
+    fn verifier(&self) -> PushVerifier {
+        PushVerifier::new(self.config(Duration::ZERO)).unwrap()
+    }
+}
+
+async fn serve_keys(State(server): State<KeyServer>) -> impl IntoResponse {
+    server.fetches.fetch_add(1, Ordering::SeqCst);
+    let (status, body) = *server.answer.lock().await;
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (
+                header::CACHE_CONTROL,
+                "public, max-age=20723, must-revalidate, no-transform",
+            ),
+        ],
+        body,
+    )
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The claims of a Pub/Sub push token as Google issues them.
+fn google_claims() -> Value {
+    json!({
+        "aud": AUDIENCE,
+        "azp": "112233445566778899000",
+        "email": PUSH_ACCOUNT,
+        "email_verified": true,
+        "exp": now() + 3600,
+        "iat": now(),
+        "iss": "https://accounts.google.com",
+        "sub": "112233445566778899000",
+    })
+}
+
+fn sign(claims: &Value, kid: &str, pem: &str) -> String {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+fn with(changes: &[(&str, Value)]) -> Value {
+    let mut claims = google_claims();
+    for (name, value) in changes {
+        if value.is_null() {
+            claims.as_object_mut().unwrap().remove(*name);
+        } else {
+            claims[*name] = value.clone();
+        }
+    }
+    claims
+}
+
+/// A trigger route behind the middleware, as a function would mount it.
+fn app(verifier: PushVerifier) -> Router {
+    Router::new().route(
+        "/",
+        post(|| async { "delivered" })
+            .route_layer(from_fn_with_state(verifier, require_push_token)),
+    )
+}
+
+async fn push(app: Router, token: Option<&str>) -> (StatusCode, String) {
+    let mut request = Request::post("/");
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let response = app
+        .oneshot(request.body(Body::from("{}")).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn a_google_push_token_gets_through() {
+    let keys = KeyServer::start(JWKS_1).await;
+    let token = sign(&google_claims(), "test-key-1", KEY_1);
+    let (status, body) = push(app(keys.verifier()), Some(&token)).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "delivered"));
+
+    // The short issuer spelling is Google's too.
+    let token = sign(
+        &with(&[("iss", json!("accounts.google.com"))]),
+        "test-key-1",
+        KEY_1,
+    );
+    let claims = keys
+        .verifier()
+        .verify(Some(&format!("Bearer {token}").parse().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(claims.email, PUSH_ACCOUNT);
+}
+
+#[tokio::test]
+async fn every_wrong_token_is_refused_with_401_and_no_detail() {
+    let keys = KeyServer::start(JWKS_1).await;
+    let verifier = keys.verifier();
+    let hs256 = jsonwebtoken::encode(
+        &Header {
+            kid: Some("test-key-1".to_owned()),
+            ..Header::new(Algorithm::HS256)
+        },
+        &google_claims(),
+        &EncodingKey::from_secret(b"guessable"),
+    )
+    .unwrap();
+    let cases = [
+        ("no token", None),
+        ("not a JWT", Some("not-a-jwt".to_owned())),
+        ("HS256", Some(hs256)),
+        (
+            "other audience",
+            Some(sign(
+                &with(&[("aud", json!("https://pulse-preprocess-xyz.a.run.app"))]),
+                "test-key-1",
+                KEY_1,
+            )),
+        ),
+        (
+            "no audience",
+            Some(sign(&with(&[("aud", Value::Null)]), "test-key-1", KEY_1)),
+        ),
+        (
+            "other issuer",
+            Some(sign(
+                &with(&[("iss", json!("https://evil.example.com"))]),
+                "test-key-1",
+                KEY_1,
+            )),
+        ),
+        (
+            "expired",
+            Some(sign(
+                &with(&[("exp", json!(now() - 3600)), ("iat", json!(now() - 7200))]),
+                "test-key-1",
+                KEY_1,
+            )),
+        ),
+        (
+            "another account",
+            Some(sign(
+                &with(&[("email", json!("someone@acme.iam.gserviceaccount.com"))]),
+                "test-key-1",
+                KEY_1,
+            )),
+        ),
+        (
+            "no email",
+            Some(sign(&with(&[("email", Value::Null)]), "test-key-1", KEY_1)),
+        ),
+        (
+            "email not verified",
+            Some(sign(
+                &with(&[("email_verified", json!(false))]),
+                "test-key-1",
+                KEY_1,
+            )),
+        ),
+        (
+            "signed by another key under a listed kid",
+            Some(sign(&google_claims(), "test-key-1", KEY_2)),
+        ),
+        (
+            "signed by an unlisted key",
+            Some(sign(&google_claims(), "test-key-2", KEY_2)),
+        ),
+    ];
+    for (case, token) in cases {
+        let (status, body) = push(app(verifier.clone()), token.as_deref()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}");
+        assert_eq!(
+            body, "unauthorized",
+            "{case}: the body must say nothing more"
+        );
+    }
+}
+
+#[tokio::test]
+async fn keys_are_fetched_once_and_cached() {
+    let keys = KeyServer::start(JWKS_1).await;
+    let verifier = keys.verifier();
+    for _ in 0..5 {
+        let token = sign(&google_claims(), "test-key-1", KEY_1);
+        let (status, _) = push(app(verifier.clone()), Some(&token)).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert_eq!(keys.fetches(), 1);
+}
+
+#[tokio::test]
+async fn a_new_key_id_fetches_the_keys_again() {
+    let keys = KeyServer::start(JWKS_1).await;
+    let verifier = keys.verifier();
+    let (status, _) = push(
+        app(verifier.clone()),
+        Some(&sign(&google_claims(), "test-key-1", KEY_1)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Google rotates: the new key is listed, and tokens signed with it get through.
+    keys.answer(StatusCode::OK, JWKS_BOTH).await;
+    let (status, _) = push(
+        app(verifier),
+        Some(&sign(&google_claims(), "test-key-2", KEY_2)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(keys.fetches(), 2);
+}
+
+#[tokio::test]
+async fn made_up_key_ids_do_not_flood_the_key_server() {
+    let keys = KeyServer::start(JWKS_1).await;
+    let verifier = PushVerifier::new(keys.config(Duration::from_secs(3600))).unwrap();
+    let (status, _) = push(
+        app(verifier.clone()),
+        Some(&sign(&google_claims(), "test-key-1", KEY_1)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    for _ in 0..10 {
+        let (status, _) = push(
+            app(verifier.clone()),
+            Some(&sign(&google_claims(), "test-key-2", KEY_2)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        keys.fetches(),
+        1,
+        "an unknown kid refetches at most once per interval"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_keys_answer_503_so_pubsub_retries() {
+    let keys = KeyServer::start(JWKS_1).await;
+    keys.answer(StatusCode::INTERNAL_SERVER_ERROR, "oops").await;
+    let verifier = keys.verifier();
+    let token = sign(&google_claims(), "test-key-1", KEY_1);
+    let (status, body) = push(app(verifier.clone()), Some(&token)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(!body.contains("oops") && !body.contains("500"), "{body}");
+
+    let error = verifier
+        .verify(Some(&format!("Bearer {token}").parse().unwrap()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, PushAuthError::KeysUnavailable(_)),
+        "{error}"
+    );
+
+    // Once Google answers again, so does the function.
+    keys.answer(StatusCode::OK, JWKS_1).await;
+    let (status, _) = push(app(verifier), Some(&token)).await;
+    assert_eq!(status, StatusCode::OK);
+}
