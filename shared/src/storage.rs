@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use gcs::GcsObjectStore;
-pub use local::LocalObjectStore;
+pub use local::{LocalObjectStore, local_generation};
 
 use crate::error::BackendError;
 
@@ -42,6 +42,59 @@ pub trait ObjectStore: Send + Sync {
 
     /// Names of the objects whose name starts with `prefix`, in lexical order.
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, BackendError>;
+
+    /// Reads part of an object (of `generation`, when given) and what the store says about the
+    /// whole of it; `None` when it (or that generation) does not exist.
+    async fn read_range(
+        &self,
+        bucket: &str,
+        name: &str,
+        range: ByteRange,
+        generation: Option<i64>,
+    ) -> Result<Option<RangeRead>, BackendError>;
+
+    /// Copies an object (of `generation`, when given) to `to` in the same bucket, replacing
+    /// whatever `to` held, within the store (the bytes do not pass through this process).
+    /// `Ok(false)` when the source does not exist.
+    async fn copy(
+        &self,
+        bucket: &str,
+        name: &str,
+        generation: Option<i64>,
+        to: &str,
+    ) -> Result<bool, BackendError>;
+
+    /// Deletes an object (only `generation`, when given, so a newer upload under the same name
+    /// survives). An object that is already gone is not an error.
+    async fn delete(
+        &self,
+        bucket: &str,
+        name: &str,
+        generation: Option<i64>,
+    ) -> Result<(), BackendError>;
+
+    /// Where a warehouse reads the object from: `gs://bucket/name`, or a local file path.
+    fn uri(&self, bucket: &str, name: &str) -> String;
+}
+
+/// Which bytes of an object to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ByteRange {
+    /// The last `n` bytes (all of them when the object is shorter).
+    Tail(u64),
+    /// `len` bytes from `offset` (fewer at the end of the object).
+    Segment { offset: u64, len: u64 },
+}
+
+/// Bytes read from part of an object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RangeRead {
+    pub bytes: Bytes,
+    /// Size of the whole object.
+    pub size: u64,
+    /// The generation read: Cloud Storage's, or locally the file's modification time in
+    /// microseconds (it changes when the file is replaced).
+    pub generation: i64,
 }
 
 /// A path inside a bucket that a person might have typed: no empty, `.` or `..` segments.

@@ -8,7 +8,11 @@
 //! `python3 -m venv ~/.cache/pulse-venv && ~/.cache/pulse-venv/bin/pip install gcp-storage-emulator`
 //! then `export PULSE_GCS_EMULATOR_BIN=~/.cache/pulse-venv/bin/gcp-storage-emulator`.
 //!
-//! Not covered: `list`, which the SDK does over gRPC (StorageControl) and the emulator does not
+//! Ranged reads (what parquet-loader reads a Parquet footer with) are checked byte for byte: the
+//! proxy counts the media bytes it serves. The emulator only knows `bytes=N-M` ranges; the proxy
+//! turns the suffix form `bytes=-N` (a tail, which Cloud Storage serves) into that.
+//!
+//! Not covered: `list`, `copy` and `delete`, which the SDK does over gRPC (StorageControl) and the emulator does not
 //! serve at all; resumable uploads (the store's bodies are far below the SDK's threshold).
 //!
 //! The emulator ignores `ifGenerationMatch` (it overwrites), so it cannot show create-if-absent
@@ -32,7 +36,7 @@ use axum::response::{IntoResponse as _, Response};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use pulse_shared::error::{BackendError, Retry};
-use pulse_shared::storage::{Created, GcsObjectStore, ObjectStore};
+use pulse_shared::storage::{ByteRange, Created, GcsObjectStore, ObjectStore};
 use reqwest::Url;
 
 const BUCKET: &str = "pulse-raw";
@@ -142,6 +146,53 @@ async fn a_missing_bucket_is_a_permanent_error_not_a_duplicate() {
     assert!(err.operation.contains("gs://no-such-bucket/"), "{err}");
 }
 
+#[tokio::test]
+async fn ranged_reads_fetch_only_their_range() {
+    let Some(stack) = Stack::start("ranged_reads_fetch_only_their_range").await else {
+        return;
+    };
+    let store = stack.store().await;
+    // A Parquet-shaped object: data, then a footer ending in its length and `PAR1`.
+    let mut body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    body.extend_from_slice(&1000u32.to_le_bytes());
+    body.extend_from_slice(b"PAR1");
+    let name = "landing/orders/part-0.parquet";
+    let written = call(store.create_if_absent(
+        BUCKET,
+        name,
+        Bytes::from(body.clone()),
+        "application/octet-stream",
+    ))
+    .await;
+    assert_eq!(written.expect("write"), Created::New);
+    let served_before = stack.proxy.served();
+
+    let tail = call(store.read_range(BUCKET, name, ByteRange::Tail(8), None))
+        .await
+        .expect("tail read")
+        .expect("object exists");
+    assert_eq!(&tail.bytes[..], &body[body.len() - 8..]);
+    assert_eq!(tail.size, body.len() as u64);
+    assert!(tail.generation > 0, "{tail:?}");
+    let segment = ByteRange::Segment {
+        offset: body.len() as u64 - 1008,
+        len: 1000,
+    };
+    let footer = call(store.read_range(BUCKET, name, segment, Some(tail.generation)))
+        .await
+        .expect("segment read")
+        .expect("object exists");
+    assert_eq!(&footer.bytes[..], &body[body.len() - 1008..body.len() - 8]);
+    assert_eq!(
+        stack.proxy.served() - served_before,
+        1008,
+        "only the two ranges crossed the wire"
+    );
+    let missing =
+        call(store.read_range(BUCKET, "landing/none.parquet", ByteRange::Tail(8), None)).await;
+    assert_eq!(missing.expect("read of a missing object"), None);
+}
+
 /// `create_if_absent` of `NAME`.
 async fn create(
     store: &GcsObjectStore,
@@ -200,6 +251,7 @@ impl Stack {
             enforce_if_generation_match: AtomicBool::new(false),
             uploads: Mutex::default(),
             refused: Mutex::default(),
+            served: Mutex::default(),
         });
         let router = axum::Router::new()
             .fallback(forward)
@@ -335,6 +387,8 @@ struct Proxy {
     enforce_if_generation_match: AtomicBool,
     uploads: Mutex<Vec<Url>>,
     refused: Mutex<usize>,
+    /// Media bytes sent back to the SDK.
+    served: Mutex<u64>,
 }
 
 impl Proxy {
@@ -344,6 +398,10 @@ impl Proxy {
 
     fn refused(&self) -> usize {
         *self.refused.lock().expect("refused")
+    }
+
+    fn served(&self) -> u64 {
+        *self.served.lock().expect("served")
     }
 
     /// The emulator's JSON metadata of an object, if it exists.
@@ -400,7 +458,31 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
         }
     }
 
+    // Media downloads: `GET /storage/v1/b/{bucket}/o/{name}?alt=media`.
+    let media = parts.method == Method::GET
+        && query("alt").as_deref() == Some("media")
+        && segments.len() == 6
+        && segments[..3] == ["storage", "v1", "b"]
+        && segments[4] == "o";
     let mut headers = parts.headers;
+    // A suffix range (the last N bytes) in the form the emulator knows: from size - N.
+    let suffix = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes=-"))
+        .and_then(|n| n.parse::<u64>().ok());
+    if let (true, Some(n)) = (media, suffix) {
+        let mut metadata = url.clone();
+        metadata.set_query(None);
+        if let Some(object) = proxy.metadata_at(metadata).await {
+            let size: u64 = object["size"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let range = format!("bytes={}-", size.saturating_sub(n));
+            headers.insert(header::RANGE, HeaderValue::from_str(&range).expect("range"));
+        }
+    }
     for hop in [
         header::HOST,
         header::CONNECTION,
@@ -429,13 +511,8 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
         headers.remove(hop);
     }
 
-    // Media downloads: `GET /storage/v1/b/{bucket}/o/{name}?alt=media`.
-    let media = parts.method == Method::GET
-        && query("alt").as_deref() == Some("media")
-        && segments.len() == 6
-        && segments[..3] == ["storage", "v1", "b"]
-        && segments[4] == "o";
     if media && status.is_success() {
+        *proxy.served.lock().expect("served") += body.len() as u64;
         let mut metadata = url.clone();
         metadata.set_query(None);
         if let Some(object) = proxy.metadata_at(metadata).await {

@@ -16,7 +16,7 @@ use pulse_shared::config::Config;
 use pulse_shared::error::{BackendError, Reason, Retry};
 use pulse_shared::publish::{OutgoingMessage, Publisher};
 use pulse_shared::registry::derived_event_id;
-use pulse_shared::storage::{Created, LocalObjectStore, ObjectStore};
+use pulse_shared::storage::{ByteRange, Created, LocalObjectStore, ObjectStore, RangeRead};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
@@ -80,6 +80,36 @@ impl ObjectStore for FailingStore {
             Retry::Transient,
             "503 from storage",
         ))
+    }
+    async fn read_range(
+        &self,
+        _: &str,
+        _: &str,
+        _: ByteRange,
+        _: Option<i64>,
+    ) -> Result<Option<RangeRead>, BackendError> {
+        Err(BackendError::new(
+            "read",
+            Retry::Transient,
+            "503 from storage",
+        ))
+    }
+    async fn copy(&self, _: &str, _: &str, _: Option<i64>, _: &str) -> Result<bool, BackendError> {
+        Err(BackendError::new(
+            "copy",
+            Retry::Transient,
+            "503 from storage",
+        ))
+    }
+    async fn delete(&self, _: &str, _: &str, _: Option<i64>) -> Result<(), BackendError> {
+        Err(BackendError::new(
+            "delete",
+            Retry::Transient,
+            "503 from storage",
+        ))
+    }
+    fn uri(&self, bucket: &str, name: &str) -> String {
+        format!("failing://{bucket}/{name}")
     }
 }
 
