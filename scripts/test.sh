@@ -4,18 +4,21 @@
 #
 # Real servers the tests start themselves on loopback ports:
 #   - Google's Pub/Sub emulator (comes with the Google Cloud CLI; the test says SKIPPED without it)
-#   - gcp-storage-emulator from PyPI (installed here into $PULSE_VENV)
+#   - gcp-storage-emulator and bqemulator from PyPI (installed here into $PULSE_VENV)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/pulse-target}
 venv=${PULSE_VENV:-$HOME/.cache/pulse-venv}
 
-if [ ! -x "$venv/bin/gcp-storage-emulator" ]; then
+# Reinstall when the pinned versions change (the copy of the requirements marks what is there).
+if ! cmp -s scripts/emulators-requirements.txt "$venv/installed-requirements.txt"; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/emulators-requirements.txt
+  cp scripts/emulators-requirements.txt "$venv/installed-requirements.txt"
 fi
 export PULSE_GCS_EMULATOR_BIN=$venv/bin/gcp-storage-emulator
+export PULSE_BQ_EMULATOR_PYTHON=$venv/bin/python
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"

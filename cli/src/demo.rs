@@ -25,6 +25,8 @@ pub struct DemoReport {
     pub events_published: u64,
     pub raw_objects_written: u64,
     pub processed_messages_published: u64,
+    /// Rows each table gained (the table-manager's writes, counted in the warehouse).
+    pub rows_written: BTreeMap<String, u64>,
     pub dead_lettered: BTreeMap<String, u64>,
 }
 
@@ -55,6 +57,17 @@ pub async fn run(config: Config, ports: PortChoice) -> anyhow::Result<DemoReport
         events_published: messages.len() as u64,
         raw_objects_written: after.raw_objects - before.raw_objects,
         processed_messages_published: stack.bus.published(&stack.config.processed_topic),
+        rows_written: after
+            .table_rows
+            .iter()
+            .map(|(table, n)| {
+                (
+                    table.clone(),
+                    n - before.table_rows.get(table).copied().unwrap_or(0),
+                )
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect(),
         dead_lettered: after
             .dead_letters
             .iter()
@@ -71,10 +84,11 @@ pub async fn run(config: Config, ports: PortChoice) -> anyhow::Result<DemoReport
     Ok(report)
 }
 
-/// Objects in the raw archive, and dead-letter records by reason.
+/// Objects in the raw archive, dead-letter records by reason, rows by table.
 struct StoredCounts {
     raw_objects: u64,
     dead_letters: BTreeMap<String, u64>,
+    table_rows: BTreeMap<String, u64>,
 }
 
 impl StoredCounts {
@@ -96,9 +110,17 @@ impl StoredCounts {
                 .unwrap_or_default();
             *dead_letters.entry(reason.to_owned()).or_default() += 1;
         }
+        let table_rows = stack
+            .warehouse
+            .list_tables()
+            .await?
+            .into_iter()
+            .map(|table| (table.spec.name, table.rows.unwrap_or(0)))
+            .collect();
         Ok(Self {
             raw_objects: raw.len() as u64,
             dead_letters,
+            table_rows,
         })
     }
 }
@@ -121,6 +143,11 @@ impl fmt::Display for DemoReport {
             "  published to events-processed      {} (a redelivered duplicate is published again; downstream keeps one row per event_id)",
             self.processed_messages_published
         )?;
+        let rows: u64 = self.rows_written.values().sum();
+        writeln!(f, "  warehouse rows written             {rows}")?;
+        for (table, n) in &self.rows_written {
+            writeln!(f, "    {table:<32} {n}")?;
+        }
         let dead: u64 = self.dead_lettered.values().sum();
         writeln!(f, "  dead-lettered                      {dead}")?;
         for (reason, n) in &self.dead_lettered {
@@ -131,6 +158,11 @@ impl fmt::Display for DemoReport {
         writeln!(
             f,
             "  dead letters   {}/gcs/pulse-raw/dead-letter/",
+            self.data_dir
+        )?;
+        writeln!(
+            f,
+            "  warehouse      {}/warehouse.duckdb (schema `pulse`; stop the stack before opening it)",
             self.data_dir
         )?;
         write!(

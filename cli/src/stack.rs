@@ -10,6 +10,7 @@ use pulse_shared::config::Config;
 use pulse_shared::publish::{LocalBus, PushSubscription};
 use pulse_shared::runtime::serve_until;
 use pulse_shared::storage::ObjectStore;
+use pulse_shared::warehouse::Warehouse;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -17,7 +18,7 @@ use tokio::task::JoinHandle;
 /// Which ports the servers bind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PortChoice {
-    /// The local conventions: control and dashboard 8080, preprocess 8081.
+    /// The local conventions: control and dashboard 8080, preprocess 8081, table-manager 8082.
     Conventional,
     /// Any free port (tests, or a second stack beside the first).
     Any,
@@ -36,14 +37,19 @@ impl PortChoice {
 pub const CONTROL_PORT: u16 = 8080;
 /// Port of preprocess.
 pub const PREPROCESS_PORT: u16 = 8081;
+/// Port of table-manager.
+pub const TABLE_MANAGER_PORT: u16 = 8082;
 
 /// A running local stack.
 pub struct LocalStack {
     pub config: Config,
     pub bus: LocalBus,
     pub objects: Arc<dyn ObjectStore>,
+    /// The DuckDB warehouse, opened once and shared by every function that writes tables.
+    pub warehouse: Arc<dyn Warehouse>,
     pub control: SocketAddr,
     pub preprocess: SocketAddr,
+    pub table_manager: SocketAddr,
     stop: watch::Sender<bool>,
     servers: Vec<JoinHandle<std::io::Result<()>>>,
 }
@@ -52,6 +58,7 @@ impl LocalStack {
     /// Starts every function and subscribes it to its topic on the bus.
     pub async fn start(config: Config, ports: PortChoice) -> anyhow::Result<Self> {
         let objects = Backends::local_objects(&config)?;
+        let warehouse = Backends::local_warehouse(&config)?;
         let bus = Backends::local_bus(&config, &objects);
         let backends = Backends {
             objects: objects.clone(),
@@ -73,6 +80,23 @@ impl LocalStack {
             format!("http://{preprocess}/"),
         ));
 
+        let (table_manager, server) = serve(
+            ports.port(TABLE_MANAGER_PORT),
+            table_manager::app(table_manager::AppState::new(
+                config.clone(),
+                &backends,
+                warehouse.clone(),
+            )),
+            stopped.clone(),
+        )
+        .await?;
+        servers.push(server);
+        bus.subscribe(PushSubscription::new(
+            "table-manager",
+            config.processed_topic.clone(),
+            format!("http://{table_manager}/"),
+        ));
+
         let (control, server) = serve(
             ports.port(CONTROL_PORT),
             crate::publish_api::router(bus.clone(), &config),
@@ -82,12 +106,15 @@ impl LocalStack {
         servers.push(server);
 
         backends.log();
+        tracing::info!(warehouse = %warehouse.describe(), "warehouse chosen");
         Ok(Self {
             config,
             bus,
             objects,
+            warehouse,
             control,
             preprocess,
+            table_manager,
             stop,
             servers,
         })
@@ -113,6 +140,16 @@ impl LocalStack {
             text,
             "  preprocess     http://{}/  (replay: POST /replay)",
             self.preprocess
+        );
+        let _ = writeln!(
+            text,
+            "  table-manager  http://{}/  (tables: GET /tables)",
+            self.table_manager
+        );
+        let _ = writeln!(
+            text,
+            "  warehouse      {data_dir}/warehouse.duckdb  (dataset {})",
+            self.config.dataset
         );
         let _ = writeln!(
             text,

@@ -6,6 +6,7 @@ use crate::config::{BackendKind, Config};
 use crate::deadletter::DeadLetterStore;
 use crate::publish::{LocalBus, Publisher, PubsubPublisher};
 use crate::storage::{GcsObjectStore, LocalObjectStore, ObjectStore};
+use crate::warehouse::{BigQueryWarehouse, Warehouse};
 
 /// The outside systems a function talks to.
 #[derive(Clone)]
@@ -71,6 +72,41 @@ impl Backends {
             objects.clone(),
             config.raw_bucket.clone(),
             config.dead_letter_prefix.clone(),
+        )
+    }
+
+    /// The warehouse the configuration names: BigQuery (or `BIGQUERY_ENDPOINT`'s emulator), or
+    /// the local DuckDB file. Opened by the functions that write tables, once per process: the
+    /// local stack shares one.
+    pub async fn warehouse(config: &Config) -> anyhow::Result<Arc<dyn Warehouse>> {
+        match config.backend {
+            BackendKind::Gcp => Ok(Arc::new(
+                BigQueryWarehouse::connect(
+                    &config.project,
+                    &config.dataset,
+                    config.bigquery_endpoint.as_deref(),
+                )
+                .await?,
+            )),
+            BackendKind::Local => Self::local_warehouse(config),
+        }
+    }
+
+    /// The local warehouse, `$PULSE_DATA_DIR/warehouse.duckdb`.
+    #[cfg(feature = "duckdb")]
+    pub fn local_warehouse(config: &Config) -> anyhow::Result<Arc<dyn Warehouse>> {
+        Ok(Arc::new(crate::warehouse::DuckDbWarehouse::open(
+            &config.data_dir.join("warehouse.duckdb"),
+            &config.dataset,
+        )?))
+    }
+
+    /// Without the `duckdb` feature there is no local warehouse.
+    #[cfg(not(feature = "duckdb"))]
+    pub fn local_warehouse(_config: &Config) -> anyhow::Result<Arc<dyn Warehouse>> {
+        anyhow::bail!(
+            "this build has no local warehouse: build with `--features duckdb` (or run `pulse up`), \
+             or set PULSE_BACKEND=gcp"
         )
     }
 

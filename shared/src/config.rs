@@ -72,6 +72,17 @@ pub struct Config {
     pub raw_prefix: String,
     /// `PULSE_DEAD_LETTER_PREFIX`: dead-letter prefix inside the raw bucket (default `dead-letter/`).
     pub dead_letter_prefix: String,
+    /// `PULSE_LANDING_PREFIX`: where Parquet drops land in the landing bucket (default `landing/`).
+    pub landing_prefix: String,
+    /// `PULSE_QUARANTINE_PREFIX`: where refused files go in the landing bucket (default
+    /// `quarantine/`).
+    pub quarantine_prefix: String,
+    /// `PULSE_LANDING_PARTITION_COLUMN`: the date or timestamp column a table created from a
+    /// Parquet file is partitioned on, when the file has it (else its first such column).
+    pub landing_partition_column: Option<String>,
+    /// `DATABASE_URL`: PostgreSQL that parquet-loader also copies rows into (Cloud SQL in
+    /// production), e.g. `postgresql://pulse@127.0.0.1:5432/pulse`; none when unset.
+    pub database_url: Option<String>,
     /// `PULSE_RAW_TOPIC`: topic of incoming events (default `events-raw`).
     pub raw_topic: String,
     /// `PULSE_PROCESSED_TOPIC`: topic of normalised events (default `events-processed`).
@@ -90,6 +101,24 @@ pub struct Config {
     pub pubsub_endpoint: Option<String>,
     /// `STORAGE_ENDPOINT`: Cloud Storage endpoint override, e.g. `gcp-storage-emulator`.
     pub storage_endpoint: Option<String>,
+    /// `PULSE_DATASET`: the warehouse dataset that holds every table (default `pulse`).
+    pub dataset: String,
+    /// `BIGQUERY_ENDPOINT`: BigQuery REST endpoint override, e.g. `bqemulator`
+    /// (`http://127.0.0.1:9050`); the API path `/bigquery/v2` is added.
+    pub bigquery_endpoint: Option<String>,
+    /// How concurrent requests are coalesced into one warehouse write per table.
+    pub batch: BatchLimits,
+}
+
+/// Limits of one coalesced warehouse write: whichever is reached first closes the batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchLimits {
+    /// `PULSE_BATCH_MAX_ROWS` (default 500, BigQuery's recommended insertAll size).
+    pub max_rows: usize,
+    /// `PULSE_BATCH_MAX_BYTES` of row JSON (default 5 MB, under insertAll's 10 MB request limit).
+    pub max_bytes: usize,
+    /// `PULSE_BATCH_LINGER_MS`: how long the first row of a batch waits for company (default 20).
+    pub linger: Duration,
 }
 
 impl Config {
@@ -150,6 +179,10 @@ impl Config {
             landing_bucket: env.string_or("PULSE_LANDING_BUCKET", "pulse-landing"),
             raw_prefix: env.prefix("PULSE_RAW_PREFIX", "raw/"),
             dead_letter_prefix: env.prefix("PULSE_DEAD_LETTER_PREFIX", "dead-letter/"),
+            landing_prefix: env.prefix("PULSE_LANDING_PREFIX", "landing/"),
+            quarantine_prefix: env.prefix("PULSE_QUARANTINE_PREFIX", "quarantine/"),
+            landing_partition_column: env.string("PULSE_LANDING_PARTITION_COLUMN"),
+            database_url: env.string("DATABASE_URL"),
             raw_topic: env.string_or("PULSE_RAW_TOPIC", "events-raw"),
             processed_topic: env.string_or("PULSE_PROCESSED_TOPIC", "events-processed"),
             max_body_bytes: env.parse("PULSE_MAX_BODY_BYTES")?.unwrap_or(16 << 20),
@@ -160,6 +193,13 @@ impl Config {
             local_fsync: env.parse("PULSE_LOCAL_FSYNC")?.unwrap_or(true),
             pubsub_endpoint: env.string("PUBSUB_ENDPOINT"),
             storage_endpoint: env.string("STORAGE_ENDPOINT"),
+            dataset: env.identifier("PULSE_DATASET", "pulse")?,
+            bigquery_endpoint: env.string("BIGQUERY_ENDPOINT"),
+            batch: BatchLimits {
+                max_rows: env.parse("PULSE_BATCH_MAX_ROWS")?.unwrap_or(500).max(1),
+                max_bytes: env.parse("PULSE_BATCH_MAX_BYTES")?.unwrap_or(5_000_000),
+                linger: Duration::from_millis(env.parse("PULSE_BATCH_LINGER_MS")?.unwrap_or(20)),
+            },
         })
     }
 
@@ -196,6 +236,27 @@ impl Env<'_> {
             prefix.push('/');
         }
         prefix
+    }
+
+    /// A name that reaches SQL: letters, digits and underscores, not starting with a digit.
+    fn identifier(&self, var: &'static str, default: &str) -> Result<String, ConfigError> {
+        let value = self.string_or(var, default);
+        let safe = value.len() <= 1024
+            && value
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if safe {
+            Ok(value)
+        } else {
+            Err(ConfigError::Invalid {
+                var,
+                value,
+                reason: "expected letters, digits and underscores, starting with a letter or `_`"
+                    .to_owned(),
+            })
+        }
     }
 
     fn parse<T>(&self, var: &'static str) -> Result<Option<T>, ConfigError>
@@ -238,6 +299,8 @@ mod tests {
         assert_eq!(config.landing_bucket, "pulse-landing");
         assert_eq!(config.raw_prefix, "raw/");
         assert_eq!(config.dead_letter_prefix, "dead-letter/");
+        assert_eq!(config.landing_prefix, "landing/");
+        assert_eq!(config.quarantine_prefix, "quarantine/");
         assert_eq!(config.raw_topic, "events-raw");
         assert_eq!(config.processed_topic, "events-processed");
         assert!(!config.json_logs);
@@ -274,6 +337,8 @@ mod tests {
     fn bad_values_name_their_variable() {
         let err = load(&[("PORT", "eighty")]).unwrap_err();
         assert!(err.to_string().contains("PORT=\"eighty\""), "{err}");
+        let err = load(&[("PULSE_DATASET", "pulse; DROP TABLE x")]).unwrap_err();
+        assert!(err.to_string().contains("PULSE_DATASET"), "{err}");
         let err = load(&[("PULSE_BACKEND", "aws")]).unwrap_err();
         assert!(err.to_string().contains("PULSE_BACKEND"), "{err}");
     }

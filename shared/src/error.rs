@@ -4,6 +4,9 @@
 use std::fmt;
 use std::time::Duration;
 
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
 /// Why an input can never succeed. The code names the dead-letter folder it lands in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -26,11 +29,13 @@ pub enum Reason {
     TooLarge,
     /// The local bus gave up pushing a message after its last attempt.
     DeliveryExhausted,
+    /// A field's value does not fit the type of its table column (the table is left as it is).
+    SchemaConflict,
 }
 
 impl Reason {
     /// Every reason, for tests and reports.
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 10] = [
         Reason::BadEnvelope,
         Reason::BadBase64,
         Reason::BadJson,
@@ -40,6 +45,7 @@ impl Reason {
         Reason::InvalidEventType,
         Reason::TooLarge,
         Reason::DeliveryExhausted,
+        Reason::SchemaConflict,
     ];
 
     /// The reason code as it appears in dead-letter paths and reports.
@@ -54,6 +60,7 @@ impl Reason {
             Reason::InvalidEventType => "invalid_event_type",
             Reason::TooLarge => "too_large",
             Reason::DeliveryExhausted => "delivery_exhausted",
+            Reason::SchemaConflict => "schema_conflict",
         }
     }
 
@@ -164,6 +171,54 @@ impl BackendError {
 
 /// The `Retry-After` a transient or throttled answer carries.
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// A request a function could not complete. Permanent problems with an input are not errors:
+/// they are dead-lettered and acknowledged.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FunctionError {
+    /// A backend failed: answered 503 (429 when throttled; 500 when retrying cannot help until
+    /// an operator acts), so Pub/Sub delivers the message again. Nothing was acknowledged.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// A manual request is malformed: answered 400 with what to fix.
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+impl IntoResponse for FunctionError {
+    fn into_response(self) -> Response {
+        match self {
+            FunctionError::Backend(err) => {
+                let status = match err.retry {
+                    Retry::Transient => StatusCode::SERVICE_UNAVAILABLE,
+                    Retry::Throttled => StatusCode::TOO_MANY_REQUESTS,
+                    Retry::Permanent => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                tracing::error!(operation = %err.operation, "{err}; answering {status} so the delivery is retried");
+                // The operation names what failed, never how: backend messages stay in the log.
+                let mut response = (
+                    status,
+                    format!(
+                        "{} failed; nothing was acknowledged, the delivery will be retried\n",
+                        err.operation
+                    ),
+                )
+                    .into_response();
+                if err.retry != Retry::Permanent {
+                    response.headers_mut().insert(
+                        header::RETRY_AFTER,
+                        HeaderValue::from(RETRY_AFTER.as_secs()),
+                    );
+                }
+                response
+            }
+            FunctionError::BadRequest(message) => {
+                (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response()
+            }
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,8 @@
 //! Common core of the Pulse functions: configuration, telemetry, the HTTP runtime, envelope
 //! decoding, the failure classification, the event registry, and the backends (object storage,
-//! publishing) with their Google Cloud and embedded local implementations.
+//! publishing, the warehouse) with their Google Cloud and embedded local implementations.
 
+pub mod auth;
 pub mod backends;
 pub mod config;
 pub mod deadletter;
@@ -13,3 +14,4 @@ pub mod registry;
 pub mod runtime;
 pub mod storage;
 pub mod telemetry;
+pub mod warehouse;

@@ -13,7 +13,7 @@ use pulse_shared::registry::{NormalisedEvent, Provenance, normalise};
 use pulse_shared::storage::Created;
 use pulse_shared::telemetry;
 
-use crate::{AppState, FUNCTION, PreprocessError};
+use crate::{AppState, FUNCTION, FunctionError};
 
 /// What became of a message. Either way it may be acknowledged.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,7 +40,7 @@ pub async fn ingest(
     state: &AppState,
     message: &PushMessage,
     subscription: Option<&str>,
-) -> Result<Ingested, PreprocessError> {
+) -> Result<Ingested, FunctionError> {
     let provenance = Provenance {
         message_id: &message.message_id,
         publish_time: message.publish_time.as_deref(),
@@ -67,7 +67,7 @@ pub async fn ingest(
 async fn archive_and_publish(
     state: &AppState,
     event: &NormalisedEvent,
-) -> Result<Ingested, PreprocessError> {
+) -> Result<Ingested, FunctionError> {
     let config = state.config();
     let json = Bytes::from(event.to_json());
     let created = state
@@ -94,7 +94,7 @@ pub async fn publish_processed(
     json: Bytes,
     event_type: &str,
     event_id: &str,
-) -> Result<(), PreprocessError> {
+) -> Result<(), FunctionError> {
     let attributes = BTreeMap::from([
         ("event_type".to_owned(), event_type.to_owned()),
         ("event_id".to_owned(), event_id.to_owned()),
@@ -118,7 +118,7 @@ pub async fn dead_letter(
     state: &AppState,
     rejection: &Rejection,
     record: &DeadLetterRecord,
-) -> Result<Ingested, PreprocessError> {
+) -> Result<Ingested, FunctionError> {
     let object = state.inner.dead_letters.write(record).await?;
     tracing::warn!(reason = %rejection.reason, dead_letter = %object, "dead-lettered: {}", rejection.detail);
     Ok(Ingested::DeadLettered {

@@ -2,7 +2,6 @@
 //! normalises each, archives it in the raw archive (create-if-absent) and publishes it to the
 //! processed topic; dead-letters what can never succeed. Also re-drives events by hand.
 
-mod error;
 mod ingest;
 mod replay;
 mod trigger;
@@ -18,8 +17,8 @@ use pulse_shared::publish::Publisher;
 use pulse_shared::runtime::with_runtime_layers;
 use pulse_shared::storage::ObjectStore;
 
-pub use error::PreprocessError;
 pub use ingest::{Ingested, raw_object_name};
+pub use pulse_shared::error::FunctionError;
 pub use replay::{RawSlice, ReplayReport, ReplayRequest};
 
 /// The function's name in logs and dead-letter records.

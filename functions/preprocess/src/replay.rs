@@ -24,7 +24,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::ingest::{Ingested, dead_letter, ingest, publish_processed};
-use crate::{AppState, FUNCTION, PreprocessError};
+use crate::{AppState, FUNCTION, FunctionError};
 
 /// How many objects or events a replay works on at once.
 const CONCURRENCY: usize = 16;
@@ -94,7 +94,7 @@ enum ItemOutcome {
 pub async fn handle(
     State(state): State<AppState>,
     Json(request): Json<ReplayRequest>,
-) -> Result<Json<ReplayReport>, PreprocessError> {
+) -> Result<Json<ReplayReport>, FunctionError> {
     let outcomes = match request {
         ReplayRequest {
             events: Some(events),
@@ -121,7 +121,7 @@ pub async fn handle(
             run(names.into_iter().map(|name| republish_raw(&state, name))).await?
         }
         _ => {
-            return Err(PreprocessError::BadRequest(
+            return Err(FunctionError::BadRequest(
                 "set exactly one of `events`, `dead_letter_prefix` or `raw`".to_owned(),
             ));
         }
@@ -138,9 +138,9 @@ pub async fn handle(
     Ok(Json(report))
 }
 
-async fn run<F>(items: impl Iterator<Item = F>) -> Result<Vec<ItemOutcome>, PreprocessError>
+async fn run<F>(items: impl Iterator<Item = F>) -> Result<Vec<ItemOutcome>, FunctionError>
 where
-    F: Future<Output = Result<ItemOutcome, PreprocessError>>,
+    F: Future<Output = Result<ItemOutcome, FunctionError>>,
 {
     stream::iter(items)
         .buffer_unordered(CONCURRENCY)
@@ -150,7 +150,7 @@ where
 
 /// A posted event gets a message id derived from its content, so posting it twice derives the
 /// same `event_id` when it has none.
-async fn replay_posted(state: &AppState, event: Value) -> Result<ItemOutcome, PreprocessError> {
+async fn replay_posted(state: &AppState, event: Value) -> Result<ItemOutcome, FunctionError> {
     let data = serde_json::to_vec(&event).expect("a JSON value always serialises");
     let message = PushMessage {
         message_id: format!("replay-{}", Uuid::new_v5(&Uuid::NAMESPACE_OID, &data)),
@@ -162,10 +162,10 @@ async fn replay_posted(state: &AppState, event: Value) -> Result<ItemOutcome, Pr
     Ok(ItemOutcome::Ingested(ingest(state, &message, None).await?))
 }
 
-async fn dead_letter_names(state: &AppState, prefix: &str) -> Result<Vec<String>, PreprocessError> {
+async fn dead_letter_names(state: &AppState, prefix: &str) -> Result<Vec<String>, FunctionError> {
     let root = state.inner.dead_letters.prefix();
     if !prefix.starts_with(root) || !is_safe_object_name(prefix.trim_end_matches('/')) {
-        return Err(PreprocessError::BadRequest(format!(
+        return Err(FunctionError::BadRequest(format!(
             "dead_letter_prefix {prefix:?} must lie under {root:?}, e.g. \"{root}bad_value/\""
         )));
     }
@@ -174,10 +174,7 @@ async fn dead_letter_names(state: &AppState, prefix: &str) -> Result<Vec<String>
 
 /// A dead-lettered message goes through validation again under its original message id, so
 /// an event id derived from it is the same as it would have been.
-async fn replay_dead_letter(
-    state: &AppState,
-    name: String,
-) -> Result<ItemOutcome, PreprocessError> {
+async fn replay_dead_letter(state: &AppState, name: String) -> Result<ItemOutcome, FunctionError> {
     let Some(record) = state.inner.dead_letters.read(&name).await? else {
         return Ok(ItemOutcome::Unreadable(name));
     };
@@ -203,15 +200,15 @@ async fn replay_dead_letter(
 }
 
 /// Raw archive objects of `slice.event_type` whose path time lies in `[from, to)`.
-async fn raw_names(state: &AppState, slice: &RawSlice) -> Result<Vec<String>, PreprocessError> {
+async fn raw_names(state: &AppState, slice: &RawSlice) -> Result<Vec<String>, FunctionError> {
     if !is_valid_event_type(&slice.event_type) {
-        return Err(PreprocessError::BadRequest(format!(
+        return Err(FunctionError::BadRequest(format!(
             "raw.event_type {:?} is not a valid event type",
             slice.event_type
         )));
     }
     if slice.from >= slice.to {
-        return Err(PreprocessError::BadRequest(
+        return Err(FunctionError::BadRequest(
             "raw.from must be before raw.to".to_owned(),
         ));
     }
@@ -250,7 +247,7 @@ fn object_time(relative: &str) -> Option<NaiveDateTime> {
     NaiveDateTime::parse_from_str(&format!("{dated}/00"), "%Y/%m/%d/%H/%M/%S").ok()
 }
 
-async fn republish_raw(state: &AppState, name: String) -> Result<ItemOutcome, PreprocessError> {
+async fn republish_raw(state: &AppState, name: String) -> Result<ItemOutcome, FunctionError> {
     let config = state.config();
     let Some(bytes) = state.inner.objects.read(&config.raw_bucket, &name).await? else {
         return Ok(ItemOutcome::Unreadable(name));

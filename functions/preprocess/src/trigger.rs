@@ -8,7 +8,7 @@ use pulse_shared::telemetry;
 use serde::Serialize;
 
 use crate::ingest::{Ingested, dead_letter, ingest};
-use crate::{AppState, FUNCTION, PreprocessError};
+use crate::{AppState, FUNCTION, FunctionError};
 
 /// The answer to a delivery that is done with: 200 either way.
 #[derive(Debug, Serialize)]
@@ -39,7 +39,7 @@ impl From<Ingested> for TriggerResponse {
 pub async fn handle(
     State(state): State<AppState>,
     push: PubsubPush,
-) -> Result<Json<TriggerResponse>, PreprocessError> {
+) -> Result<Json<TriggerResponse>, FunctionError> {
     let ingested = match push.decoded {
         Ok((_framing, delivery)) => {
             telemetry::record_ids(Some(&delivery.message.message_id), None);

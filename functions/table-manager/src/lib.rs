@@ -1,0 +1,66 @@
+//! table-manager: processed events in, one row per event out. Writes each event to the table of
+//! its type, creating the table on first sight and adding columns as new fields appear;
+//! coalesces concurrent requests into one write per table; dead-letters rows that conflict with
+//! their table.
+
+mod event_table;
+mod tables;
+mod trigger;
+mod writer;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use pulse_shared::backends::Backends;
+use pulse_shared::config::Config;
+use pulse_shared::deadletter::DeadLetterStore;
+use pulse_shared::runtime::with_runtime_layers;
+use pulse_shared::warehouse::Warehouse;
+
+pub use event_table::{table_name, table_spec};
+pub use tables::EnsureRequest;
+pub use trigger::TriggerResponse;
+
+/// The function's name in logs and dead-letter records.
+pub const FUNCTION: &str = "table-manager";
+
+/// What every request handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Settings>,
+}
+
+struct Settings {
+    config: Config,
+    warehouse: Arc<dyn Warehouse>,
+    writers: writer::Writers,
+    dead_letters: DeadLetterStore,
+}
+
+impl AppState {
+    /// `backends` provide the dead-letter store; `warehouse` holds the tables.
+    pub fn new(config: Config, backends: &Backends, warehouse: Arc<dyn Warehouse>) -> Self {
+        let dead_letters = Backends::dead_letters(&config, &backends.objects);
+        let writers = writer::Writers::new(warehouse.clone(), config.batch);
+        Self {
+            inner: Arc::new(Settings {
+                config,
+                warehouse,
+                writers,
+                dead_letters,
+            }),
+        }
+    }
+}
+
+/// The function's HTTP surface: `POST /` (the trigger), `POST /tables/{event_type}:ensure`,
+/// `GET /tables`, `GET /healthz`.
+pub fn app(state: AppState) -> Router {
+    let router = Router::new()
+        .route("/", post(trigger::handle))
+        .route("/tables", get(tables::list))
+        .route("/tables/{action}", post(tables::ensure))
+        .with_state(state.clone());
+    with_runtime_layers(router, &state.inner.config)
+}

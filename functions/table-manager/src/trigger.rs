@@ -1,0 +1,128 @@
+//! `POST /`: a processed event (Eventarc binary or structured CloudEvent, or a Pub/Sub push
+//! body) becomes a row in the table of its type, or a dead letter.
+
+use axum::Json;
+use axum::extract::State;
+use pulse_shared::deadletter::DeadLetterRecord;
+use pulse_shared::envelope::{PubsubPush, PushMessage};
+use pulse_shared::error::{FunctionError, Reason, Rejection};
+use pulse_shared::registry::{is_valid_event_id, is_valid_event_type};
+use pulse_shared::telemetry;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::writer::WriteError;
+use crate::{AppState, FUNCTION, event_table};
+
+/// The answer to a delivery that is done with: 200 either way.
+#[derive(Debug, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum TriggerResponse {
+    /// The row is committed (or was already there: repeats are dropped by id).
+    Written {
+        table: String,
+        event_id: String,
+    },
+    DeadLettered {
+        reason: String,
+        dead_letter: String,
+    },
+}
+
+pub async fn handle(
+    State(state): State<AppState>,
+    push: PubsubPush,
+) -> Result<Json<TriggerResponse>, FunctionError> {
+    let (message, subscription) = match push.decoded {
+        Ok((_framing, delivery)) => (delivery.message, delivery.subscription),
+        Err(rejection) => {
+            let record =
+                DeadLetterRecord::for_body(&rejection, FUNCTION, &push.headers, &push.body);
+            return dead_letter(&state, &rejection, &record).await;
+        }
+    };
+    telemetry::record_ids(Some(&message.message_id), None);
+    let rejected = |rejection: Rejection| {
+        let record =
+            DeadLetterRecord::for_message(&rejection, FUNCTION, &message, subscription.as_deref());
+        (rejection, record)
+    };
+    let (event_type, event_id, values) = match decode_event(&message) {
+        Ok(event) => event,
+        Err(rejection) => {
+            let (rejection, record) = rejected(rejection);
+            return dead_letter(&state, &rejection, &record).await;
+        }
+    };
+    telemetry::record_ids(None, Some(&event_id));
+    match state
+        .inner
+        .writers
+        .write(&event_type, event_id.clone(), values)
+        .await
+    {
+        Ok(()) => Ok(Json(TriggerResponse::Written {
+            table: event_table::table_name(&event_type).to_owned(),
+            event_id,
+        })),
+        Err(WriteError::Conflict(detail)) => {
+            let (rejection, record) = rejected(Rejection::new(Reason::SchemaConflict, detail));
+            dead_letter(&state, &rejection, &record).await
+        }
+        Err(WriteError::Backend(err)) => Err(err.into()),
+    }
+}
+
+/// A processed event: a JSON object whose `event_type` and `event_id` preprocess has checked.
+/// Checked again here, because they reach a table name and a primary key, and anyone with
+/// publish rights on the topic could have sent it.
+fn decode_event(message: &PushMessage) -> Result<(String, String, Map<String, Value>), Rejection> {
+    let data = message.decode_data()?;
+    let values: Map<String, Value> = serde_json::from_slice(&data).map_err(|e| {
+        Rejection::new(
+            Reason::BadJson,
+            format!("message data is not a JSON object: {e}"),
+        )
+    })?;
+    let text = |name: &str| match values.get(name) {
+        Some(Value::String(text)) => Ok(text.clone()),
+        None | Some(Value::Null) => Err(Rejection::new(
+            Reason::MissingField,
+            format!("processed events carry `{name}`; this one has none"),
+        )),
+        Some(_) => Err(Rejection::new(
+            Reason::BadFieldType,
+            format!("`{name}` must be a string"),
+        )),
+    };
+    let event_type = text("event_type")?;
+    if !is_valid_event_type(&event_type) {
+        return Err(Rejection::new(
+            Reason::InvalidEventType,
+            "event_type is not a safe identifier (lower-case letter, then up to 63 lower-case \
+             letters, digits or underscores)",
+        ));
+    }
+    let event_id = text("event_id")?;
+    if !is_valid_event_id(&event_id) {
+        return Err(Rejection::new(
+            Reason::BadValue,
+            "event_id must be 1-128 letters, digits or `._:@-`, starting with a letter or digit",
+        ));
+    }
+    Ok((event_type, event_id, values))
+}
+
+/// Stores the dead-letter record; only then may the delivery be acknowledged.
+async fn dead_letter(
+    state: &AppState,
+    rejection: &Rejection,
+    record: &DeadLetterRecord,
+) -> Result<Json<TriggerResponse>, FunctionError> {
+    let object = state.inner.dead_letters.write(record).await?;
+    tracing::warn!(reason = %rejection.reason, dead_letter = %object, "dead-lettered: {}", rejection.detail);
+    Ok(Json(TriggerResponse::DeadLettered {
+        reason: rejection.reason.code().to_owned(),
+        dead_letter: object,
+    }))
+}

@@ -1,0 +1,411 @@
+//! table-manager through `app(state).oneshot(…)` against a real DuckDB file in a temporary
+//! directory: tables on first sight, evolution, conflicts, duplicates, group commit, failures.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use axum::body::Body;
+use base64::Engine as _;
+use chrono::Utc;
+use http::{Request, StatusCode};
+use pulse_shared::backends::Backends;
+use pulse_shared::config::Config;
+use pulse_shared::error::{BackendError, Retry};
+use pulse_shared::registry::{Provenance, normalise};
+use pulse_shared::warehouse::{
+    Addition, DuckDbWarehouse, InsertError, Row, TableSpec, TableSummary, Warehouse,
+};
+use serde_json::{Map, Value, json};
+use table_manager::{AppState, app};
+use tower::ServiceExt as _;
+
+/// Counts inserts, and fails them while `failing` is set.
+struct Observed {
+    inner: DuckDbWarehouse,
+    inserts: AtomicUsize,
+    metadata_calls: AtomicUsize,
+    failing: AtomicBool,
+}
+
+#[async_trait]
+impl Warehouse for Observed {
+    fn dataset(&self) -> &str {
+        self.inner.dataset()
+    }
+    async fn ensure_table(&self, spec: &TableSpec) -> Result<TableSpec, BackendError> {
+        self.metadata_calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.ensure_table(spec).await
+    }
+    async fn table(&self, name: &str) -> Result<Option<TableSpec>, BackendError> {
+        self.metadata_calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.table(name).await
+    }
+    async fn add_columns(&self, t: &str, a: &[Addition]) -> Result<TableSpec, BackendError> {
+        self.metadata_calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.add_columns(t, a).await
+    }
+    async fn insert_rows(&self, table: &str, rows: &[Row]) -> Result<(), InsertError> {
+        self.inserts.fetch_add(1, Ordering::SeqCst);
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(BackendError::new("insert", Retry::Transient, "test outage").into());
+        }
+        self.inner.insert_rows(table, rows).await
+    }
+    async fn list_tables(&self) -> Result<Vec<TableSummary>, BackendError> {
+        self.inner.list_tables().await
+    }
+    async fn query(&self, sql: &str) -> Result<Vec<Map<String, Value>>, BackendError> {
+        self.inner.query(sql).await
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    config: Config,
+    warehouse: Arc<Observed>,
+    state: AppState,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::local(dir.path());
+        let backends = Backends {
+            objects: Backends::local_objects(&config).unwrap(),
+            publisher: Arc::new(Backends::local_bus(
+                &config,
+                &Backends::local_objects(&config).unwrap(),
+            )),
+        };
+        let warehouse = Arc::new(Observed {
+            inner: DuckDbWarehouse::open(&dir.path().join("warehouse.duckdb"), "pulse").unwrap(),
+            inserts: AtomicUsize::new(0),
+            metadata_calls: AtomicUsize::new(0),
+            failing: AtomicBool::new(false),
+        });
+        let state = AppState::new(config.clone(), &backends, warehouse.clone());
+        Self {
+            _dir: dir,
+            config,
+            warehouse,
+            state,
+        }
+    }
+
+    async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let response = app(self.state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    async fn deliver(&self, message_id: impl AsRef<str>, event: &Value) -> (StatusCode, Value) {
+        let message_id = message_id.as_ref();
+        self.send(delivery(message_id, &processed(message_id, event)))
+            .await
+    }
+
+    async fn query(&self, sql: &str) -> Vec<Map<String, Value>> {
+        self.warehouse.query(sql).await.unwrap()
+    }
+
+    async fn count(&self, table: &str) -> i64 {
+        let rows = self
+            .query(&format!("SELECT count(*) AS n FROM pulse.{table}"))
+            .await;
+        rows[0]["n"].as_i64().unwrap()
+    }
+
+    fn dead_letters(&self, reason: &str) -> usize {
+        let dir = self
+            .config
+            .data_dir
+            .join("gcs/pulse-raw/dead-letter")
+            .join(reason);
+        walk(&dir)
+    }
+}
+
+fn walk(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .map(|e| e.unwrap().path())
+            .map(|p| if p.is_dir() { walk(&p) } else { 1 })
+            .sum()
+    })
+}
+
+/// A raw event as preprocess normalises it: what arrives on the processed topic.
+fn processed(message_id: &str, event: &Value) -> Vec<u8> {
+    let provenance = Provenance {
+        message_id,
+        publish_time: Some("2026-11-21T10:00:01Z"),
+        ingested_at: Utc::now(),
+    };
+    normalise(&serde_json::to_vec(event).unwrap(), &provenance, 1 << 20)
+        .unwrap()
+        .to_json()
+}
+
+/// A delivery as Eventarc (or the local bus) sends it: binary-mode CloudEvent.
+fn delivery(message_id: &str, data: &[u8]) -> Request<Body> {
+    let body = json!({
+        "message": {
+            "data": base64::engine::general_purpose::STANDARD.encode(data),
+            "messageId": format!("processed-{message_id}"),
+            "publishTime": "2026-11-21T10:00:02Z",
+        },
+        "subscription": "projects/p/subscriptions/table-manager",
+    });
+    Request::post("/")
+        .header("ce-specversion", "1.0")
+        .header("ce-id", message_id)
+        .header(
+            "ce-source",
+            "//pubsub.googleapis.com/projects/p/topics/events-processed",
+        )
+        .header("ce-type", "google.cloud.pubsub.topic.v1.messagePublished")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+fn order(event_id: &str) -> Value {
+    json!({
+        "event_id": event_id, "event_type": "order", "timestamp": "2026-11-21T09:30:00+01:00",
+        "order_id": "o-1", "customer_id": "c-1", "status": "paid", "total_amount": 19.0,
+        "items": [{"product_id": "p-1", "quantity": 2, "price": 9.5}],
+    })
+}
+
+fn every_known_type(id: &str) -> Vec<Value> {
+    vec![
+        order(&format!("{id}-order")),
+        json!({"event_id": format!("{id}-inventory"), "event_type": "inventory",
+               "timestamp": "2026-11-21T10:00:00Z", "product_id": "p-1", "warehouse_id": "w-1",
+               "quantity_change": -3}),
+        json!({"event_id": format!("{id}-activity"), "event_type": "user_activity",
+               "timestamp": "2026-11-21T10:00:00Z", "user_id": "u-1",
+               "activity_type": "search", "metadata": {"query": "socks", "filters": [1, "x"]}}),
+        json!({"event_id": format!("{id}-telemetry"), "event_type": "device_telemetry",
+               "timestamp": "2026-11-21T10:00:00Z", "device_id": "d-1",
+               "sensor_type": "temperature", "reading": 21.5, "unit": "C"}),
+    ]
+}
+
+#[tokio::test]
+async fn every_known_type_gets_its_table_with_partitioning_and_clustering() {
+    let h = Harness::new();
+    for (i, event) in every_known_type("e").iter().enumerate() {
+        let (status, body) = h.deliver(format!("m{i}"), event).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["outcome"], "written", "{body}");
+    }
+    for table in ["orders", "inventory", "user_activity", "device_telemetry"] {
+        assert_eq!(h.count(table).await, 1, "{table}");
+    }
+    let (status, tables) = h
+        .send(Request::get("/tables").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let orders = tables
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "orders")
+        .unwrap();
+    assert_eq!(orders["partition_column"], "event_date");
+    assert_eq!(orders["clustering"], json!(["customer_id", "status"]));
+    assert_eq!(orders["rows"], 1);
+
+    let row = &h
+        .query("SELECT event_date, \"timestamp\", items, customer_id FROM pulse.orders")
+        .await[0];
+    assert_eq!(row["event_date"], "2026-11-21");
+    assert_eq!(row["items"][0]["quantity"], 2);
+    let metadata = &h.query("SELECT metadata FROM pulse.user_activity").await[0];
+    assert_eq!(metadata["metadata"]["filters"], json!([1, "x"]));
+}
+
+#[tokio::test]
+async fn every_delivery_three_times_leaves_one_row_per_event() {
+    let h = Harness::new();
+    let events = every_known_type("dup");
+    for _round in 0..3 {
+        let deliveries = events
+            .iter()
+            .enumerate()
+            .map(|(i, event)| h.deliver(format!("m{i}"), event));
+        for (status, body) in futures_util::future::join_all(deliveries).await {
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    }
+    for table in ["orders", "inventory", "user_activity", "device_telemetry"] {
+        assert_eq!(h.count(table).await, 1, "{table}");
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_type_gets_an_inferred_table_that_evolves() {
+    let h = Harness::new();
+    let first = json!({"event_id": "s1", "event_type": "shipment",
+        "timestamp": "2026-11-21T10:00:00Z", "carrier": "dhl", "parcels": 2});
+    assert_eq!(h.deliver("m1", &first).await.0, StatusCode::OK);
+    let drifted = json!({"event_id": "s2", "event_type": "shipment",
+        "timestamp": "2026-11-21T11:00:00Z", "carrier": "ups", "parcels": 1,
+        "delivered_at": "2026-11-22T08:00:00Z", "dims": {"w": 1.5}});
+    let (status, body) = h.deliver("m2", &drifted).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let rows = h
+        .query("SELECT event_id, parcels, delivered_at, dims FROM pulse.shipment ORDER BY event_id")
+        .await;
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["delivered_at"], Value::Null);
+    assert_eq!(rows[1]["dims"]["w"], 1.5);
+    let table = h.warehouse.table("shipment").await.unwrap().unwrap();
+    assert_eq!(
+        table.column("delivered_at").unwrap().kind,
+        pulse_shared::warehouse::ColumnType::Timestamp
+    );
+    // A known type drifts too: a new optional field becomes a nullable column.
+    let mut coupon = order("o-coupon");
+    coupon["coupon"] = json!("WINTER");
+    assert_eq!(h.deliver("m3", &coupon).await.0, StatusCode::OK);
+    let row = &h.query("SELECT coupon FROM pulse.orders").await[0];
+    assert_eq!(row["coupon"], "WINTER");
+}
+
+#[tokio::test]
+async fn a_conflicting_field_is_dead_lettered_and_the_table_is_untouched() {
+    let h = Harness::new();
+    let first = json!({"event_id": "s1", "event_type": "shipment",
+        "timestamp": "2026-11-21T10:00:00Z", "parcels": 2});
+    assert_eq!(h.deliver("m1", &first).await.0, StatusCode::OK);
+    let before = h.warehouse.table("shipment").await.unwrap().unwrap();
+    let conflicting = json!({"event_id": "s2", "event_type": "shipment",
+        "timestamp": "2026-11-21T10:00:00Z", "parcels": "two"});
+    let (status, body) = h.deliver("m2", &conflicting).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["outcome"], "dead_lettered");
+    assert_eq!(body["reason"], "schema_conflict");
+    assert_eq!(h.dead_letters("schema_conflict"), 1);
+    assert_eq!(h.count("shipment").await, 1);
+    assert_eq!(
+        h.warehouse.table("shipment").await.unwrap().unwrap(),
+        before
+    );
+}
+
+#[tokio::test]
+async fn concurrent_requests_share_writes_and_steady_state_costs_no_metadata_call() {
+    let h = Harness::new();
+    assert_eq!(h.deliver("warm", &order("warm")).await.0, StatusCode::OK);
+    let metadata_after_first = h.warehouse.metadata_calls.load(Ordering::SeqCst);
+    let inserts_before = h.warehouse.inserts.load(Ordering::SeqCst);
+
+    let events: Vec<Value> = (0..200).map(|i| order(&format!("o{i}"))).collect();
+    let deliveries = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| h.deliver(format!("m{i}"), e));
+    for (status, body) in futures_util::future::join_all(deliveries).await {
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let inserts = h.warehouse.inserts.load(Ordering::SeqCst) - inserts_before;
+    assert!(inserts < 50, "200 concurrent rows took {inserts} writes");
+    assert_eq!(h.count("orders").await, 201);
+    assert_eq!(
+        h.warehouse.metadata_calls.load(Ordering::SeqCst),
+        metadata_after_first,
+        "steady state must not touch table metadata"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_batch_fails_its_requests_with_503_and_the_redelivery_writes_once() {
+    let h = Harness::new();
+    assert_eq!(h.deliver("warm", &order("warm")).await.0, StatusCode::OK);
+    h.warehouse.failing.store(true, Ordering::SeqCst);
+    let events: Vec<Value> = (0..20).map(|i| order(&format!("o{i}"))).collect();
+    let deliveries = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| h.deliver(format!("m{i}"), e));
+    for (status, _) in futures_util::future::join_all(deliveries).await {
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    assert_eq!(h.count("orders").await, 1);
+
+    h.warehouse.failing.store(false, Ordering::SeqCst);
+    for (i, event) in events.iter().enumerate() {
+        assert_eq!(h.deliver(format!("m{i}"), event).await.0, StatusCode::OK);
+    }
+    assert_eq!(h.count("orders").await, 21);
+}
+
+#[tokio::test]
+async fn undecodable_deliveries_are_dead_lettered() {
+    let h = Harness::new();
+    let not_json = delivery("m1", b"not json");
+    let (status, body) = h.send(not_json).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["reason"], "bad_json");
+    let unsafe_type = delivery(
+        "m2",
+        br#"{"event_id":"x","event_type":"Robert'); DROP TABLE orders;--"}"#,
+    );
+    assert_eq!(h.send(unsafe_type).await.1["reason"], "invalid_event_type");
+    let no_id = delivery("m3", br#"{"event_type":"order"}"#);
+    assert_eq!(h.send(no_id).await.1["reason"], "missing_field");
+    let (status, body) = h
+        .send(Request::post("/").body(Body::from("{}")).unwrap())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["reason"], "bad_envelope");
+}
+
+#[tokio::test]
+async fn ensure_creates_and_evolves_a_table_by_hand() {
+    let h = Harness::new();
+    let ensure = |body: Value| {
+        Request::post("/tables/shipment:ensure")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let (status, report) = h
+        .send(ensure(json!({"sample": {"carrier": "dhl", "parcels": 1}})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["table"]["name"], "shipment");
+    let (status, report) = h
+        .send(ensure(json!({"columns": [
+            {"name": "carrier", "type": "STRING"},
+            {"name": "insured", "type": "BOOLEAN", "mode": "NULLABLE"}]})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["added"], json!(["insured BOOLEAN"]));
+    let (status, report) = h
+        .send(ensure(
+            json!({"columns": [{"name": "parcels", "type": "STRING"}]}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        report["conflicts"][0],
+        "parcels is INTEGER in the table, STRING in the request"
+    );
+    let bad = Request::post("/tables/Bad-Name:ensure")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(h.send(bad).await.0, StatusCode::BAD_REQUEST);
+}

@@ -1,0 +1,80 @@
+//! The warehouse seam: tables that are created and evolved by the functions, rows written with
+//! ids so repeats are dropped, and queries. BigQuery on Google Cloud, DuckDB locally.
+
+pub mod bigquery;
+#[cfg(feature = "duckdb")]
+pub mod duckdb;
+pub mod schema;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::error::BackendError;
+pub use bigquery::BigQueryWarehouse;
+#[cfg(feature = "duckdb")]
+pub use duckdb::DuckDbWarehouse;
+pub use schema::{Addition, Column, ColumnType, Fit, Mode, TableSpec};
+
+/// One row to insert: its values as a JSON object, and the id repeats are recognised by.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub id: String,
+    pub values: Map<String, Value>,
+}
+
+/// A table as the warehouse reports it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TableSummary {
+    #[serde(flatten)]
+    pub spec: TableSpec,
+    /// Rows stored, where the warehouse can say cheaply (BigQuery's `numRows` leaves out the
+    /// streaming buffer).
+    pub rows: Option<u64>,
+}
+
+/// What a failed insert did.
+#[derive(Debug, thiserror::Error)]
+pub enum InsertError {
+    /// Nothing was written; retrying the same rows may succeed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// These rows (by index) can never be written, for the reason given; nothing was written,
+    /// and the other rows may be sent again without them.
+    #[error("{} rows refused", .0.len())]
+    RowsRefused(Vec<(usize, String)>),
+}
+
+/// Tables, rows and queries.
+#[async_trait]
+pub trait Warehouse: Send + Sync {
+    /// The dataset (schema) every table lives in.
+    fn dataset(&self) -> &str;
+
+    /// Creates the table from `spec` unless it exists (a concurrent creation is success), and
+    /// returns the table as it now is, which may differ from `spec` if it existed already.
+    async fn ensure_table(&self, spec: &TableSpec) -> Result<TableSpec, BackendError>;
+
+    /// The table as it is, or `None` if it does not exist.
+    async fn table(&self, name: &str) -> Result<Option<TableSpec>, BackendError>;
+
+    /// Adds nullable columns (top-level or inside records), skipping any that another writer
+    /// added first, and returns the table as it now is.
+    async fn add_columns(
+        &self,
+        table: &str,
+        additions: &[Addition],
+    ) -> Result<TableSpec, BackendError>;
+
+    /// Inserts rows; a row whose id was inserted before is dropped, not doubled.
+    async fn insert_rows(&self, table: &str, rows: &[Row]) -> Result<(), InsertError>;
+
+    /// Every table in the dataset, with row counts where cheap.
+    async fn list_tables(&self) -> Result<Vec<TableSummary>, BackendError>;
+
+    /// Runs a query (in the warehouse's SQL dialect) and returns its rows as JSON objects.
+    async fn query(&self, sql: &str) -> Result<Vec<Map<String, Value>>, BackendError>;
+
+    /// Names the implementation, for start-up logs.
+    fn describe(&self) -> String;
+}

@@ -1,0 +1,510 @@
+//! BigQuery through `gcp-bigquery-client`: tables partitioned by day and clustered, columns
+//! added by patching the schema, rows streamed with `insertAll` carrying `insertId`, queries with
+//! `jobs.query`. Credentials come from `google-cloud-auth` (the crate's own authenticators pull
+//! in a second OAuth stack).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use gcp_bigquery_client::Client;
+use gcp_bigquery_client::auth::Authenticator;
+use gcp_bigquery_client::client_builder::ClientBuilder;
+use gcp_bigquery_client::error::BQError;
+use gcp_bigquery_client::model::clustering::Clustering;
+use gcp_bigquery_client::model::query_request::QueryRequest;
+use gcp_bigquery_client::model::table::Table;
+use gcp_bigquery_client::model::table_data_insert_all_request::TableDataInsertAllRequest;
+use gcp_bigquery_client::model::table_field_schema::TableFieldSchema;
+use gcp_bigquery_client::model::table_list::TableList;
+use gcp_bigquery_client::model::table_schema::TableSchema;
+use gcp_bigquery_client::model::time_partitioning::TimePartitioning;
+use gcp_bigquery_client::table::ListOptions;
+use serde_json::{Map, Value};
+
+use super::schema::{Addition, Column, ColumnType, Mode, TableSpec, apply_additions};
+use super::{InsertError, Row, TableSummary, Warehouse};
+use crate::auth::AccessTokens;
+use crate::error::{BackendError, Retry};
+
+/// How long a column added by a schema patch may take to reach the streaming back end; rows
+/// naming it are retried with backoff meanwhile.
+const COLUMN_PROPAGATION: Duration = Duration::from_secs(60);
+
+/// A BigQuery dataset.
+#[derive(Clone)]
+pub struct BigQueryWarehouse {
+    client: Arc<Client>,
+    project: String,
+    dataset: String,
+}
+
+#[derive(Clone)]
+struct Tokens(AccessTokens);
+
+#[async_trait]
+impl Authenticator for Tokens {
+    async fn access_token(&self) -> Result<String, BQError> {
+        self.0.token().await.map_err(|_| BQError::NoToken)
+    }
+}
+
+impl BigQueryWarehouse {
+    /// Connects to BigQuery, or to an emulator at `endpoint` (then without credentials).
+    pub async fn connect(
+        project: &str,
+        dataset: &str,
+        endpoint: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let mut builder = ClientBuilder::new();
+        let tokens = match endpoint {
+            Some(endpoint) => {
+                builder.with_v2_base_url(format!("{}/bigquery/v2", endpoint.trim_end_matches('/')));
+                AccessTokens::Anonymous
+            }
+            None => AccessTokens::google(&["https://www.googleapis.com/auth/bigquery"])?,
+        };
+        let client = builder
+            .build_from_authenticator(Arc::new(Tokens(tokens)))
+            .await?;
+        Ok(Self {
+            client: Arc::new(client),
+            project: project.to_owned(),
+            dataset: dataset.to_owned(),
+        })
+    }
+
+    fn path(&self, table: &str) -> String {
+        format!("{}.{}.{table}", self.project, self.dataset)
+    }
+
+    async fn get(&self, table: &str) -> Result<Option<Table>, BackendError> {
+        match self
+            .client
+            .table()
+            .get(&self.project, &self.dataset, table, None)
+            .await
+        {
+            Ok(found) => Ok(Some(found)),
+            Err(err) if status(&err) == Some(404) => Ok(None),
+            Err(err) => Err(classify(format!("get table {}", self.path(table)), &err)),
+        }
+    }
+
+    /// One `insertAll`; rows naming a column that has not reached the streaming back end yet
+    /// come back as `invalid` with "no such field".
+    async fn insert_once(&self, table: &str, rows: &[Row]) -> Result<(), InsertError> {
+        let mut request = TableDataInsertAllRequest::new();
+        for row in rows {
+            request
+                .add_row(Some(row.id.clone()), &row.values)
+                .map_err(|e| classify(format!("encode rows for {}", self.path(table)), &e))?;
+        }
+        let response = self
+            .client
+            .tabledata()
+            .insert_all(&self.project, &self.dataset, table, request)
+            .await
+            .map_err(|e| classify(format!("insert into {}", self.path(table)), &e))?;
+        let refused: Vec<(usize, String)> = response
+            .insert_errors
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|row_errors| {
+                let index = usize::try_from(row_errors.index?).ok()?;
+                // `stopped` rows were fine; they fell with the request.
+                let messages: Vec<String> = row_errors
+                    .errors
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|e| e.reason.as_deref() != Some("stopped"))
+                    .map(|e| e.message.unwrap_or_else(|| e.reason.unwrap_or_default()))
+                    .collect();
+                (!messages.is_empty()).then(|| (index, messages.join("; ")))
+            })
+            .collect();
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(InsertError::RowsRefused(refused))
+        }
+    }
+}
+
+#[async_trait]
+impl Warehouse for BigQueryWarehouse {
+    fn dataset(&self) -> &str {
+        &self.dataset
+    }
+
+    async fn ensure_table(&self, spec: &TableSpec) -> Result<TableSpec, BackendError> {
+        if let Some(existing) = self.get(&spec.name).await? {
+            return Ok(spec_from_table(&spec.name, &existing));
+        }
+        let mut table = Table::new(
+            &self.project,
+            &self.dataset,
+            &spec.name,
+            TableSchema::new(fields(&spec.columns)),
+        );
+        if let Some(description) = &spec.description {
+            table = table.description(description);
+        }
+        if let Some(column) = &spec.partition_column {
+            table = table.time_partitioning(TimePartitioning::per_day().field(column));
+        }
+        if !spec.clustering.is_empty() {
+            table = table.clustering(Clustering {
+                fields: Some(spec.clustering.clone()),
+            });
+        }
+        match self.client.table().create(table).await {
+            Ok(created) => Ok(spec_from_table(&spec.name, &created)),
+            // Another instance created it between our look and our create: theirs stands.
+            Err(err) if status(&err) == Some(409) => self
+                .get(&spec.name)
+                .await?
+                .map(|existing| spec_from_table(&spec.name, &existing))
+                .ok_or_else(|| {
+                    BackendError::new(
+                        format!("create table {}", self.path(&spec.name)),
+                        Retry::Transient,
+                        "it already exists, yet cannot be read back",
+                    )
+                }),
+            Err(err) => Err(classify(
+                format!("create table {}", self.path(&spec.name)),
+                &err,
+            )),
+        }
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<TableSpec>, BackendError> {
+        Ok(self
+            .get(name)
+            .await?
+            .map(|table| spec_from_table(name, &table)))
+    }
+
+    async fn add_columns(
+        &self,
+        table: &str,
+        additions: &[Addition],
+    ) -> Result<TableSpec, BackendError> {
+        let operation = || format!("add columns to {}", self.path(table));
+        // A patch replaces the whole schema. If another writer added a column between our read
+        // and our patch, ours lacks it and BigQuery refuses to drop it: read again and retry.
+        let mut attempts_left = 3;
+        loop {
+            let mut current = self.get(table).await?.ok_or_else(|| {
+                BackendError::new(operation(), Retry::Transient, "the table does not exist")
+            })?;
+            let mut spec = spec_from_table(table, &current);
+            let before = spec.columns.clone();
+            apply_additions(&mut spec.columns, additions);
+            if spec.columns == before {
+                return Ok(spec);
+            }
+            current.schema = TableSchema::new(fields(&spec.columns));
+            match self
+                .client
+                .table()
+                .patch(&self.project, &self.dataset, table, current)
+                .await
+            {
+                Ok(patched) => return Ok(spec_from_table(table, &patched)),
+                Err(err) if attempts_left > 1 && matches!(status(&err), Some(400 | 412)) => {
+                    attempts_left -= 1;
+                    tracing::info!(
+                        table,
+                        "schema patch refused ({err}); reading the table again"
+                    );
+                }
+                Err(err) => return Err(classify(operation(), &err)),
+            }
+        }
+    }
+
+    async fn insert_rows(&self, table: &str, rows: &[Row]) -> Result<(), InsertError> {
+        let started = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(250);
+        loop {
+            match self.insert_once(table, rows).await {
+                Err(InsertError::RowsRefused(refused))
+                    if refused.iter().all(|(_, m)| m.contains("no such field"))
+                        && started.elapsed() < COLUMN_PROPAGATION =>
+                {
+                    tracing::info!(
+                        table,
+                        rows = refused.len(),
+                        "a new column is still propagating; retrying in {pause:?}"
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(8));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn list_tables(&self) -> Result<Vec<TableSummary>, BackendError> {
+        let listed: TableList = self
+            .client
+            .table()
+            .list(&self.project, &self.dataset, ListOptions::default())
+            .await
+            .map_err(|e| classify(format!("list tables of {}", self.dataset), &e))?;
+        let mut tables = Vec::new();
+        for entry in listed.tables.unwrap_or_default() {
+            let name = entry.table_reference.table_id;
+            if let Some(table) = self.get(&name).await? {
+                tables.push(TableSummary {
+                    rows: table.num_rows.as_deref().and_then(|n| n.parse().ok()),
+                    spec: spec_from_table(&name, &table),
+                });
+            }
+        }
+        Ok(tables)
+    }
+
+    async fn query(&self, sql: &str) -> Result<Vec<Map<String, Value>>, BackendError> {
+        let mut request = QueryRequest::new(sql);
+        request.timeout_ms = Some(30_000);
+        let response = self
+            .client
+            .job()
+            .query(&self.project, request)
+            .await
+            .map_err(|e| classify("run a query", &e))?;
+        // The emulator answers a failed query with 200 and `errors`.
+        if let Some(errors) = response.errors.filter(|e| !e.is_empty()) {
+            let messages: Vec<String> = errors.into_iter().filter_map(|e| e.message).collect();
+            return Err(BackendError::new(
+                "run a query",
+                Retry::Permanent,
+                messages.join("; "),
+            ));
+        }
+        if response.job_complete == Some(false) {
+            return Err(BackendError::new(
+                "run a query",
+                Retry::Transient,
+                "the query did not finish within 30 s",
+            ));
+        }
+        let columns = response
+            .schema
+            .and_then(|schema| schema.fields)
+            .map(|fields| columns(&fields))
+            .unwrap_or_default();
+        Ok(response
+            .rows
+            .unwrap_or_default()
+            .into_iter()
+            .map(|row| {
+                let cells = row.columns.unwrap_or_default();
+                record_from_cells(&columns, cells.into_iter().map(|c| c.value))
+            })
+            .collect())
+    }
+
+    fn describe(&self) -> String {
+        format!("BigQuery dataset {}.{}", self.project, self.dataset)
+    }
+}
+
+/// Our columns as BigQuery's field schemas (the same JSON shape, so serde converts).
+fn fields(columns: &[Column]) -> Vec<TableFieldSchema> {
+    columns
+        .iter()
+        .filter_map(|column| {
+            serde_json::to_value(column)
+                .and_then(serde_json::from_value)
+                .ok()
+        })
+        .collect()
+}
+
+fn columns(fields: &[TableFieldSchema]) -> Vec<Column> {
+    fields
+        .iter()
+        .filter_map(|field| {
+            serde_json::to_value(field)
+                .and_then(serde_json::from_value)
+                .ok()
+        })
+        .collect()
+}
+
+fn spec_from_table(name: &str, table: &Table) -> TableSpec {
+    TableSpec {
+        name: name.to_owned(),
+        description: table.description.clone(),
+        columns: table
+            .schema
+            .fields
+            .as_deref()
+            .map(columns)
+            .unwrap_or_default(),
+        partition_column: table
+            .time_partitioning
+            .as_ref()
+            .and_then(|p| p.field.clone()),
+        clustering: table
+            .clustering
+            .as_ref()
+            .and_then(|c| c.fields.clone())
+            .unwrap_or_default(),
+        // BigQuery keeps no row id: `insertId` is per request. Event tables use `event_id`.
+        row_id_column: None,
+    }
+}
+
+/// A query row (`{"f": [{"v": …}]}` cells, every scalar a string) as a JSON object.
+fn record_from_cells(
+    columns: &[Column],
+    cells: impl Iterator<Item = Option<Value>>,
+) -> Map<String, Value> {
+    columns
+        .iter()
+        .zip(cells)
+        .map(|(column, cell)| {
+            let value = cell.map_or(Value::Null, |v| typed_value(column, v));
+            (column.name.clone(), value)
+        })
+        .collect()
+}
+
+fn typed_value(column: &Column, value: Value) -> Value {
+    if column.mode == Mode::Repeated {
+        let Value::Array(items) = value else {
+            return Value::Null;
+        };
+        let element = Column {
+            mode: Mode::Nullable,
+            ..column.clone()
+        };
+        return Value::Array(
+            items
+                .into_iter()
+                .map(|item| match item {
+                    Value::Object(mut cell) => {
+                        typed_value(&element, cell.remove("v").unwrap_or(Value::Null))
+                    }
+                    other => typed_value(&element, other),
+                })
+                .collect(),
+        );
+    }
+    match (&column.kind, value) {
+        (ColumnType::Record(fields), Value::Object(mut record)) => {
+            let cells = match record.remove("f") {
+                Some(Value::Array(cells)) => cells,
+                _ => Vec::new(),
+            };
+            let cells = cells.into_iter().map(|cell| match cell {
+                Value::Object(mut cell) => cell.remove("v"),
+                _ => None,
+            });
+            Value::Object(record_from_cells(fields, cells))
+        }
+        (ColumnType::Int64, Value::String(s)) => s
+            .parse::<i64>()
+            .map_or(Value::String(s), |n| Value::Number(n.into())),
+        (ColumnType::Float64, Value::String(s)) => s
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map_or(Value::String(s), Value::Number),
+        (ColumnType::Bool, Value::String(s)) => match s.as_str() {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            _ => Value::String(s),
+        },
+        (ColumnType::Json, Value::String(s)) => {
+            serde_json::from_str(&s).unwrap_or(Value::String(s))
+        }
+        (_, other) => other,
+    }
+}
+
+fn status(err: &BQError) -> Option<i64> {
+    match err {
+        BQError::ResponseError { error } => Some(error.error.code),
+        _ => None,
+    }
+}
+
+/// HTTP status decides (429 throttled, 408/5xx transient, other answers permanent); a request
+/// that got no answer may pass.
+fn classify(operation: impl Into<String>, err: &BQError) -> BackendError {
+    let retry = match err {
+        BQError::ResponseError { error } => {
+            u16::try_from(error.error.code).map_or(Retry::Transient, Retry::from_http_status)
+        }
+        BQError::RequestError(_) | BQError::NoToken | BQError::ConnectionPoolError(_) => {
+            Retry::Transient
+        }
+        _ => Retry::Permanent,
+    };
+    BackendError::new(operation, retry, err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn columns_convert_to_bigquery_field_schemas_and_back() {
+        let ours = vec![
+            Column::new("event_id", ColumnType::String, Mode::Required).described("Event id."),
+            Column::new(
+                "items",
+                ColumnType::Record(vec![
+                    Column::new("quantity", ColumnType::Int64, Mode::Nullable),
+                    Column::new("price", ColumnType::Float64, Mode::Nullable),
+                ]),
+                Mode::Repeated,
+            ),
+            Column::new("metadata", ColumnType::Json, Mode::Nullable),
+            Column::new("event_date", ColumnType::Date, Mode::Required),
+        ];
+        let theirs = fields(&ours);
+        assert_eq!(theirs.len(), ours.len());
+        assert_eq!(
+            serde_json::to_value(&theirs[1]).unwrap()["fields"][0]["type"],
+            json!("INTEGER")
+        );
+        assert_eq!(columns(&theirs), ours);
+    }
+
+    #[test]
+    fn query_cells_become_typed_json() {
+        let columns = vec![
+            Column::new("n", ColumnType::Int64, Mode::Nullable),
+            Column::new("tags", ColumnType::String, Mode::Repeated),
+            Column::new(
+                "geo",
+                ColumnType::Record(vec![Column::new(
+                    "lat",
+                    ColumnType::Float64,
+                    Mode::Nullable,
+                )]),
+                Mode::Nullable,
+            ),
+            Column::new("ok", ColumnType::Bool, Mode::Nullable),
+        ];
+        let cells = [
+            json!("42"),
+            json!([{"v": "a"}, {"v": "b"}]),
+            json!({"f": [{"v": "1.5"}]}),
+            json!("true"),
+        ];
+        let row = record_from_cells(&columns, cells.into_iter().map(Some));
+        assert_eq!(
+            Value::Object(row),
+            json!({"n": 42, "tags": ["a", "b"], "geo": {"lat": 1.5}, "ok": true})
+        );
+    }
+}

@@ -1,0 +1,677 @@
+//! Table schemas as both warehouses see them (BigQuery's column model: a type, a mode, nested
+//! records), what a column becomes when it is inferred from a JSON value, and how a row is fitted
+//! to a schema: which columns it would add, or which value conflicts with its column.
+
+use std::fmt;
+
+use arrow_schema::{DataType, Field, Fields};
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A column's type. Records hold their own columns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ColumnType {
+    String,
+    Int64,
+    Float64,
+    /// An exact decimal (BigQuery NUMERIC; DuckDB DECIMAL(38, 9)).
+    Numeric,
+    Bool,
+    /// Base64 in JSON rows.
+    Bytes,
+    /// An instant, UTC.
+    Timestamp,
+    /// A wall-clock date and time without a zone.
+    Datetime,
+    Date,
+    /// Any JSON document, kept as it came (free-form objects such as `metadata`).
+    Json,
+    Record(Vec<Column>),
+}
+
+impl ColumnType {
+    /// BigQuery's name for the type.
+    pub fn bigquery_name(&self) -> &'static str {
+        match self {
+            ColumnType::String => "STRING",
+            ColumnType::Int64 => "INTEGER",
+            ColumnType::Float64 => "FLOAT",
+            ColumnType::Numeric => "NUMERIC",
+            ColumnType::Bool => "BOOLEAN",
+            ColumnType::Bytes => "BYTES",
+            ColumnType::Timestamp => "TIMESTAMP",
+            ColumnType::Datetime => "DATETIME",
+            ColumnType::Date => "DATE",
+            ColumnType::Json => "JSON",
+            ColumnType::Record(_) => "RECORD",
+        }
+    }
+}
+
+/// Whether a column may be null, must be set, or holds a list.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Mode {
+    #[default]
+    Nullable,
+    Required,
+    Repeated,
+}
+
+/// One column; serialised in BigQuery's `TableFieldSchema` shape
+/// (`{"name", "type", "mode", "description", "fields"}`), which `POST /tables/…:ensure` accepts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "WireColumn", into = "WireColumn")]
+pub struct Column {
+    pub name: String,
+    pub kind: ColumnType,
+    pub mode: Mode,
+    pub description: Option<String>,
+}
+
+impl Column {
+    pub fn new(name: impl Into<String>, kind: ColumnType, mode: Mode) -> Self {
+        Self {
+            name: name.into(),
+            kind,
+            mode,
+            description: None,
+        }
+    }
+
+    pub fn described(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(description.into());
+        self
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireColumn {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    mode: Option<Mode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    fields: Vec<Column>,
+}
+
+impl TryFrom<WireColumn> for Column {
+    type Error = String;
+    fn try_from(wire: WireColumn) -> Result<Self, String> {
+        if !is_valid_column_name(&wire.name) {
+            return Err(format!(
+                "column name {:?} must be letters, digits and underscores, starting with a \
+                 letter or `_`, at most 300 characters",
+                wire.name
+            ));
+        }
+        let kind = match wire.kind.to_ascii_uppercase().as_str() {
+            "STRING" => ColumnType::String,
+            "INTEGER" | "INT64" => ColumnType::Int64,
+            "FLOAT" | "FLOAT64" => ColumnType::Float64,
+            "NUMERIC" => ColumnType::Numeric,
+            "BOOLEAN" | "BOOL" => ColumnType::Bool,
+            "BYTES" => ColumnType::Bytes,
+            "TIMESTAMP" => ColumnType::Timestamp,
+            "DATETIME" => ColumnType::Datetime,
+            "DATE" => ColumnType::Date,
+            "JSON" => ColumnType::Json,
+            "RECORD" | "STRUCT" if !wire.fields.is_empty() => ColumnType::Record(wire.fields),
+            "RECORD" | "STRUCT" => {
+                return Err(format!("record column `{}` needs `fields`", wire.name));
+            }
+            other => return Err(format!("column `{}`: unknown type {other:?}", wire.name)),
+        };
+        Ok(Self {
+            name: wire.name,
+            kind,
+            mode: wire.mode.unwrap_or_default(),
+            description: wire.description,
+        })
+    }
+}
+
+impl From<Column> for WireColumn {
+    fn from(column: Column) -> Self {
+        let kind = column.kind.bigquery_name().to_owned();
+        let fields = match column.kind {
+            ColumnType::Record(fields) => fields,
+            _ => Vec::new(),
+        };
+        Self {
+            name: column.name,
+            kind,
+            mode: Some(column.mode),
+            description: column.description,
+            fields,
+        }
+    }
+}
+
+/// True for a name that may reach DDL: `^[A-Za-z_][A-Za-z0-9_]{0,299}$` (BigQuery's rule).
+pub fn is_valid_column_name(name: &str) -> bool {
+    name.len() <= 300
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Everything a table is created from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub columns: Vec<Column>,
+    /// A DATE (or TIMESTAMP) column the table is partitioned on by day.
+    #[serde(default)]
+    pub partition_column: Option<String>,
+    #[serde(default)]
+    pub clustering: Vec<String>,
+    /// The column whose value is each row's insert id: BigQuery drops repeats carrying the same
+    /// `insertId`; the local warehouse makes it the primary key and ignores repeats.
+    #[serde(default)]
+    pub row_id_column: Option<String>,
+}
+
+impl TableSpec {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}
+
+/// A column to add: `parents` names the records it sits in (empty for a top-level column).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Addition {
+    pub parents: Vec<String>,
+    pub column: Column,
+}
+
+impl fmt::Display for Addition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for parent in &self.parents {
+            write!(f, "{parent}.")?;
+        }
+        write!(
+            f,
+            "{} {}",
+            self.column.name,
+            self.column.kind.bigquery_name()
+        )
+    }
+}
+
+/// Adds `additions` to `columns` in place (what a warehouse does on `add_columns`). An addition
+/// whose column already exists is skipped.
+pub fn apply_additions(columns: &mut Vec<Column>, additions: &[Addition]) {
+    for addition in additions {
+        if let Some(level) = columns_at(columns, &addition.parents)
+            && !level.iter().any(|c| c.name == addition.column.name)
+        {
+            level.push(addition.column.clone());
+        }
+    }
+}
+
+/// The columns of the record at `parents` (the top level when empty).
+fn columns_at<'a>(columns: &'a mut Vec<Column>, parents: &[String]) -> Option<&'a mut Vec<Column>> {
+    match parents.split_first() {
+        None => Some(columns),
+        Some((first, rest)) => match columns.iter_mut().find(|c| &c.name == first) {
+            Some(Column {
+                kind: ColumnType::Record(fields),
+                ..
+            }) => columns_at(fields, rest),
+            _ => None,
+        },
+    }
+}
+
+/// The column a field becomes when its table has none for it. `None` for values that say
+/// nothing about their type (null, `[]`, `{}`): they are left out of the row until they do.
+pub fn infer_column(name: &str, value: &Value) -> Option<Column> {
+    let (kind, mode) = match value {
+        Value::Array(items) => {
+            let element = infer_element(name, items)?;
+            (element, Mode::Repeated)
+        }
+        other => (infer_scalar(name, other)?, Mode::Nullable),
+    };
+    Some(Column::new(name, kind, mode))
+}
+
+fn infer_scalar(name: &str, value: &Value) -> Option<ColumnType> {
+    Some(match value {
+        Value::Null => return None,
+        Value::Bool(_) => ColumnType::Bool,
+        Value::Number(n) if n.is_i64() || n.is_u64() => ColumnType::Int64,
+        Value::Number(_) => ColumnType::Float64,
+        Value::String(s) if is_timestamp_like(name) && DateTime::parse_from_rfc3339(s).is_ok() => {
+            ColumnType::Timestamp
+        }
+        Value::String(_) => ColumnType::String,
+        Value::Object(fields) => {
+            let columns: Vec<Column> = fields
+                .iter()
+                .filter(|(key, _)| is_valid_column_name(key))
+                .filter_map(|(key, value)| infer_column(key, value))
+                .collect();
+            if columns.is_empty() || columns.len() != fields.len() {
+                // Empty, or with keys that cannot be column names: keep it whole as JSON.
+                return if fields.is_empty() {
+                    None
+                } else {
+                    Some(ColumnType::Json)
+                };
+            }
+            ColumnType::Record(columns)
+        }
+        // Arrays of arrays have no column type of their own: JSON keeps them.
+        Value::Array(_) => ColumnType::Json,
+    })
+}
+
+/// The element type of an array: the type every non-null element agrees on, else JSON.
+fn infer_element(name: &str, items: &[Value]) -> Option<ColumnType> {
+    let mut kinds = items.iter().filter_map(|item| infer_scalar(name, item));
+    let first = kinds.next()?;
+    let widened = kinds.try_fold(first, |acc, kind| match (acc, kind) {
+        (a, b) if a == b => Some(a),
+        (ColumnType::Int64, ColumnType::Float64) | (ColumnType::Float64, ColumnType::Int64) => {
+            Some(ColumnType::Float64)
+        }
+        _ => None,
+    });
+    Some(widened.unwrap_or(ColumnType::Json))
+}
+
+/// The columns of an Arrow schema (what DuckDB reports, and what a Parquet file holds).
+pub fn columns_from_arrow(fields: &Fields) -> Vec<Column> {
+    fields
+        .iter()
+        .map(|field| column_from_arrow(field))
+        .collect()
+}
+
+fn column_from_arrow(field: &Field) -> Column {
+    let mode = if field.is_nullable() {
+        Mode::Nullable
+    } else {
+        Mode::Required
+    };
+    match field.data_type() {
+        DataType::List(element)
+        | DataType::LargeList(element)
+        | DataType::ListView(element)
+        | DataType::LargeListView(element)
+        | DataType::FixedSizeList(element, _) => {
+            let kind = match element.data_type() {
+                // A list of lists has no BigQuery column type: JSON keeps it.
+                DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) => {
+                    ColumnType::Json
+                }
+                _ => column_from_arrow(element).kind,
+            };
+            Column::new(field.name(), kind, Mode::Repeated)
+        }
+        other => Column::new(field.name(), arrow_type(other), mode),
+    }
+}
+
+fn arrow_type(data_type: &DataType) -> ColumnType {
+    match data_type {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => ColumnType::String,
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32 => ColumnType::Int64,
+        DataType::UInt64 | DataType::Decimal128(..) | DataType::Decimal256(..) => {
+            ColumnType::Numeric
+        }
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => ColumnType::Float64,
+        DataType::Boolean => ColumnType::Bool,
+        DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView
+        | DataType::FixedSizeBinary(_) => ColumnType::Bytes,
+        DataType::Timestamp(_, Some(_)) => ColumnType::Timestamp,
+        DataType::Timestamp(_, None) => ColumnType::Datetime,
+        DataType::Date32 | DataType::Date64 => ColumnType::Date,
+        DataType::Struct(fields) => ColumnType::Record(columns_from_arrow(fields)),
+        DataType::Dictionary(_, values) => arrow_type(values),
+        // Maps, unions, times of day, intervals: kept whole as JSON.
+        _ => ColumnType::Json,
+    }
+}
+
+/// Field names whose RFC 3339 strings become TIMESTAMP columns.
+fn is_timestamp_like(name: &str) -> bool {
+    name == "timestamp"
+        || name.ends_with("_at")
+        || name.ends_with("_time")
+        || name.ends_with("_ts")
+        || name.ends_with("_timestamp")
+}
+
+/// How a row fits its table.
+#[derive(Debug, PartialEq)]
+pub enum Fit {
+    /// The row fits once these columns exist (none in steady state). The row has been cleaned:
+    /// nulls, `[]` and `{}` without a column are left out.
+    Fits(Vec<Addition>),
+    /// A value conflicts with its column: the row cannot be written.
+    Conflict(String),
+}
+
+/// Fits `row` to `columns`, cleaning it in place.
+pub fn fit_row(columns: &[Column], row: &mut Map<String, Value>) -> Fit {
+    let mut additions = Vec::new();
+    match fit_record(columns, row, &mut Vec::new(), &mut additions) {
+        Ok(()) => Fit::Fits(additions),
+        Err(conflict) => Fit::Conflict(conflict),
+    }
+}
+
+fn fit_record(
+    columns: &[Column],
+    row: &mut Map<String, Value>,
+    path: &mut Vec<String>,
+    additions: &mut Vec<Addition>,
+) -> Result<(), String> {
+    for column in columns {
+        if column.mode == Mode::Required && row.get(&column.name).is_none_or(Value::is_null) {
+            return Err(format!(
+                "field `{}` is required by its column but missing",
+                dotted(path, &column.name)
+            ));
+        }
+    }
+    let mut uninferable = Vec::new();
+    for (name, value) in row.iter_mut() {
+        match columns.iter().find(|c| &c.name == name) {
+            Some(column) => {
+                path.push(name.clone());
+                fit_value(column, value, path, additions)?;
+                path.pop();
+            }
+            None if !is_valid_column_name(name) => {
+                return Err(format!(
+                    "field `{}` cannot be a column: names are letters, digits and underscores, \
+                     starting with a letter or `_`",
+                    dotted(path, name)
+                ));
+            }
+            None => match infer_column(name, value) {
+                Some(column) => additions.push(Addition {
+                    parents: path.clone(),
+                    column,
+                }),
+                None => uninferable.push(name.clone()),
+            },
+        }
+    }
+    for name in uninferable {
+        row.remove(&name);
+    }
+    Ok(())
+}
+
+fn fit_value(
+    column: &Column,
+    value: &mut Value,
+    path: &mut Vec<String>,
+    additions: &mut Vec<Addition>,
+) -> Result<(), String> {
+    if value.is_null() {
+        return Ok(());
+    }
+    if column.mode == Mode::Repeated {
+        let Value::Array(items) = value else {
+            return Err(conflict(path, column, value));
+        };
+        for item in items.iter_mut() {
+            if item.is_null() {
+                return Err(format!(
+                    "field `{}` holds a null in a list, which a REPEATED column cannot store",
+                    path.join(".")
+                ));
+            }
+            fit_scalar(column, item, path, additions)?;
+        }
+        return Ok(());
+    }
+    fit_scalar(column, value, path, additions)
+}
+
+fn fit_scalar(
+    column: &Column,
+    value: &mut Value,
+    path: &mut Vec<String>,
+    additions: &mut Vec<Addition>,
+) -> Result<(), String> {
+    let fits = match (&column.kind, &mut *value) {
+        (ColumnType::Json, _) => true,
+        (ColumnType::String | ColumnType::Bytes, Value::String(_)) => true,
+        (ColumnType::Int64, Value::Number(n)) => n.is_i64() || n.is_u64(),
+        (ColumnType::Float64 | ColumnType::Numeric, Value::Number(_)) => true,
+        (ColumnType::Bool, Value::Bool(_)) => true,
+        (ColumnType::Timestamp, Value::String(s)) => DateTime::parse_from_rfc3339(s).is_ok(),
+        (ColumnType::Datetime, Value::String(s)) => {
+            NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").is_ok()
+                || NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").is_ok()
+        }
+        (ColumnType::Date, Value::String(s)) => NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok(),
+        (ColumnType::Record(fields), Value::Object(object)) => {
+            fit_record(fields, object, path, additions)?;
+            true
+        }
+        _ => false,
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(conflict(path, column, value))
+    }
+}
+
+fn conflict(path: &[String], column: &Column, value: &Value) -> String {
+    let what = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "an integer",
+        Value::Number(_) => "a fractional number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    };
+    let mode = if column.mode == Mode::Repeated {
+        "REPEATED "
+    } else {
+        ""
+    };
+    format!(
+        "field `{}` is {what}, which does not fit its {mode}{} column; the table is left as \
+         it is (change the producer, or replay after migrating the column)",
+        path.join("."),
+        column.kind.bigquery_name()
+    )
+}
+
+fn dotted(path: &[String], name: &str) -> String {
+    path.iter()
+        .map(String::as_str)
+        .chain([name])
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => panic!("not an object"),
+        }
+    }
+
+    #[test]
+    fn inference_covers_every_json_shape() {
+        let infer = |name: &str, value: Value| infer_column(name, &value).map(|c| (c.kind, c.mode));
+        assert_eq!(
+            infer("n", json!(3)),
+            Some((ColumnType::Int64, Mode::Nullable))
+        );
+        assert_eq!(
+            infer("x", json!(3.5)),
+            Some((ColumnType::Float64, Mode::Nullable))
+        );
+        assert_eq!(
+            infer("ok", json!(true)),
+            Some((ColumnType::Bool, Mode::Nullable))
+        );
+        assert_eq!(
+            infer("s", json!("a")),
+            Some((ColumnType::String, Mode::Nullable))
+        );
+        let instant = json!("2026-11-21T10:00:00Z");
+        assert_eq!(
+            infer("seen_at", instant.clone()),
+            Some((ColumnType::Timestamp, Mode::Nullable))
+        );
+        assert_eq!(
+            infer("label", instant),
+            Some((ColumnType::String, Mode::Nullable))
+        );
+        assert_eq!(
+            infer("tags", json!(["a", "b"])),
+            Some((ColumnType::String, Mode::Repeated))
+        );
+        assert_eq!(
+            infer("xs", json!([1, 2.5])),
+            Some((ColumnType::Float64, Mode::Repeated))
+        );
+        assert_eq!(
+            infer("mixed", json!([1, "a"])),
+            Some((ColumnType::Json, Mode::Repeated))
+        );
+        assert_eq!(
+            infer("nested", json!([[1]])),
+            Some((ColumnType::Json, Mode::Repeated))
+        );
+        assert_eq!(infer("none", json!(null)), None);
+        assert_eq!(infer("empty", json!([])), None);
+        assert_eq!(infer("empty", json!({})), None);
+        assert_eq!(
+            infer("odd", json!({"not a name": 1})),
+            Some((ColumnType::Json, Mode::Nullable))
+        );
+        assert_eq!(
+            infer("geo", json!({"lat": 1.5, "tags": ["x"]})),
+            Some((
+                ColumnType::Record(vec![
+                    Column::new("lat", ColumnType::Float64, Mode::Nullable),
+                    Column::new("tags", ColumnType::String, Mode::Repeated),
+                ]),
+                Mode::Nullable
+            ))
+        );
+    }
+
+    fn columns() -> Vec<Column> {
+        vec![
+            Column::new("id", ColumnType::String, Mode::Required),
+            Column::new("n", ColumnType::Int64, Mode::Nullable),
+            Column::new("x", ColumnType::Float64, Mode::Nullable),
+            Column::new(
+                "geo",
+                ColumnType::Record(vec![Column::new(
+                    "lat",
+                    ColumnType::Float64,
+                    Mode::Nullable,
+                )]),
+                Mode::Nullable,
+            ),
+            Column::new("meta", ColumnType::Json, Mode::Nullable),
+        ]
+    }
+
+    #[test]
+    fn a_fitting_row_needs_nothing_and_is_cleaned() {
+        let mut row =
+            object(json!({"id": "a", "n": 1, "x": 2, "meta": {"k": []}, "gone": null, "none": []}));
+        assert_eq!(fit_row(&columns(), &mut row), Fit::Fits(vec![]));
+        assert_eq!(
+            row,
+            object(json!({"id": "a", "n": 1, "x": 2, "meta": {"k": []}}))
+        );
+    }
+
+    #[test]
+    fn new_fields_become_additions_at_their_depth() {
+        let mut row = object(json!({"id": "a", "color": "red", "geo": {"lat": 1.0, "lon": 2.0}}));
+        let Fit::Fits(additions) = fit_row(&columns(), &mut row) else {
+            panic!("conflict")
+        };
+        let shown: Vec<String> = additions.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["color STRING", "geo.lon FLOAT"]);
+        let mut evolved = columns();
+        apply_additions(&mut evolved, &additions);
+        assert_eq!(fit_row(&evolved, &mut row), Fit::Fits(vec![]));
+    }
+
+    #[test]
+    fn conflicts_name_the_field_and_the_column() {
+        for (row, field) in [
+            (json!({"id": "a", "n": "one"}), "`n` is a string"),
+            (json!({"id": "a", "n": 1.5}), "`n` is a fractional number"),
+            (
+                json!({"id": "a", "geo": {"lat": "north"}}),
+                "`geo.lat` is a string",
+            ),
+            (json!({"id": "a", "geo": [1]}), "`geo` is a list"),
+            (json!({"n": 1}), "`id` is required"),
+            (
+                json!({"id": "a", "bad-name": 1}),
+                "`bad-name` cannot be a column",
+            ),
+        ] {
+            match fit_row(&columns(), &mut object(row)) {
+                Fit::Conflict(detail) => assert!(detail.contains(field), "{detail}"),
+                fits => panic!("{field}: {fits:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn columns_round_trip_through_bigquery_json() {
+        let json = json!([{"name": "items", "type": "RECORD", "mode": "REPEATED", "fields": [
+            {"name": "price", "type": "FLOAT64"}]}]);
+        let parsed: Vec<Column> = serde_json::from_value(json).unwrap();
+        assert_eq!(
+            parsed[0].kind,
+            ColumnType::Record(vec![Column::new(
+                "price",
+                ColumnType::Float64,
+                Mode::Nullable
+            )])
+        );
+        let again: Vec<Column> =
+            serde_json::from_value(serde_json::to_value(&parsed).unwrap()).unwrap();
+        assert_eq!(again, parsed);
+        let bad: Result<Vec<Column>, _> =
+            serde_json::from_value(json!([{"name": "x; drop", "type": "STRING"}]));
+        assert!(bad.unwrap_err().to_string().contains("must be letters"));
+    }
+}
