@@ -1,5 +1,7 @@
 //! `pulse`: runs the Pulse pipeline on one machine with embedded backends.
 
+mod generate;
+
 use clap::{Parser, Subcommand};
 use pulse_shared::config::{BackendKind, Config};
 use pulse_shared::telemetry;
@@ -28,6 +30,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Start the stack and publish generated events to it at a controlled rate, by named
+    /// scenario (`--scenario light_demo`) or custom run (two of --rate, --count, --duration).
+    Generate(generate::GenerateArgs),
 }
 
 #[tokio::main]
@@ -58,6 +63,10 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 println!("{report}");
             }
+        }
+        Command::Generate(args) => {
+            let report = generate::run(config, ports, args).await?;
+            println!("{report}");
         }
     }
     Ok(())

@@ -1,0 +1,42 @@
+//! The API's errors: each becomes a JSON body `{"error": …}` saying what to change.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// A request the API refuses; nothing was started or changed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The request cannot run as asked (400): fix it and send it again.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No job has that id on this instance (404): finished jobs are forgotten after a while,
+    /// and a restarted instance starts with none.
+    #[error("no job {0} on this instance")]
+    NoSuchJob(String),
+}
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NoSuchJob(_) => StatusCode::NOT_FOUND,
+        };
+        (
+            status,
+            Json(ErrorBody {
+                error: self.to_string(),
+            }),
+        )
+            .into_response()
+    }
+}
