@@ -39,6 +39,8 @@ pub const CONTROL_PORT: u16 = 8080;
 pub const PREPROCESS_PORT: u16 = 8081;
 /// Port of table-manager.
 pub const TABLE_MANAGER_PORT: u16 = 8082;
+/// Port of parquet-loader.
+pub const PARQUET_LOADER_PORT: u16 = 8083;
 
 /// A running local stack.
 pub struct LocalStack {
@@ -50,7 +52,10 @@ pub struct LocalStack {
     pub control: SocketAddr,
     pub preprocess: SocketAddr,
     pub table_manager: SocketAddr,
+    pub parquet_loader: SocketAddr,
     stop: watch::Sender<bool>,
+    /// The landing-folder watcher (the local Eventarc storage trigger).
+    watcher: JoinHandle<()>,
     servers: Vec<JoinHandle<std::io::Result<()>>>,
 }
 
@@ -97,6 +102,22 @@ impl LocalStack {
             format!("http://{table_manager}/"),
         ));
 
+        let (parquet_loader, server) = serve(
+            ports.port(PARQUET_LOADER_PORT),
+            parquet_loader::app(parquet_loader::AppState::new(
+                config.clone(),
+                &backends,
+                warehouse.clone(),
+            )?),
+            stopped.clone(),
+        )
+        .await?;
+        servers.push(server);
+        let watcher = tokio::spawn(parquet_loader::watch_landing(
+            config.clone(),
+            format!("http://{parquet_loader}/"),
+        ));
+
         let (control, server) = serve(
             ports.port(CONTROL_PORT),
             crate::publish_api::router(bus.clone(), &config),
@@ -115,7 +136,9 @@ impl LocalStack {
             control,
             preprocess,
             table_manager,
+            parquet_loader,
             stop,
+            watcher,
             servers,
         })
     }
@@ -148,6 +171,11 @@ impl LocalStack {
         );
         let _ = writeln!(
             text,
+            "  parquet-loader http://{}/  (drop files in {data_dir}/gcs/{}/{}<table>/; reload: POST /load)",
+            self.parquet_loader, self.config.landing_bucket, self.config.landing_prefix
+        );
+        let _ = writeln!(
+            text,
             "  warehouse      {data_dir}/warehouse.duckdb  (dataset {})",
             self.config.dataset
         );
@@ -161,6 +189,7 @@ impl LocalStack {
 
     /// Stops accepting requests, lets those in flight finish, and waits for every server.
     pub async fn stop(self) {
+        self.watcher.abort();
         let _ = self.stop.send(true);
         for server in self.servers {
             match server.await {

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::error::BackendError;
+use crate::error::{BackendError, Retry};
 pub use bigquery::BigQueryWarehouse;
 #[cfg(feature = "duckdb")]
 pub use duckdb::DuckDbWarehouse;
@@ -45,6 +45,40 @@ pub enum InsertError {
     RowsRefused(Vec<(usize, String)>),
 }
 
+/// What a Parquet load did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadOutcome {
+    /// Rows the load appended (by this call, or by the earlier one when `already_loaded`).
+    pub rows: u64,
+    /// The load job (BigQuery) or the ledger key (DuckDB): the `load_id` given.
+    pub job_id: String,
+    /// An earlier load with this id did the work; nothing was loaded now.
+    pub already_loaded: bool,
+}
+
+/// What a failed load did: nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Nothing was loaded; the same load may succeed later.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The file itself cannot be loaded (unreadable data, values that do not fit their
+    /// columns); nothing was loaded, and trying again will not change that.
+    #[error("the file was refused: {0}")]
+    Refused(String),
+}
+
+impl LoadError {
+    /// A backend failure that says the data is at fault (a permanent one) refuses the file;
+    /// the rest may pass.
+    pub fn from_backend(err: BackendError) -> Self {
+        match err.retry {
+            Retry::Permanent => LoadError::Refused(err.message),
+            _ => LoadError::Backend(err),
+        }
+    }
+}
+
 /// Tables, rows and queries.
 #[async_trait]
 pub trait Warehouse: Send + Sync {
@@ -68,6 +102,16 @@ pub trait Warehouse: Send + Sync {
 
     /// Inserts rows; a row whose id was inserted before is dropped, not doubled.
     async fn insert_rows(&self, table: &str, rows: &[Row]) -> Result<(), InsertError>;
+
+    /// Appends every row of the Parquet file at `uri` (`gs://…` for BigQuery, a local path for
+    /// DuckDB) to `table`, all or nothing, once per `load_id`: a repeat finds the first load and
+    /// loads nothing. The table must already have every column of the file.
+    async fn load_parquet(
+        &self,
+        table: &str,
+        uri: &str,
+        load_id: &str,
+    ) -> Result<LoadOutcome, LoadError>;
 
     /// Every table in the dataset, with row counts where cheap.
     async fn list_tables(&self) -> Result<Vec<TableSummary>, BackendError>;

@@ -21,7 +21,8 @@ use pulse_shared::config::Config;
 use pulse_shared::error::BackendError;
 use pulse_shared::registry::{Provenance, normalise};
 use pulse_shared::warehouse::{
-    Addition, DuckDbWarehouse, InsertError, Row, TableSpec, TableSummary, Warehouse,
+    Addition, DuckDbWarehouse, InsertError, LoadError, LoadOutcome, Row, TableSpec, TableSummary,
+    Warehouse,
 };
 use serde_json::{Map, Value, json};
 
@@ -50,6 +51,9 @@ impl Warehouse for Counting {
         self.writes.fetch_add(1, Ordering::Relaxed);
         self.rows.fetch_add(rows.len() as u64, Ordering::Relaxed);
         self.inner.insert_rows(table, rows).await
+    }
+    async fn load_parquet(&self, t: &str, uri: &str, id: &str) -> Result<LoadOutcome, LoadError> {
+        self.inner.load_parquet(t, uri, id).await
     }
     async fn list_tables(&self) -> Result<Vec<TableSummary>, BackendError> {
         self.inner.list_tables().await

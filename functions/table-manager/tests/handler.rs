@@ -16,7 +16,8 @@ use pulse_shared::config::Config;
 use pulse_shared::error::{BackendError, Retry};
 use pulse_shared::registry::{Provenance, normalise};
 use pulse_shared::warehouse::{
-    Addition, DuckDbWarehouse, InsertError, Row, TableSpec, TableSummary, Warehouse,
+    Addition, DuckDbWarehouse, InsertError, LoadError, LoadOutcome, Row, TableSpec, TableSummary,
+    Warehouse,
 };
 use serde_json::{Map, Value, json};
 use table_manager::{AppState, app};
@@ -53,6 +54,9 @@ impl Warehouse for Observed {
             return Err(BackendError::new("insert", Retry::Transient, "test outage").into());
         }
         self.inner.insert_rows(table, rows).await
+    }
+    async fn load_parquet(&self, t: &str, uri: &str, id: &str) -> Result<LoadOutcome, LoadError> {
+        self.inner.load_parquet(t, uri, id).await
     }
     async fn list_tables(&self) -> Result<Vec<TableSummary>, BackendError> {
         self.inner.list_tables().await

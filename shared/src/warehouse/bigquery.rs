@@ -4,7 +4,7 @@
 //! in a second OAuth stack).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use gcp_bigquery_client::Client;
@@ -12,24 +12,36 @@ use gcp_bigquery_client::auth::Authenticator;
 use gcp_bigquery_client::client_builder::ClientBuilder;
 use gcp_bigquery_client::error::BQError;
 use gcp_bigquery_client::model::clustering::Clustering;
+use gcp_bigquery_client::model::job::Job;
+use gcp_bigquery_client::model::job_configuration::JobConfiguration;
+use gcp_bigquery_client::model::job_configuration_load::JobConfigurationLoad;
+use gcp_bigquery_client::model::job_reference::JobReference;
 use gcp_bigquery_client::model::query_request::QueryRequest;
 use gcp_bigquery_client::model::table::Table;
 use gcp_bigquery_client::model::table_data_insert_all_request::TableDataInsertAllRequest;
 use gcp_bigquery_client::model::table_field_schema::TableFieldSchema;
 use gcp_bigquery_client::model::table_list::TableList;
+use gcp_bigquery_client::model::table_reference::TableReference;
 use gcp_bigquery_client::model::table_schema::TableSchema;
 use gcp_bigquery_client::model::time_partitioning::TimePartitioning;
 use gcp_bigquery_client::table::ListOptions;
 use serde_json::{Map, Value};
 
 use super::schema::{Addition, Column, ColumnType, Mode, TableSpec, apply_additions};
-use super::{InsertError, Row, TableSummary, Warehouse};
+use super::{InsertError, LoadError, LoadOutcome, Row, TableSummary, Warehouse};
 use crate::auth::AccessTokens;
 use crate::error::{BackendError, Retry};
 
 /// How long a column added by a schema patch may take to reach the streaming back end; rows
 /// naming it are retried with backoff meanwhile.
 const COLUMN_PROPAGATION: Duration = Duration::from_secs(60);
+
+/// How long a load waits for its job: under the functions' 60 s request deadline. A job still
+/// running then is answered as a transient failure; the redelivery finds the same job.
+const LOAD_WAIT: Duration = Duration::from_secs(50);
+/// Job ids tried per load: a job that failed for a passing reason uses its id up, so the next
+/// attempt takes `<load id>_2`, then `_3`.
+const LOAD_ATTEMPTS: u32 = 3;
 
 /// A BigQuery dataset.
 #[derive(Clone)]
@@ -89,6 +101,62 @@ impl BigQueryWarehouse {
             Err(err) if status(&err) == Some(404) => Ok(None),
             Err(err) => Err(classify(format!("get table {}", self.path(table)), &err)),
         }
+    }
+
+    fn load_job(&self, table: &str, uri: &str, job_id: &str) -> Job {
+        Job {
+            job_reference: Some(JobReference {
+                job_id: Some(job_id.to_owned()),
+                project_id: Some(self.project.clone()),
+                ..Default::default()
+            }),
+            configuration: Some(JobConfiguration {
+                load: Some(JobConfigurationLoad {
+                    source_uris: Some(vec![uri.to_owned()]),
+                    source_format: Some("PARQUET".to_owned()),
+                    write_disposition: Some("WRITE_APPEND".to_owned()),
+                    create_disposition: Some("CREATE_NEVER".to_owned()),
+                    destination_table: Some(TableReference {
+                        project_id: self.project.clone(),
+                        dataset_id: self.dataset.clone(),
+                        table_id: table.to_owned(),
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Polls `job` until it is done or `deadline` passes.
+    async fn wait(
+        &self,
+        mut job: Job,
+        job_id: &str,
+        deadline: Instant,
+    ) -> Result<Job, BackendError> {
+        let operation = || format!("wait for load job {job_id}");
+        let mut pause = Duration::from_millis(250);
+        while job.status.as_ref().and_then(|s| s.state.as_deref()) != Some("DONE") {
+            if Instant::now() + pause > deadline {
+                return Err(BackendError::new(
+                    operation(),
+                    Retry::Transient,
+                    "still running; the redelivery waits for the same job",
+                ));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(4));
+            let location = job.job_reference.as_ref().and_then(|r| r.location.clone());
+            job = self
+                .client
+                .job()
+                .get_job(&self.project, job_id, location.as_deref())
+                .await
+                .map_err(|e| classify(operation(), &e))?;
+        }
+        Ok(job)
     }
 
     /// One `insertAll`; rows naming a column that has not reached the streaming back end yet
@@ -245,6 +313,74 @@ impl Warehouse for BigQueryWarehouse {
                 other => return other,
             }
         }
+    }
+
+    async fn load_parquet(
+        &self,
+        table: &str,
+        uri: &str,
+        load_id: &str,
+    ) -> Result<LoadOutcome, LoadError> {
+        let deadline = Instant::now() + LOAD_WAIT;
+        for attempt in 1..=LOAD_ATTEMPTS {
+            let job_id = match attempt {
+                1 => load_id.to_owned(),
+                n => format!("{load_id}_{n}"),
+            };
+            let operation = || format!("load {uri} into {} (job {job_id})", self.path(table));
+            let inserted = self
+                .client
+                .job()
+                .insert(&self.project, self.load_job(table, uri, &job_id))
+                .await;
+            let (job, already_loaded) = match inserted {
+                Ok(job) => (job, false),
+                // A job with this id exists: an earlier delivery started it.
+                Err(err) if status(&err) == Some(409) => {
+                    let job = self
+                        .client
+                        .job()
+                        .get_job(&self.project, &job_id, None)
+                        .await
+                        .map_err(|e| classify(operation(), &e))?;
+                    (job, true)
+                }
+                Err(err) => return Err(LoadError::Backend(classify(operation(), &err))),
+            };
+            let job = self.wait(job, &job_id, deadline).await?;
+            let error = job.status.as_ref().and_then(|s| s.error_result.clone());
+            match error {
+                None => {
+                    let rows = job
+                        .statistics
+                        .and_then(|s| s.load)
+                        .and_then(|l| l.output_rows)
+                        .and_then(|r| r.parse().ok())
+                        .unwrap_or(0);
+                    return Ok(LoadOutcome {
+                        rows,
+                        job_id,
+                        already_loaded,
+                    });
+                }
+                Some(error)
+                    if matches!(error.reason.as_deref(), Some("invalid" | "invalidQuery")) =>
+                {
+                    return Err(LoadError::Refused(error.message.unwrap_or_default()));
+                }
+                Some(error) => tracing::warn!(
+                    job_id,
+                    reason = ?error.reason,
+                    "load job failed for a passing reason; trying a new job id: {}",
+                    error.message.unwrap_or_default()
+                ),
+            }
+        }
+        Err(LoadError::Backend(BackendError::new(
+            format!("load {uri} into {}", self.path(table)),
+            Retry::Transient,
+            format!("{LOAD_ATTEMPTS} load jobs failed"),
+        )))
     }
 
     async fn list_tables(&self) -> Result<Vec<TableSummary>, BackendError> {

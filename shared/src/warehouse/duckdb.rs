@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::schema::{Addition, Column, ColumnType, Mode, TableSpec, columns_from_arrow};
-use super::{InsertError, Row, TableSummary, Warehouse};
+use super::{InsertError, LoadError, LoadOutcome, Row, TableSummary, Warehouse};
 use crate::error::{BackendError, Retry};
 
 /// A DuckDB database shared by every function of the local stack (one process may open the
@@ -167,7 +167,7 @@ impl Inner {
             let (name, data_type, comment, nullable) = detail?;
             if let Some(column) = columns.iter_mut().find(|c| c.name == name) {
                 // Arrow sees JSON as text; the catalogue knows better.
-                if data_type == "JSON" {
+                if data_type == "JSON" || data_type == "JSON[]" {
                     column.kind = ColumnType::Json;
                 }
                 if !nullable && column.mode == Mode::Nullable {
@@ -349,6 +349,59 @@ impl Warehouse for DuckDbWarehouse {
         }
     }
 
+    async fn load_parquet(
+        &self,
+        table: &str,
+        uri: &str,
+        load_id: &str,
+    ) -> Result<LoadOutcome, LoadError> {
+        let name = self.table_name(table);
+        let (table, uri, load_id) = (table.to_owned(), uri.to_owned(), load_id.to_owned());
+        let operation = format!("load {uri} into {name}");
+        self.with_connection(operation, move |connection, _| {
+            connection.execute_batch(LOAD_LEDGER)?;
+            let loaded = |connection: &Connection| -> Result<Option<u64>, duckdb::Error> {
+                connection
+                    .prepare("SELECT rows FROM _pulse.parquet_loads WHERE load_id = ?")?
+                    .query_map(params![load_id], |row| row.get::<_, u64>(0))?
+                    .next()
+                    .transpose()
+            };
+            let outcome = |rows, already_loaded| LoadOutcome {
+                rows,
+                job_id: load_id.clone(),
+                already_loaded,
+            };
+            if let Some(rows) = loaded(connection)? {
+                return Ok(outcome(rows, true));
+            }
+            let result = (|| -> Result<u64, duckdb::Error> {
+                let transaction = connection.transaction()?;
+                let rows = transaction.execute(
+                    &format!("INSERT INTO {name} BY NAME SELECT * FROM read_parquet({})", literal(&uri)),
+                    [],
+                )?;
+                let rows = u64::try_from(rows).unwrap_or(u64::MAX);
+                transaction.execute(
+                    "INSERT INTO _pulse.parquet_loads (load_id, table_name, uri, rows) VALUES (?, ?, ?, ?)",
+                    params![load_id, table, uri, rows],
+                )?;
+                transaction.commit()?;
+                Ok(rows)
+            })();
+            match result {
+                Ok(rows) => Ok(outcome(rows, false)),
+                // A concurrent load of the same id committed first: its rows stand.
+                Err(err) => match loaded(connection)? {
+                    Some(rows) => Ok(outcome(rows, true)),
+                    None => Err(err),
+                },
+            }
+        })
+        .await
+        .map_err(LoadError::from_backend)
+    }
+
     async fn list_tables(&self) -> Result<Vec<TableSummary>, BackendError> {
         let dataset = self.inner.dataset.clone();
         self.with_connection(
@@ -405,6 +458,13 @@ impl Warehouse for DuckDbWarehouse {
         )
     }
 }
+
+/// The ledger of Parquet loads, one row per load id, outside the dataset so that it is not
+/// listed among its tables.
+const LOAD_LEDGER: &str = "CREATE SCHEMA IF NOT EXISTS _pulse;
+    CREATE TABLE IF NOT EXISTS _pulse.parquet_loads (
+        load_id VARCHAR PRIMARY KEY, table_name VARCHAR NOT NULL, uri VARCHAR NOT NULL,
+        rows UBIGINT NOT NULL, loaded_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp);";
 
 /// After a permanent batch failure: which rows fail on their own (each tried in a transaction
 /// that is rolled back, so nothing is written). If none does alone, the batch error stands.

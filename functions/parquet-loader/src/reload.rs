@@ -1,0 +1,51 @@
+//! `POST /load`: loads a landing object by hand (`{"bucket", "name"[, "generation"]}`), with the
+//! same checks and the same load ids as the trigger, so it never loads a generation twice.
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use pulse_shared::error::FunctionError;
+use pulse_shared::storage::is_safe_object_name;
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::load::{LandingObject, Outcome, load_object};
+
+/// A manual load.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadRequest {
+    /// Defaults to the landing bucket.
+    #[serde(default)]
+    pub bucket: Option<String>,
+    pub name: String,
+    /// The generation to load; the current one when absent.
+    #[serde(default)]
+    pub generation: Option<i64>,
+}
+
+pub async fn handle(
+    State(state): State<AppState>,
+    request: Result<Json<LoadRequest>, JsonRejection>,
+) -> Result<Json<Outcome>, FunctionError> {
+    let Json(request) = request.map_err(|e| {
+        FunctionError::BadRequest(format!(
+            "expected {{\"bucket\", \"name\"[, \"generation\"]}}: {}",
+            e.body_text()
+        ))
+    })?;
+    if !is_safe_object_name(&request.name) {
+        return Err(FunctionError::BadRequest(
+            "`name` must be an object name without empty, `.` or `..` segments".to_owned(),
+        ));
+    }
+    let object = LandingObject {
+        bucket: request
+            .bucket
+            .unwrap_or_else(|| state.inner.config.landing_bucket.clone()),
+        name: request.name,
+        generation: request.generation,
+        size: None,
+    };
+    Ok(Json(load_object(&state, &object).await?))
+}
