@@ -76,15 +76,25 @@ async fn the_demo_report_matches_what_was_stored() {
 
     // Rows per table, as the report says and as a query of the warehouse finds them: one per
     // event, the redelivered order included once.
-    let warehouse =
-        DuckDbWarehouse::open(&dir.path().join("warehouse.duckdb"), "pulse").unwrap();
-    for table in ["orders", "inventory", "user_activity", "device_telemetry", "shipment_scan"] {
+    let warehouse = DuckDbWarehouse::open(&dir.path().join("warehouse.duckdb"), "pulse").unwrap();
+    for table in [
+        "orders",
+        "inventory",
+        "user_activity",
+        "device_telemetry",
+        "shipment_scan",
+    ] {
         let rows = warehouse
             .query(&format!("SELECT count(*) AS n FROM pulse.{table}"))
             .await
             .unwrap();
         assert_eq!(rows[0]["n"], 1, "{table}");
-        assert_eq!(report.rows_written.get(table), Some(&1), "{table}: {:?}", report.rows_written);
+        assert_eq!(
+            report.rows_written.get(table),
+            Some(&1),
+            "{table}: {:?}",
+            report.rows_written
+        );
     }
     drop(warehouse);
 
@@ -105,12 +115,18 @@ async fn raw_events_become_rows_once_and_new_fields_become_columns() {
     let scan = |id: &str, extra: Value| {
         let mut event = json!({"event_id": id, "event_type": "parcel_scan",
             "timestamp": "2026-11-21T10:00:00Z", "parcel_id": "p-1", "hub": "Leipzig"});
-        event.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        event
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         event
     };
     let events = [
         scan("s1", json!({})),
-        scan("s2", json!({"weight_kg": 2.5, "scanned_at": "2026-11-21T10:00:05Z"})),
+        scan(
+            "s2",
+            json!({"weight_kg": 2.5, "scanned_at": "2026-11-21T10:00:05Z"}),
+        ),
         scan("s3", json!({"weight_kg": "heavy"})),
         json!({"event_id": "t1", "event_type": "device_telemetry", "timestamp": "2026-11-21T10:00:00Z",
                "device_id": "d-1", "sensor_type": "voltage", "reading": 229.5, "unit": "V", "phase": 2}),
@@ -136,7 +152,10 @@ async fn raw_events_become_rows_once_and_new_fields_become_columns() {
         .query("SELECT event_id, weight_kg, scanned_at FROM pulse.parcel_scan ORDER BY event_id")
         .await
         .unwrap();
-    let ids: Vec<&str> = rows.iter().map(|r| r["event_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = rows
+        .iter()
+        .map(|r| r["event_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["s1", "s2"], "s3 conflicts with the weight_kg column");
     assert_eq!(rows[1]["weight_kg"], 2.5);
     let telemetry = stack
@@ -144,9 +163,16 @@ async fn raw_events_become_rows_once_and_new_fields_become_columns() {
         .query("SELECT phase FROM pulse.device_telemetry")
         .await
         .unwrap();
-    assert_eq!(telemetry, [serde_json::from_value(json!({"phase": 2})).unwrap()]);
+    assert_eq!(
+        telemetry,
+        [serde_json::from_value(json!({"phase": 2})).unwrap()]
+    );
     let conflicts = files_under(&dir.path().join("gcs/pulse-raw/dead-letter/schema_conflict"));
-    assert_eq!(conflicts.len(), 3, "each delivery of s3 is dead-lettered: {conflicts:?}");
+    assert_eq!(
+        conflicts.len(),
+        3,
+        "each delivery of s3 is dead-lettered: {conflicts:?}"
+    );
     stack.stop().await;
 }
 
