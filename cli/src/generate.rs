@@ -41,6 +41,9 @@ pub struct GenerateArgs {
     /// Topic to publish to (default: the raw topic).
     #[arg(long)]
     topic: Option<String>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// What a run did.
@@ -115,15 +118,47 @@ pub async fn run(
     Ok(report)
 }
 
-impl fmt::Display for GenerateReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl GenerateReport {
+    /// The summary as JSON, with the same numbers as the text.
+    pub fn to_json(&self) -> serde_json::Value {
         let (s, p) = (&self.spec, &self.progress);
-        let outcome = match &self.finish {
+        serde_json::json!({
+            "scenario": s.scenario.name,
+            "seed": s.seed,
+            "topic": s.topic,
+            "outcome": self.outcome(),
+            "planned": p.planned,
+            "sent": p.sent,
+            "duplicates": p.duplicates,
+            "malformed": p.malformed,
+            "anomalies": p.anomalies,
+            "failed": p.failed,
+            "achieved_rate_per_second": p.achieved_rate,
+            "target_rate_per_second": s.scenario.rate(),
+            "elapsed_seconds": p.elapsed.as_secs_f64(),
+            "processed_published": self.processed,
+            "settled": self.settled,
+        })
+    }
+
+    fn outcome(&self) -> String {
+        match &self.finish {
             Finish::Completed => "completed".to_owned(),
             Finish::Cancelled => "cancelled".to_owned(),
             Finish::Failed(why) => format!("failed: {why}"),
-        };
-        writeln!(f, "pulse generate: {} ({outcome})", s.scenario.name)?;
+        }
+    }
+}
+
+impl fmt::Display for GenerateReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (s, p) = (&self.spec, &self.progress);
+        writeln!(
+            f,
+            "pulse generate: {} ({})",
+            s.scenario.name,
+            self.outcome()
+        )?;
         writeln!(
             f,
             "  seed                    {} (same seed, same events)",

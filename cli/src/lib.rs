@@ -3,5 +3,4 @@
 
 pub mod demo;
 pub mod publish_api;
-pub mod samples;
 pub mod stack;

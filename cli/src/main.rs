@@ -23,13 +23,10 @@ struct Cli {
 enum Command {
     /// Start every function, the local bus and the publish endpoint; stop with Ctrl-C.
     Up,
-    /// Start the stack, send sample events (valid, duplicate, malformed), wait until the
-    /// pipeline settles, and report what it did.
-    Demo {
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    /// Start the stack, run the `quick_sample` scenario (every known type, a redelivered
+    /// duplicate, a malformed event) and drop a sample Parquet file, wait until the pipeline
+    /// settles, and report what it stored.
+    Demo(demo::DemoArgs),
     /// Start the stack and publish generated events to it at a controlled rate, by named
     /// scenario (`--scenario light_demo`) or custom run (two of --rate, --count, --duration).
     Generate(generate::GenerateArgs),
@@ -56,17 +53,28 @@ async fn main() -> anyhow::Result<()> {
             pulse_shared::runtime::shutdown_signal().await;
             stack.stop().await;
         }
-        Command::Demo { json } => {
-            let report = demo::run(config, ports).await?;
-            if json {
+        Command::Demo(args) => {
+            let report = demo::run(config, ports, &args).await?;
+            if args.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 println!("{report}");
             }
+            let mismatches = report.mismatches();
+            anyhow::ensure!(
+                mismatches.is_empty(),
+                "the pipeline stored something other than the plan says: {}",
+                mismatches.join("; ")
+            );
         }
         Command::Generate(args) => {
+            let json = args.json;
             let report = generate::run(config, ports, args).await?;
-            println!("{report}");
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+            } else {
+                println!("{report}");
+            }
         }
     }
     Ok(())

@@ -1,13 +1,15 @@
-//! The local stack end to end: `pulse demo`'s report checked against the files it stored, and
-//! the Pub/Sub-shaped publish endpoint feeding preprocess through the local bus.
+//! The local stack end to end: the `pulse demo` and `pulse generate` commands, their reports
+//! checked against the files and rows they stored, and the Pub/Sub-shaped publish endpoint
+//! feeding preprocess through the local bus.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
-use pulse::demo;
 use pulse::stack::{LocalStack, PortChoice};
 use pulse_shared::config::Config;
 use pulse_shared::warehouse::{DuckDbWarehouse, Warehouse as _};
@@ -39,71 +41,255 @@ fn files_under(root: &Path) -> Vec<String> {
     files
 }
 
-#[tokio::test]
-async fn the_demo_report_matches_what_was_stored() {
-    let dir = tempfile::tempdir().unwrap();
-    let report = demo::run(Config::local(dir.path()), PortChoice::Any)
+/// Runs the `pulse` binary on `data_dir` (free ports, JSON output) and returns its report.
+/// The binary's own environment is the test's, minus anything that would point it elsewhere.
+fn pulse(data_dir: &Path, args: &[&str]) -> Value {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pulse"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("PULSE_") || name == "K_SERVICE" || name == "DATABASE_URL" {
+            command.env_remove(name);
+        }
+    }
+    let output = command
+        .args(args)
+        .args(["--json", "--any-ports"])
+        .env("PULSE_DATA_DIR", data_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        output.status.success(),
+        "pulse {args:?} failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Log lines come first (the text log writes to stdout); the pretty report is last.
+    let report = stdout
+        .find("\n{\n")
+        .map_or(stdout.as_str(), |at| &stdout[at + 1..]);
+    serde_json::from_str(report).unwrap_or_else(|err| panic!("{err}: {stdout}"))
+}
+
+/// `count(*)` of a table, or `None` when the warehouse has no such table.
+async fn table_rows(warehouse: &DuckDbWarehouse, table: &str) -> Option<u64> {
+    let exists = warehouse
+        .query(&format!(
+            "SELECT count(*) AS n FROM duckdb_tables() \
+             WHERE schema_name = 'pulse' AND table_name = '{table}'"
+        ))
         .await
         .unwrap();
+    if exists[0]["n"] == 0 {
+        return None;
+    }
+    let rows = warehouse
+        .query(&format!("SELECT count(*) AS n FROM pulse.{table}"))
+        .await
+        .unwrap();
+    rows[0]["n"].as_u64()
+}
 
-    let raw = files_under(&dir.path().join("gcs/pulse-raw/raw"));
-    let dead = files_under(&dir.path().join("gcs/pulse-raw/dead-letter"));
-    assert_eq!(report.events_published, 9);
-    assert_eq!(report.raw_objects_written, raw.len() as u64);
-    assert_eq!(
-        raw.len(),
-        5,
-        "four known types and one new type, the duplicate archived once: {raw:?}"
-    );
-    assert_eq!(
-        report.processed_messages_published, 6,
-        "every valid delivery is published"
-    );
-    let dead_total: u64 = report.dead_lettered.values().sum();
-    assert_eq!(dead_total, dead.len() as u64);
-    for reason in ["bad_json", "missing_field", "invalid_event_type"] {
-        assert_eq!(
-            report.dead_lettered.get(reason),
-            Some(&1),
-            "{reason}: {:?}",
-            report.dead_lettered
-        );
+/// Dead-letter records under `dead-letter/`, by reason (the first path segment).
+fn dead_letters_by_reason(data_dir: &Path) -> BTreeMap<String, u64> {
+    let mut by_reason = BTreeMap::new();
+    for name in files_under(&data_dir.join("gcs/pulse-raw/dead-letter")) {
+        let reason = name.split('/').next().unwrap().to_owned();
+        *by_reason.entry(reason).or_default() += 1;
+    }
+    by_reason
+}
+
+fn counts(value: &Value) -> BTreeMap<String, u64> {
+    serde_json::from_value(value.clone()).unwrap()
+}
+
+const KNOWN_TABLES: [&str; 4] = ["orders", "inventory", "user_activity", "device_telemetry"];
+
+#[tokio::test]
+async fn the_demo_command_reports_what_the_pipeline_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let report = pulse(data, &["demo"]);
+
+    // What was generated: quick_sample's twelve messages, sent at once.
+    let events = &report["events"];
+    assert_eq!(report["scenario"], "quick_sample");
+    assert_eq!(events["generated"], 12, "{report:#}");
+    assert_eq!(events["published"], 12);
+    assert_eq!(events["failed_to_publish"], 0);
+    assert_eq!(events["duplicates"], 1);
+    assert_eq!(events["malformed"], 1);
+    let valid = 12 - 1 - 1;
+
+    // Raw archive: the report's count is the number of files, one per valid event.
+    let raw = files_under(&data.join("gcs/pulse-raw/raw"));
+    assert_eq!(report["raw_objects_written"], raw.len() as u64, "{raw:?}");
+    assert_eq!(raw.len(), valid);
+    assert_eq!(report["processed_messages_published"], valid as u64 + 1);
+
+    // Dead letters, by reason, as the report says and as the files are.
+    let dead = dead_letters_by_reason(data);
+    assert_eq!(counts(&report["dead_lettered"]), dead);
+    assert_eq!(dead.values().sum::<u64>(), 1, "{dead:?}");
+    assert_eq!(counts(&report["expected"]["dead_lettered"]), dead);
+
+    // Rows per table, as the report says and as a query of the warehouse finds them: every known
+    // type is there, one row per valid event, the duplicate stored once.
+    let warehouse = DuckDbWarehouse::open(&data.join("warehouse.duckdb"), "pulse").unwrap();
+    let rows = counts(&report["rows_written"]);
+    let mut event_rows = 0;
+    for table in KNOWN_TABLES {
+        let stored = table_rows(&warehouse, table).await;
         assert!(
-            dead.iter().any(|name| name.starts_with(reason)),
-            "{reason}: {dead:?}"
+            stored.unwrap_or(0) > 0,
+            "{table}: quick_sample covers every known type"
         );
+        assert_eq!(rows.get(table).copied(), stored, "{table}: {rows:?}");
+        event_rows += stored.unwrap();
     }
+    assert_eq!(event_rows, valid as u64);
+    assert_eq!(
+        counts(&report["expected"]["rows"]).values().sum::<u64>(),
+        event_rows
+    );
 
-    // Rows per table, as the report says and as a query of the warehouse finds them: one per
-    // event, the redelivered order included once.
-    let warehouse = DuckDbWarehouse::open(&dir.path().join("warehouse.duckdb"), "pulse").unwrap();
-    for table in [
-        "orders",
-        "inventory",
-        "user_activity",
-        "device_telemetry",
-        "shipment_scan",
-    ] {
-        let rows = warehouse
-            .query(&format!("SELECT count(*) AS n FROM pulse.{table}"))
-            .await
-            .unwrap();
-        assert_eq!(rows[0]["n"], 1, "{table}");
-        assert_eq!(
-            report.rows_written.get(table),
-            Some(&1),
-            "{table}: {:?}",
-            report.rows_written
-        );
-    }
+    // The Parquet file: loaded once, with as many rows as its own footer states.
+    let parquet = &report["parquet"];
+    assert_eq!(parquet["table"], "alltypes_plain");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/alltypes_plain.parquet");
+    let footer = warehouse
+        .query(&format!(
+            "SELECT num_rows AS n FROM parquet_file_metadata('{}')",
+            fixture.display()
+        ))
+        .await
+        .unwrap();
+    assert_eq!(parquet["rows"], footer[0]["n"], "{report:#}");
+    assert_eq!(
+        table_rows(&warehouse, "alltypes_plain").await,
+        parquet["rows"].as_u64()
+    );
+    assert_eq!(
+        rows.get("alltypes_plain").copied(),
+        parquet["rows"].as_u64()
+    );
+    let object = parquet["object"].as_str().unwrap();
+    assert!(
+        data.join("gcs/pulse-landing").join(object).is_file(),
+        "{object} stays in the landing bucket"
+    );
+
+    // Predictions: the count of the predictions table when something has created it.
+    assert_eq!(
+        report["predictions_written"].as_u64(),
+        table_rows(&warehouse, "predictions").await,
+        "{report:#}"
+    );
+    assert_eq!(report["data_dir"], data.display().to_string());
     drop(warehouse);
 
-    // A second run adds only what is new: the same event ids are archived and stored already.
-    let again = demo::run(Config::local(dir.path()), PortChoice::Any)
-        .await
-        .unwrap();
-    assert_eq!(again.raw_objects_written, 0);
-    assert!(again.rows_written.is_empty(), "{:?}", again.rows_written);
+    // A second run counts only what it added: new events (another seed), a new upload.
+    let again = pulse(data, &["demo"]);
+    assert_ne!(again["seed"], report["seed"]);
+    let raw_total = files_under(&data.join("gcs/pulse-raw/raw")).len() as u64;
+    assert_eq!(
+        again["raw_objects_written"].as_u64().unwrap(),
+        raw_total - raw.len() as u64
+    );
+    assert_eq!(again["raw_objects_written"], valid as u64);
+    let warehouse = DuckDbWarehouse::open(&data.join("warehouse.duckdb"), "pulse").unwrap();
+    assert_eq!(
+        table_rows(&warehouse, "alltypes_plain").await,
+        Some(2 * parquet["rows"].as_u64().unwrap())
+    );
+    let again_rows = counts(&again["rows_written"]);
+    for table in KNOWN_TABLES {
+        assert_eq!(
+            table_rows(&warehouse, table).await,
+            Some(
+                rows.get(table).copied().unwrap_or(0) + again_rows.get(table).copied().unwrap_or(0)
+            ),
+            "{table}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn pulse_generate_reports_what_it_sent_and_the_pipeline_kept_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let report = pulse(
+        data,
+        &[
+            "generate",
+            "--scenario",
+            "duplicate_storm",
+            "--count",
+            "50",
+            "--duration",
+            "1s",
+            "--seed",
+            "7",
+        ],
+    );
+    assert_eq!(report["outcome"], "completed", "{report:#}");
+    assert_eq!(report["settled"], true);
+    assert_eq!(report["seed"], 7);
+    assert_eq!(report["planned"], 50);
+    assert_eq!(report["sent"], 50);
+    assert_eq!(report["failed"], 0);
+    let (sent, duplicates, malformed) = (
+        report["sent"].as_u64().unwrap(),
+        report["duplicates"].as_u64().unwrap(),
+        report["malformed"].as_u64().unwrap(),
+    );
+    assert!(
+        duplicates > 0,
+        "duplicate_storm repeats messages: {report:#}"
+    );
+    let distinct = sent - duplicates - malformed;
+
+    // Every distinct valid event archived once and stored once; every valid delivery forwarded.
+    let raw = files_under(&data.join("gcs/pulse-raw/raw"));
+    assert_eq!(raw.len() as u64, distinct, "{report:#}");
+    assert_eq!(report["processed_published"], sent - malformed);
+    let dead: u64 = dead_letters_by_reason(data).values().sum();
+    assert_eq!(dead, malformed);
+    let warehouse = DuckDbWarehouse::open(&data.join("warehouse.duckdb"), "pulse").unwrap();
+    let mut rows = 0;
+    for table in KNOWN_TABLES {
+        rows += table_rows(&warehouse, table).await.unwrap_or(0);
+    }
+    assert_eq!(rows, distinct);
+
+    // Same seed, same events: a second run in a fresh data dir reports the same counts.
+    let other = tempfile::tempdir().unwrap();
+    let again = pulse(
+        other.path(),
+        &[
+            "generate",
+            "--scenario",
+            "duplicate_storm",
+            "--count",
+            "50",
+            "--duration",
+            "1s",
+            "--seed",
+            "7",
+        ],
+    );
+    assert_eq!(again["duplicates"], report["duplicates"]);
+    let again_raw = files_under(&other.path().join("gcs/pulse-raw/raw"));
+    assert_eq!(event_ids(&again_raw), event_ids(&raw), "the same event ids");
+}
+
+/// The event ids of raw archive objects (`<type>/YYYY/MM/DD/HH/MM/<event_id>.json`), sorted.
+fn event_ids(raw: &[String]) -> Vec<&str> {
+    let mut ids: Vec<&str> = raw
+        .iter()
+        .map(|name| name.rsplit('/').next().unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids
 }
 
 #[tokio::test]
