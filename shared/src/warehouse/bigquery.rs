@@ -90,6 +90,22 @@ impl BigQueryWarehouse {
         format!("{}.{}.{table}", self.project, self.dataset)
     }
 
+    /// The spec of `table` as found. A column whose type Pulse does not know fails the read,
+    /// permanently: dropping it would hide it from every check, and a schema patch built from
+    /// the result would remove it from the table.
+    fn spec(&self, table: &str, found: &Table) -> Result<TableSpec, BackendError> {
+        spec_from_table(table, found).map_err(|detail| {
+            BackendError::new(
+                format!("read the schema of table {}", self.path(table)),
+                Retry::Permanent,
+                format!(
+                    "{detail}; Pulse writes nothing to this table until that column's type \
+                     changes (or the data goes to another table)"
+                ),
+            )
+        })
+    }
+
     async fn get(&self, table: &str) -> Result<Option<Table>, BackendError> {
         match self
             .client
@@ -207,13 +223,13 @@ impl Warehouse for BigQueryWarehouse {
 
     async fn ensure_table(&self, spec: &TableSpec) -> Result<TableSpec, BackendError> {
         if let Some(existing) = self.get(&spec.name).await? {
-            return Ok(spec_from_table(&spec.name, &existing));
+            return self.spec(&spec.name, &existing);
         }
         let mut table = Table::new(
             &self.project,
             &self.dataset,
             &spec.name,
-            TableSchema::new(fields(&spec.columns)),
+            TableSchema::new(fields(&self.path(&spec.name), &spec.columns)?),
         );
         if let Some(description) = &spec.description {
             table = table.description(description);
@@ -227,19 +243,16 @@ impl Warehouse for BigQueryWarehouse {
             });
         }
         match self.client.table().create(table).await {
-            Ok(created) => Ok(spec_from_table(&spec.name, &created)),
+            Ok(created) => self.spec(&spec.name, &created),
             // Another instance created it between our look and our create: theirs stands.
-            Err(err) if status(&err) == Some(409) => self
-                .get(&spec.name)
-                .await?
-                .map(|existing| spec_from_table(&spec.name, &existing))
-                .ok_or_else(|| {
-                    BackendError::new(
-                        format!("create table {}", self.path(&spec.name)),
-                        Retry::Transient,
-                        "it already exists, yet cannot be read back",
-                    )
-                }),
+            Err(err) if status(&err) == Some(409) => match self.get(&spec.name).await? {
+                Some(existing) => self.spec(&spec.name, &existing),
+                None => Err(BackendError::new(
+                    format!("create table {}", self.path(&spec.name)),
+                    Retry::Transient,
+                    "it already exists, yet cannot be read back",
+                )),
+            },
             Err(err) => Err(classify(
                 format!("create table {}", self.path(&spec.name)),
                 &err,
@@ -248,10 +261,10 @@ impl Warehouse for BigQueryWarehouse {
     }
 
     async fn table(&self, name: &str) -> Result<Option<TableSpec>, BackendError> {
-        Ok(self
-            .get(name)
+        self.get(name)
             .await?
-            .map(|table| spec_from_table(name, &table)))
+            .map(|table| self.spec(name, &table))
+            .transpose()
     }
 
     async fn add_columns(
@@ -267,20 +280,21 @@ impl Warehouse for BigQueryWarehouse {
             let mut current = self.get(table).await?.ok_or_else(|| {
                 BackendError::new(operation(), Retry::Transient, "the table does not exist")
             })?;
-            let mut spec = spec_from_table(table, &current);
+            // A column this cannot read fails here: a patch without it would drop it.
+            let mut spec = self.spec(table, &current)?;
             let before = spec.columns.clone();
             apply_additions(&mut spec.columns, additions);
             if spec.columns == before {
                 return Ok(spec);
             }
-            current.schema = TableSchema::new(fields(&spec.columns));
+            current.schema = TableSchema::new(fields(&self.path(table), &spec.columns)?);
             match self
                 .client
                 .table()
                 .patch(&self.project, &self.dataset, table, current)
                 .await
             {
-                Ok(patched) => return Ok(spec_from_table(table, &patched)),
+                Ok(patched) => return self.spec(table, &patched),
                 Err(err) if attempts_left > 1 && matches!(status(&err), Some(400 | 412)) => {
                     attempts_left -= 1;
                     tracing::info!(
@@ -396,7 +410,7 @@ impl Warehouse for BigQueryWarehouse {
             if let Some(table) = self.get(&name).await? {
                 tables.push(TableSummary {
                     rows: table.num_rows.as_deref().and_then(|n| n.parse().ok()),
-                    spec: spec_from_table(&name, &table),
+                    spec: self.spec(&name, &table)?,
                 });
             }
         }
@@ -428,11 +442,16 @@ impl Warehouse for BigQueryWarehouse {
                 "the query did not finish within 30 s",
             ));
         }
-        let columns = response
-            .schema
-            .and_then(|schema| schema.fields)
-            .map(|fields| columns(&fields))
-            .unwrap_or_default();
+        let columns = match response.schema.and_then(|schema| schema.fields) {
+            Some(fields) => columns(&fields).map_err(|detail| {
+                BackendError::new(
+                    "run a query",
+                    Retry::Permanent,
+                    format!("{detail}; cast that column in the query, e.g. to STRING"),
+                )
+            })?,
+            None => Vec::new(),
+        };
         Ok(response
             .rows
             .unwrap_or_default()
@@ -449,51 +468,60 @@ impl Warehouse for BigQueryWarehouse {
     }
 }
 
-/// Our columns as BigQuery's field schemas (the same JSON shape, so serde converts).
-fn fields(columns: &[Column]) -> Vec<TableFieldSchema> {
+/// Our columns as BigQuery's field schemas (the same JSON shape, so serde converts). Every
+/// column or an error: a table created or patched without one of them would silently differ.
+fn fields(table: &str, columns: &[Column]) -> Result<Vec<TableFieldSchema>, BackendError> {
     columns
         .iter()
-        .filter_map(|column| {
+        .map(|column| {
             serde_json::to_value(column)
                 .and_then(serde_json::from_value)
-                .ok()
+                .map_err(|err| {
+                    BackendError::new(
+                        format!("write the schema of table {table}"),
+                        Retry::Permanent,
+                        format!(
+                            "column `{}` of type {} has no BigQuery field schema: {err}",
+                            column.name,
+                            column.kind.bigquery_name()
+                        ),
+                    )
+                })
         })
         .collect()
 }
 
-fn columns(fields: &[TableFieldSchema]) -> Vec<Column> {
+/// BigQuery's field schemas as our columns; the error names the column and its type.
+fn columns(fields: &[TableFieldSchema]) -> Result<Vec<Column>, String> {
     fields
         .iter()
-        .filter_map(|field| {
+        .map(|field| {
             serde_json::to_value(field)
                 .and_then(serde_json::from_value)
-                .ok()
+                .map_err(|err| err.to_string())
         })
         .collect()
 }
 
-fn spec_from_table(name: &str, table: &Table) -> TableSpec {
-    TableSpec {
+/// The spec of table `name`, or which column Pulse cannot read, and why.
+fn spec_from_table(name: &str, found: &Table) -> Result<TableSpec, String> {
+    let columns = columns(found.schema.fields.as_deref().unwrap_or_default())?;
+    Ok(TableSpec {
         name: name.to_owned(),
-        description: table.description.clone(),
-        columns: table
-            .schema
-            .fields
-            .as_deref()
-            .map(columns)
-            .unwrap_or_default(),
-        partition_column: table
+        description: found.description.clone(),
+        columns,
+        partition_column: found
             .time_partitioning
             .as_ref()
             .and_then(|p| p.field.clone()),
-        clustering: table
+        clustering: found
             .clustering
             .as_ref()
             .and_then(|c| c.fields.clone())
             .unwrap_or_default(),
         // BigQuery keeps no row id: `insertId` is per request. Event tables use `event_id`.
         row_id_column: None,
-    }
+    })
 }
 
 /// A query row (`{"f": [{"v": …}]}` cells, every scalar a string) as a JSON object.
@@ -605,14 +633,52 @@ mod tests {
             ),
             Column::new("metadata", ColumnType::Json, Mode::Nullable),
             Column::new("event_date", ColumnType::Date, Mode::Required),
+            Column::new("amount", ColumnType::BigNumeric, Mode::Nullable),
+            Column::new("opens", ColumnType::Time, Mode::Nullable),
         ];
-        let theirs = fields(&ours);
+        let theirs = fields("p.d.t", &ours).unwrap();
         assert_eq!(theirs.len(), ours.len());
         assert_eq!(
             serde_json::to_value(&theirs[1]).unwrap()["fields"][0]["type"],
             json!("INTEGER")
         );
-        assert_eq!(columns(&theirs), ours);
+        assert_eq!(
+            serde_json::to_value(&theirs[4]).unwrap()["type"],
+            json!("BIGNUMERIC")
+        );
+        assert_eq!(columns(&theirs).unwrap(), ours);
+    }
+
+    #[test]
+    fn a_column_of_an_unknown_type_fails_the_schema_read() {
+        let table = |fields| Table::new("p", "d", "places", TableSchema::new(fields));
+        let spec = spec_from_table(
+            "places",
+            &table(vec![
+                TableFieldSchema::string("id"),
+                TableFieldSchema::time("opens"),
+                TableFieldSchema::big_numeric("area"),
+            ]),
+        )
+        .unwrap();
+        let kinds: Vec<_> = spec.columns.iter().map(|c| c.kind.clone()).collect();
+        assert_eq!(
+            kinds,
+            [ColumnType::String, ColumnType::Time, ColumnType::BigNumeric]
+        );
+
+        let detail = spec_from_table(
+            "places",
+            &table(vec![
+                TableFieldSchema::string("id"),
+                TableFieldSchema::record("site", vec![TableFieldSchema::geography("outline")]),
+            ]),
+        )
+        .unwrap_err();
+        assert!(
+            detail.contains("column `outline` has type GEOGRAPHY"),
+            "{detail}"
+        );
     }
 
     #[test]

@@ -438,17 +438,33 @@ impl Warehouse for DuckDbWarehouse {
     async fn query(&self, sql: &str) -> Result<Vec<Map<String, Value>>, BackendError> {
         // `to_json` of each row keeps nested types and the warehouse's own formatting.
         let wrapped = format!("SELECT to_json(q)::VARCHAR FROM ({sql}) AS q");
-        self.with_connection("run a query".to_owned(), move |connection, _| {
-            let texts: Vec<String> = connection
-                .prepare(&wrapped)?
-                .query_map([], |row| row.get(0))?
-                .collect::<Result<_, _>>()?;
-            Ok(texts
-                .iter()
-                .filter_map(|text| serde_json::from_str(text).ok())
-                .collect())
-        })
-        .await
+        let texts: Vec<String> = self
+            .with_connection("run a query".to_owned(), move |connection, _| {
+                connection
+                    .prepare(&wrapped)?
+                    .query_map([], |row| row.get(0))?
+                    .collect()
+            })
+            .await?;
+        // Every row or an error: a result that silently lost rows would be believed.
+        texts
+            .iter()
+            .enumerate()
+            .map(|(index, text)| {
+                serde_json::from_str(text).map_err(|err| {
+                    BackendError::new(
+                        "run a query",
+                        Retry::Permanent,
+                        format!(
+                            "row {index} of the result is not a JSON object ({err}): DuckDB \
+                             writes NaN and Infinity as they are, which JSON cannot hold; \
+                             leave them out or cast them in the query, e.g. \
+                             CASE WHEN isnan(x) THEN NULL ELSE x END"
+                        ),
+                    )
+                })
+            })
+            .collect()
     }
 
     fn describe(&self) -> String {
@@ -513,11 +529,14 @@ fn sql_type(column: &Column) -> String {
         ColumnType::Int64 => "BIGINT".to_owned(),
         ColumnType::Float64 => "DOUBLE".to_owned(),
         ColumnType::Numeric => "DECIMAL(38, 9)".to_owned(),
+        // DuckDB's widest decimal has 38 digits: BIGNUMERIC keeps 18 of them after the point.
+        ColumnType::BigNumeric => "DECIMAL(38, 18)".to_owned(),
         ColumnType::Bool => "BOOLEAN".to_owned(),
         ColumnType::Bytes => "BLOB".to_owned(),
         ColumnType::Timestamp => "TIMESTAMPTZ".to_owned(),
         ColumnType::Datetime => "TIMESTAMP".to_owned(),
         ColumnType::Date => "DATE".to_owned(),
+        ColumnType::Time => "TIME".to_owned(),
         ColumnType::Json => "JSON".to_owned(),
         ColumnType::Record(fields) => {
             let fields: Vec<String> = fields
@@ -584,4 +603,68 @@ fn classify(operation: impl Into<String>, err: &duckdb::Error) -> BackendError {
         Retry::Permanent
     };
     BackendError::new(operation, retry, message)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+    use super::*;
+    use serde_json::json;
+
+    fn open() -> (tempfile::TempDir, DuckDbWarehouse) {
+        let dir = tempfile::tempdir().unwrap();
+        let warehouse = DuckDbWarehouse::open(&dir.path().join("w.duckdb"), "pulse").unwrap();
+        (dir, warehouse)
+    }
+
+    #[tokio::test]
+    async fn a_row_that_is_not_json_fails_the_query_instead_of_vanishing() {
+        let (_dir, warehouse) = open();
+        let rows = warehouse
+            .query("SELECT * FROM (VALUES (1, 1.5), (2, 'NaN'::DOUBLE)) AS t(n, x) ORDER BY n")
+            .await;
+        let err = rows.unwrap_err();
+        assert_eq!(err.retry, Retry::Permanent);
+        assert!(err.to_string().contains("row 1 of the result"), "{err}");
+        let rows = warehouse
+            .query("SELECT 1 AS n, 'x' AS s UNION ALL SELECT 2, 'y' ORDER BY n")
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn bignumeric_and_time_columns_round_trip() {
+        let (_dir, warehouse) = open();
+        let spec = TableSpec {
+            name: "prices".to_owned(),
+            description: None,
+            columns: vec![
+                Column::new("id", ColumnType::String, Mode::Required),
+                Column::new("amount", ColumnType::BigNumeric, Mode::Nullable),
+                Column::new("opens", ColumnType::Time, Mode::Nullable),
+                Column::new("price", ColumnType::Numeric, Mode::Nullable),
+            ],
+            partition_column: None,
+            clustering: Vec::new(),
+            row_id_column: Some("id".to_owned()),
+        };
+        assert_eq!(warehouse.ensure_table(&spec).await.unwrap(), spec);
+        assert_eq!(warehouse.table("prices").await.unwrap(), Some(spec));
+        let values = json!({"id": "a", "amount": 12.345678901234567, "opens": "09:30:15.5"});
+        let row = Row {
+            id: "a".to_owned(),
+            values: serde_json::from_value(values).unwrap(),
+        };
+        warehouse.insert_rows("prices", &[row]).await.unwrap();
+        let rows = warehouse
+            .query("SELECT amount::VARCHAR AS amount, opens FROM pulse.prices")
+            .await
+            .unwrap();
+        assert_eq!(
+            Value::Object(rows[0].clone()),
+            json!({"amount": "12.345678901234567000", "opens": "09:30:15.5"})
+        );
+    }
 }

@@ -5,7 +5,7 @@
 use std::fmt;
 
 use arrow_schema::{DataType, Field, Fields};
-use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -17,6 +17,9 @@ pub enum ColumnType {
     Float64,
     /// An exact decimal (BigQuery NUMERIC; DuckDB DECIMAL(38, 9)).
     Numeric,
+    /// A wider exact decimal (BigQuery BIGNUMERIC, 38 digits after the point; DuckDB, whose
+    /// decimals stop at 38 digits in all, holds it as DECIMAL(38, 18)).
+    BigNumeric,
     Bool,
     /// Base64 in JSON rows.
     Bytes,
@@ -25,6 +28,8 @@ pub enum ColumnType {
     /// A wall-clock date and time without a zone.
     Datetime,
     Date,
+    /// A time of day without a date or zone.
+    Time,
     /// Any JSON document, kept as it came (free-form objects such as `metadata`).
     Json,
     Record(Vec<Column>),
@@ -38,11 +43,13 @@ impl ColumnType {
             ColumnType::Int64 => "INTEGER",
             ColumnType::Float64 => "FLOAT",
             ColumnType::Numeric => "NUMERIC",
+            ColumnType::BigNumeric => "BIGNUMERIC",
             ColumnType::Bool => "BOOLEAN",
             ColumnType::Bytes => "BYTES",
             ColumnType::Timestamp => "TIMESTAMP",
             ColumnType::Datetime => "DATETIME",
             ColumnType::Date => "DATE",
+            ColumnType::Time => "TIME",
             ColumnType::Json => "JSON",
             ColumnType::Record(_) => "RECORD",
         }
@@ -113,18 +120,27 @@ impl TryFrom<WireColumn> for Column {
             "STRING" => ColumnType::String,
             "INTEGER" | "INT64" => ColumnType::Int64,
             "FLOAT" | "FLOAT64" => ColumnType::Float64,
-            "NUMERIC" => ColumnType::Numeric,
+            "NUMERIC" | "DECIMAL" => ColumnType::Numeric,
+            "BIGNUMERIC" | "BIGDECIMAL" => ColumnType::BigNumeric,
             "BOOLEAN" | "BOOL" => ColumnType::Bool,
             "BYTES" => ColumnType::Bytes,
             "TIMESTAMP" => ColumnType::Timestamp,
             "DATETIME" => ColumnType::Datetime,
             "DATE" => ColumnType::Date,
+            "TIME" => ColumnType::Time,
             "JSON" => ColumnType::Json,
             "RECORD" | "STRUCT" if !wire.fields.is_empty() => ColumnType::Record(wire.fields),
             "RECORD" | "STRUCT" => {
                 return Err(format!("record column `{}` needs `fields`", wire.name));
             }
-            other => return Err(format!("column `{}`: unknown type {other:?}", wire.name)),
+            // GEOGRAPHY, INTERVAL, RANGE, …: refused by name rather than guessed at, so a schema
+            // read never loses a column (a schema patch built from it would drop it).
+            other => {
+                return Err(format!(
+                    "column `{}` has type {other}, which Pulse does not support",
+                    wire.name
+                ));
+            }
         };
         Ok(Self {
             name: wire.name,
@@ -334,9 +350,11 @@ fn arrow_type(data_type: &DataType) -> ColumnType {
         | DataType::UInt8
         | DataType::UInt16
         | DataType::UInt32 => ColumnType::Int64,
-        DataType::UInt64 | DataType::Decimal128(..) | DataType::Decimal256(..) => {
-            ColumnType::Numeric
-        }
+        DataType::UInt64 => ColumnType::Numeric,
+        DataType::Decimal32(precision, scale)
+        | DataType::Decimal64(precision, scale)
+        | DataType::Decimal128(precision, scale)
+        | DataType::Decimal256(precision, scale) => decimal_type(*precision, *scale),
         DataType::Float16 | DataType::Float32 | DataType::Float64 => ColumnType::Float64,
         DataType::Boolean => ColumnType::Bool,
         DataType::Binary
@@ -346,10 +364,22 @@ fn arrow_type(data_type: &DataType) -> ColumnType {
         DataType::Timestamp(_, Some(_)) => ColumnType::Timestamp,
         DataType::Timestamp(_, None) => ColumnType::Datetime,
         DataType::Date32 | DataType::Date64 => ColumnType::Date,
+        DataType::Time32(_) | DataType::Time64(_) => ColumnType::Time,
         DataType::Struct(fields) => ColumnType::Record(columns_from_arrow(fields)),
         DataType::Dictionary(_, values) => arrow_type(values),
-        // Maps, unions, times of day, intervals: kept whole as JSON.
+        // Maps, unions, intervals, durations: kept whole as JSON.
         _ => ColumnType::Json,
+    }
+}
+
+/// A decimal's column type, as BigQuery chooses it for a Parquet DECIMAL: NUMERIC when at most
+/// 29 digits come before the point and 9 after, else BIGNUMERIC.
+fn decimal_type(precision: u8, scale: i8) -> ColumnType {
+    let integer_digits = i16::from(precision) - i16::from(scale);
+    if (0..=9).contains(&scale) && integer_digits <= 29 {
+        ColumnType::Numeric
+    } else {
+        ColumnType::BigNumeric
     }
 }
 
@@ -462,7 +492,9 @@ fn fit_scalar(
         (ColumnType::Json, _) => true,
         (ColumnType::String | ColumnType::Bytes, Value::String(_)) => true,
         (ColumnType::Int64, Value::Number(n)) => n.is_i64() || n.is_u64(),
-        (ColumnType::Float64 | ColumnType::Numeric, Value::Number(_)) => true,
+        (ColumnType::Float64 | ColumnType::Numeric | ColumnType::BigNumeric, Value::Number(_)) => {
+            true
+        }
         (ColumnType::Bool, Value::Bool(_)) => true,
         (ColumnType::Timestamp, Value::String(s)) => DateTime::parse_from_rfc3339(s).is_ok(),
         (ColumnType::Datetime, Value::String(s)) => {
@@ -470,6 +502,7 @@ fn fit_scalar(
                 || NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").is_ok()
         }
         (ColumnType::Date, Value::String(s)) => NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok(),
+        (ColumnType::Time, Value::String(s)) => NaiveTime::parse_from_str(s, "%H:%M:%S%.f").is_ok(),
         (ColumnType::Record(fields), Value::Object(object)) => {
             fit_record(fields, object, path, additions)?;
             true
@@ -673,5 +706,78 @@ mod tests {
         let bad: Result<Vec<Column>, _> =
             serde_json::from_value(json!([{"name": "x; drop", "type": "STRING"}]));
         assert!(bad.unwrap_err().to_string().contains("must be letters"));
+    }
+
+    #[test]
+    fn wide_decimals_and_times_of_day_round_trip_and_unknown_types_are_named() {
+        let json = json!([
+            {"name": "amount", "type": "BIGNUMERIC", "mode": "NULLABLE"},
+            {"name": "opens", "type": "TIME", "mode": "REQUIRED"},
+            {"name": "legs", "type": "RECORD", "mode": "REPEATED", "fields": [
+                {"name": "at", "type": "TIME", "mode": "NULLABLE"}]},
+        ]);
+        let parsed: Vec<Column> = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(
+            parsed,
+            [
+                Column::new("amount", ColumnType::BigNumeric, Mode::Nullable),
+                Column::new("opens", ColumnType::Time, Mode::Required),
+                Column::new(
+                    "legs",
+                    ColumnType::Record(vec![Column::new("at", ColumnType::Time, Mode::Nullable)]),
+                    Mode::Repeated
+                ),
+            ]
+        );
+        assert_eq!(serde_json::to_value(&parsed).unwrap(), json);
+
+        for (kind, nested) in [("GEOGRAPHY", false), ("INTERVAL", false), ("RANGE", true)] {
+            let column = json!({"name": "odd", "type": kind});
+            let wire = if nested {
+                json!([{"name": "outer", "type": "RECORD", "fields": [column]}])
+            } else {
+                json!([column])
+            };
+            let err = serde_json::from_value::<Vec<Column>>(wire).unwrap_err();
+            assert!(
+                err.to_string().contains(&format!(
+                    "column `odd` has type {kind}, which Pulse does not"
+                )),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn arrow_decimals_follow_bigquerys_choice_and_times_are_times() {
+        let kind = |data_type: DataType| column_from_arrow(&Field::new("c", data_type, true)).kind;
+        assert_eq!(kind(DataType::Decimal128(38, 9)), ColumnType::Numeric);
+        assert_eq!(kind(DataType::Decimal64(18, 2)), ColumnType::Numeric);
+        assert_eq!(kind(DataType::Decimal128(38, 18)), ColumnType::BigNumeric);
+        assert_eq!(kind(DataType::Decimal128(31, 0)), ColumnType::BigNumeric);
+        assert_eq!(kind(DataType::Decimal256(76, 38)), ColumnType::BigNumeric);
+        assert_eq!(
+            kind(DataType::Time64(arrow_schema::TimeUnit::Microsecond)),
+            ColumnType::Time
+        );
+        assert_eq!(
+            kind(DataType::Time32(arrow_schema::TimeUnit::Second)),
+            ColumnType::Time
+        );
+    }
+
+    #[test]
+    fn times_of_day_fit_time_columns() {
+        let columns = [Column::new("opens", ColumnType::Time, Mode::Nullable)];
+        for ok in ["09:30:00", "23:59:59.123456"] {
+            assert_eq!(
+                fit_row(&columns, &mut object(json!({"opens": ok}))),
+                Fit::Fits(vec![])
+            );
+        }
+        assert!(matches!(
+            fit_row(&columns, &mut object(json!({"opens": "9 o'clock"}))),
+            Fit::Conflict(_)
+        ));
     }
 }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray as _;
 use arrow_array::types::{
-    Date32Type, Decimal128Type, Float64Type, Int64Type, TimestampMicrosecondType,
+    Date32Type, Decimal128Type, Float64Type, Int64Type, Time64MicrosecondType,
+    TimestampMicrosecondType,
 };
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
@@ -21,6 +22,8 @@ const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 const PG_EPOCH_DAYS: i32 = 10_957;
 /// NUMERIC(38, 9): the warehouse's exact decimal.
 const SCALE: i8 = 9;
+/// BIGNUMERIC as the local warehouse holds it: DECIMAL(38, 18).
+const BIG_SCALE: i8 = 18;
 
 /// A column's PostgreSQL type.
 pub fn pg_type(column: &Column) -> (Type, &'static str) {
@@ -32,11 +35,13 @@ pub fn pg_type(column: &Column) -> (Type, &'static str) {
         ColumnType::Int64 => (Type::INT8, "bigint"),
         ColumnType::Float64 => (Type::FLOAT8, "double precision"),
         ColumnType::Numeric => (Type::NUMERIC, "numeric(38, 9)"),
+        ColumnType::BigNumeric => (Type::NUMERIC, "numeric(38, 18)"),
         ColumnType::Bool => (Type::BOOL, "boolean"),
         ColumnType::Bytes => (Type::BYTEA, "bytea"),
         ColumnType::Timestamp => (Type::TIMESTAMPTZ, "timestamptz"),
         ColumnType::Datetime => (Type::TIMESTAMP, "timestamp"),
         ColumnType::Date => (Type::DATE, "date"),
+        ColumnType::Time => (Type::TIME, "time"),
         ColumnType::Json | ColumnType::Record(_) => (Type::JSONB, "jsonb"),
     }
 }
@@ -45,13 +50,16 @@ pub fn pg_type(column: &Column) -> (Type, &'static str) {
 pub enum Cells {
     Int(ArrayRef),
     Float(ArrayRef),
-    Numeric(ArrayRef),
+    /// Decimal128 values with the given scale.
+    Numeric(ArrayRef, i8),
     Bool(ArrayRef),
     Text(ArrayRef),
     Bytes(ArrayRef),
     /// Microseconds since the Unix epoch (timestamptz and timestamp alike).
     Micros(ArrayRef),
     Date(ArrayRef),
+    /// Microseconds since midnight.
+    Time(ArrayRef),
     Json(Vec<Option<Value>>),
 }
 
@@ -67,7 +75,10 @@ impl Cells {
         Ok(match column.kind {
             ColumnType::Int64 => Cells::Int(cast(DataType::Int64)?),
             ColumnType::Float64 => Cells::Float(cast(DataType::Float64)?),
-            ColumnType::Numeric => Cells::Numeric(cast(DataType::Decimal128(38, SCALE))?),
+            ColumnType::Numeric => Cells::Numeric(cast(DataType::Decimal128(38, SCALE))?, SCALE),
+            ColumnType::BigNumeric => {
+                Cells::Numeric(cast(DataType::Decimal128(38, BIG_SCALE))?, BIG_SCALE)
+            }
             ColumnType::Bool => Cells::Bool(cast(DataType::Boolean)?),
             ColumnType::String => Cells::Text(cast(DataType::Utf8)?),
             ColumnType::Bytes => Cells::Bytes(cast(DataType::Binary)?),
@@ -83,6 +94,7 @@ impl Cells {
                 Cells::Micros(arrow_cast::cast(&naive, &micros)?)
             }
             ColumnType::Date => Cells::Date(cast(DataType::Date32)?),
+            ColumnType::Time => Cells::Time(cast(DataType::Time64(TimeUnit::Microsecond))?),
             ColumnType::Json | ColumnType::Record(_) => Cells::Json(Vec::new()),
         })
     }
@@ -165,8 +177,11 @@ impl ToSql for Cell<'_> {
     fn to_sql(&self, _: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
         let row = self.row;
         let null = match self.cells {
-            Cells::Int(a) | Cells::Float(a) | Cells::Numeric(a) | Cells::Bool(a) => a.is_null(row),
+            Cells::Int(a) | Cells::Float(a) | Cells::Numeric(a, _) | Cells::Bool(a) => {
+                a.is_null(row)
+            }
             Cells::Text(a) | Cells::Bytes(a) | Cells::Micros(a) | Cells::Date(a) => a.is_null(row),
+            Cells::Time(a) => a.is_null(row),
             Cells::Json(values) => values.get(row).is_none_or(Option::is_none),
         };
         if null {
@@ -175,7 +190,9 @@ impl ToSql for Cell<'_> {
         match self.cells {
             Cells::Int(a) => out.put_i64(a.as_primitive::<Int64Type>().value(row)),
             Cells::Float(a) => out.put_f64(a.as_primitive::<Float64Type>().value(row)),
-            Cells::Numeric(a) => put_numeric(a.as_primitive::<Decimal128Type>().value(row), out),
+            Cells::Numeric(a, scale) => {
+                put_numeric(a.as_primitive::<Decimal128Type>().value(row), *scale, out)
+            }
             Cells::Bool(a) => out.put_u8(u8::from(a.as_boolean().value(row))),
             Cells::Text(a) => out.put_slice(a.as_string::<i32>().value(row).as_bytes()),
             Cells::Bytes(a) => out.put_slice(a.as_binary::<i32>().value(row)),
@@ -186,6 +203,7 @@ impl ToSql for Cell<'_> {
             Cells::Date(a) => {
                 out.put_i32(a.as_primitive::<Date32Type>().value(row) - PG_EPOCH_DAYS)
             }
+            Cells::Time(a) => out.put_i64(a.as_primitive::<Time64MicrosecondType>().value(row)),
             Cells::Json(values) => {
                 out.put_u8(1); // jsonb's binary format: a version byte, then the text
                 if let Some(Some(value)) = values.get(row) {
@@ -205,9 +223,11 @@ impl ToSql for Cell<'_> {
 }
 
 /// PostgreSQL's binary NUMERIC: base-10000 digits with a weight, a sign and a display scale.
-fn put_numeric(value: i128, out: &mut BytesMut) {
+/// `value` is the decimal's unscaled integer, `scale` (0 to 38) its digits after the point.
+fn put_numeric(value: i128, scale: i8, out: &mut BytesMut) {
+    let scale = u32::from(scale.unsigned_abs());
     let magnitude = value.unsigned_abs();
-    let scale_factor = 10u128.pow(u32::from(SCALE.unsigned_abs()));
+    let scale_factor = 10u128.pow(scale);
     let (mut integer, fraction) = (magnitude / scale_factor, magnitude % scale_factor);
     let mut integer_groups = Vec::new();
     while integer > 0 {
@@ -215,14 +235,14 @@ fn put_numeric(value: i128, out: &mut BytesMut) {
         integer /= 10_000;
     }
     integer_groups.reverse();
-    // Nine fractional digits, padded to twelve: three groups of four.
-    let padded = fraction * 1_000;
-    let fraction_groups = [
-        padded / 100_000_000,
-        (padded / 10_000) % 10_000,
-        padded % 10_000,
-    ]
-    .map(|g| i16::try_from(g).unwrap_or(0));
+    // The fractional digits, padded to whole groups of four (nine become twelve).
+    let groups = scale.div_ceil(4);
+    let mut padded = fraction * 10u128.pow(groups * 4 - scale);
+    let mut fraction_groups = vec![0i16; groups as usize];
+    for group in fraction_groups.iter_mut().rev() {
+        *group = i16::try_from(padded % 10_000).unwrap_or(0);
+        padded /= 10_000;
+    }
     let mut weight = i16::try_from(integer_groups.len()).unwrap_or(0) - 1;
     let mut digits: Vec<i16> = integer_groups.into_iter().chain(fraction_groups).collect();
     while digits.first() == Some(&0) {
@@ -242,7 +262,7 @@ fn put_numeric(value: i128, out: &mut BytesMut) {
     } else {
         0
     });
-    out.put_u16(u16::from(SCALE.unsigned_abs()));
+    out.put_u16(u16::try_from(scale).unwrap_or(0));
     for digit in digits {
         out.put_i16(digit);
     }
@@ -253,8 +273,12 @@ mod tests {
     use super::*;
 
     fn numeric(value: i128) -> Vec<i16> {
+        numeric_at(value, SCALE)
+    }
+
+    fn numeric_at(value: i128, scale: i8) -> Vec<i16> {
         let mut out = BytesMut::new();
-        put_numeric(value, &mut out);
+        put_numeric(value, scale, &mut out);
         out.chunks(2)
             .map(|c| i16::from_be_bytes([c[0], c[1]]))
             .collect()
@@ -269,5 +293,12 @@ mod tests {
         assert_eq!(numeric(0), [0, 0, 0, 9]);
         // 10000: one digit 1 at weight 1.
         assert_eq!(numeric(10_000_000_000_000), [1, 1, 0, 9, 1]);
+        // BIGNUMERIC's 18 places: 1.5 is digits 1, 5000 at weight 0; -0.000000000000000001 is
+        // one digit 100 at weight -5 (0.0000|0000|0000|0000|0100).
+        assert_eq!(
+            numeric_at(1_500_000_000_000_000_000, BIG_SCALE),
+            [2, 0, 0, 18, 1, 5000]
+        );
+        assert_eq!(numeric_at(-1, BIG_SCALE), [1, -5, 0x4000, 18, 100]);
     }
 }
