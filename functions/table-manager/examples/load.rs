@@ -9,62 +9,21 @@
 
 #![allow(clippy::unwrap_used)] // a benchmark fails loudly
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use base64::Engine as _;
 use chrono::Utc;
+use common::Observed;
 use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
-use pulse_shared::error::BackendError;
 use pulse_shared::registry::{Provenance, normalise};
-use pulse_shared::warehouse::{
-    Addition, DuckDbWarehouse, InsertError, LoadError, LoadOutcome, Row, TableSpec, TableSummary,
-    Warehouse,
-};
-use serde_json::{Map, Value, json};
-
-/// The DuckDB warehouse, counting writes and rows.
-struct Counting {
-    inner: DuckDbWarehouse,
-    writes: AtomicU64,
-    rows: AtomicU64,
-}
-
-#[async_trait]
-impl Warehouse for Counting {
-    fn dataset(&self) -> &str {
-        self.inner.dataset()
-    }
-    async fn ensure_table(&self, spec: &TableSpec) -> Result<TableSpec, BackendError> {
-        self.inner.ensure_table(spec).await
-    }
-    async fn table(&self, name: &str) -> Result<Option<TableSpec>, BackendError> {
-        self.inner.table(name).await
-    }
-    async fn add_columns(&self, t: &str, a: &[Addition]) -> Result<TableSpec, BackendError> {
-        self.inner.add_columns(t, a).await
-    }
-    async fn insert_rows(&self, table: &str, rows: &[Row]) -> Result<(), InsertError> {
-        self.writes.fetch_add(1, Ordering::Relaxed);
-        self.rows.fetch_add(rows.len() as u64, Ordering::Relaxed);
-        self.inner.insert_rows(table, rows).await
-    }
-    async fn load_parquet(&self, t: &str, uri: &str, id: &str) -> Result<LoadOutcome, LoadError> {
-        self.inner.load_parquet(t, uri, id).await
-    }
-    async fn list_tables(&self) -> Result<Vec<TableSummary>, BackendError> {
-        self.inner.list_tables().await
-    }
-    async fn query(&self, sql: &str) -> Result<Vec<Map<String, Value>>, BackendError> {
-        self.inner.query(sql).await
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-}
+use pulse_shared::warehouse::{DuckDbWarehouse, Warehouse};
+use serde_json::json;
 
 /// The push body of the processed event `i`.
 fn body(i: u64) -> String {
@@ -106,11 +65,9 @@ async fn main() {
         publisher: Arc::new(Backends::local_bus(&config, &objects)),
         objects,
     };
-    let warehouse = Arc::new(Counting {
-        inner: DuckDbWarehouse::open(&dir.path().join("warehouse.duckdb"), "pulse").unwrap(),
-        writes: AtomicU64::new(0),
-        rows: AtomicU64::new(0),
-    });
+    let warehouse = Arc::new(Observed::new(
+        DuckDbWarehouse::open(&dir.path().join("warehouse.duckdb"), "pulse").unwrap(),
+    ));
     let linger = config.batch.linger;
     let app = table_manager::app(table_manager::AppState::new(
         config,
@@ -180,7 +137,7 @@ async fn main() {
         .unwrap();
     let rows = counted[0]["n"].as_u64().unwrap();
     let unique = counted[0]["d"].as_u64().unwrap();
-    let writes = warehouse.writes.load(Ordering::Relaxed);
+    let writes = warehouse.inserts.load(Ordering::Relaxed);
     let rows_sent = warehouse.rows.load(Ordering::Relaxed);
 
     println!(

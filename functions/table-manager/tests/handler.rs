@@ -3,71 +3,23 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+mod common;
 
-use async_trait::async_trait;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
 use axum::body::Body;
 use base64::Engine as _;
 use chrono::Utc;
+use common::Observed;
 use http::{Request, StatusCode};
 use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
-use pulse_shared::error::{BackendError, Retry};
 use pulse_shared::registry::{Provenance, normalise};
-use pulse_shared::warehouse::{
-    Addition, DuckDbWarehouse, InsertError, LoadError, LoadOutcome, Row, TableSpec, TableSummary,
-    Warehouse,
-};
+use pulse_shared::warehouse::{DuckDbWarehouse, Warehouse};
 use serde_json::{Map, Value, json};
 use table_manager::{AppState, app};
 use tower::ServiceExt as _;
-
-/// Counts inserts, and fails them while `failing` is set.
-struct Observed {
-    inner: DuckDbWarehouse,
-    inserts: AtomicUsize,
-    metadata_calls: AtomicUsize,
-    failing: AtomicBool,
-}
-
-#[async_trait]
-impl Warehouse for Observed {
-    fn dataset(&self) -> &str {
-        self.inner.dataset()
-    }
-    async fn ensure_table(&self, spec: &TableSpec) -> Result<TableSpec, BackendError> {
-        self.metadata_calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.ensure_table(spec).await
-    }
-    async fn table(&self, name: &str) -> Result<Option<TableSpec>, BackendError> {
-        self.metadata_calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.table(name).await
-    }
-    async fn add_columns(&self, t: &str, a: &[Addition]) -> Result<TableSpec, BackendError> {
-        self.metadata_calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.add_columns(t, a).await
-    }
-    async fn insert_rows(&self, table: &str, rows: &[Row]) -> Result<(), InsertError> {
-        self.inserts.fetch_add(1, Ordering::SeqCst);
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(BackendError::new("insert", Retry::Transient, "test outage").into());
-        }
-        self.inner.insert_rows(table, rows).await
-    }
-    async fn load_parquet(&self, t: &str, uri: &str, id: &str) -> Result<LoadOutcome, LoadError> {
-        self.inner.load_parquet(t, uri, id).await
-    }
-    async fn list_tables(&self) -> Result<Vec<TableSummary>, BackendError> {
-        self.inner.list_tables().await
-    }
-    async fn query(&self, sql: &str) -> Result<Vec<Map<String, Value>>, BackendError> {
-        self.inner.query(sql).await
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-}
 
 struct Harness {
     _dir: tempfile::TempDir,
@@ -87,12 +39,9 @@ impl Harness {
                 &Backends::local_objects(&config).unwrap(),
             )),
         };
-        let warehouse = Arc::new(Observed {
-            inner: DuckDbWarehouse::open(&dir.path().join("warehouse.duckdb"), "pulse").unwrap(),
-            inserts: AtomicUsize::new(0),
-            metadata_calls: AtomicUsize::new(0),
-            failing: AtomicBool::new(false),
-        });
+        let warehouse = Arc::new(Observed::new(
+            DuckDbWarehouse::open(&dir.path().join("warehouse.duckdb"), "pulse").unwrap(),
+        ));
         let state = AppState::new(config.clone(), &backends, warehouse.clone());
         Self {
             _dir: dir,
