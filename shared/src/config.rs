@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::oidc::PushAuthConfig;
+
 /// Which implementation backs each outside system.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendKind {
@@ -108,6 +110,9 @@ pub struct Config {
     pub bigquery_endpoint: Option<String>,
     /// How concurrent requests are coalesced into one warehouse write per table.
     pub batch: BatchLimits,
+    /// `PULSE_PUSH_AUDIENCE` and `PULSE_PUSH_SERVICE_ACCOUNT` (both or neither): who may call
+    /// the trigger route; none when unset (see [`crate::runtime::trigger_route`]).
+    pub push_auth: Option<PushAuthConfig>,
 }
 
 /// Limits of one coalesced warehouse write: whichever is reached first closes the batch.
@@ -200,6 +205,7 @@ impl Config {
                 max_bytes: env.parse("PULSE_BATCH_MAX_BYTES")?.unwrap_or(5_000_000),
                 linger: Duration::from_millis(env.parse("PULSE_BATCH_LINGER_MS")?.unwrap_or(20)),
             },
+            push_auth: PushAuthConfig::from_lookup(&lookup)?,
         })
     }
 

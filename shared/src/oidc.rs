@@ -6,8 +6,9 @@
 //! allows unauthenticated calls); this check is defence in depth: only the push identity, with
 //! the audience of this function's subscription, gets through, not any other caller that may
 //! invoke the service. It is on when `PULSE_PUSH_AUDIENCE` and `PULSE_PUSH_SERVICE_ACCOUNT` are
-//! set (Terraform sets both), and off otherwise, e.g. locally. Apply [`require_push_token`] to the
-//! trigger route only: manual calls (`/replay`) carry a person's token and are guarded by IAM.
+//! set (Terraform sets both), and off otherwise, e.g. locally. Every function's trigger route
+//! gets [`require_push_token`] through [`crate::runtime::trigger_route`], and only that route:
+//! manual calls (`/replay`) carry a person's token and are guarded by IAM.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,16 +1,18 @@
 //! The HTTP runtime every function shares: `GET /healthz`, a body limit, a request timeout, the
-//! request span, and serving on `$PORT` until SIGTERM, draining requests in flight.
+//! request span, push-token verification on the trigger route, and serving on `$PORT` until
+//! SIGTERM, draining requests in flight.
 
 use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{MethodRouter, get};
 use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::config::Config;
+use crate::oidc::{PushVerifier, require_push_token};
 use crate::telemetry;
 
 /// Adds the shared routes and layers to a function's router.
@@ -29,6 +31,36 @@ pub fn with_runtime_layers(router: Router, config: &Config) -> Router {
             config.project.clone(),
             telemetry::trace_requests,
         ))
+}
+
+/// A function's trigger route (`POST /`, where Pub/Sub pushes and Eventarc deliver): when
+/// `PULSE_PUSH_AUDIENCE` and `PULSE_PUSH_SERVICE_ACCOUNT` are set, a request without a valid
+/// push token is refused 401 before the handler runs ([`crate::oidc`]); unset, as locally, the
+/// route is left as it is. Manual routes and `/healthz` are not wrapped: Cloud Run IAM guards
+/// them. Use it as `.route("/", trigger_route(post(handle), &config))`.
+///
+/// # Panics
+/// When the HTTP client for Google's signing keys cannot be built: the service then stops at
+/// start-up rather than take pushes it cannot verify.
+pub fn trigger_route<S>(route: MethodRouter<S>, config: &Config) -> MethodRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let Some(push) = &config.push_auth else {
+        return route;
+    };
+    let verifier = PushVerifier::new(push.clone()).unwrap_or_else(|error| {
+        panic!("push tokens cannot be verified ({error}); stopping rather than accept unverified pushes")
+    });
+    tracing::info!(
+        audience = %push.audience,
+        service_account = %push.service_account,
+        "the trigger route requires a push token"
+    );
+    route.route_layer(axum::middleware::from_fn_with_state(
+        verifier,
+        require_push_token,
+    ))
 }
 
 /// Binds `0.0.0.0:$PORT` (Cloud Run's contract).

@@ -21,7 +21,7 @@ use axum::routing::post;
 use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
 use pulse_shared::deadletter::DeadLetterStore;
-use pulse_shared::runtime::with_runtime_layers;
+use pulse_shared::runtime::{trigger_route, with_runtime_layers};
 use pulse_shared::storage::ObjectStore;
 use pulse_shared::warehouse::Warehouse;
 
@@ -81,7 +81,10 @@ impl AppState {
 /// The function's HTTP surface: `POST /` (the finalize trigger), `POST /load`, `GET /healthz`.
 pub fn app(state: AppState) -> Router {
     let router = Router::new()
-        .route("/", post(trigger::handle))
+        .route(
+            "/",
+            trigger_route(post(trigger::handle), &state.inner.config),
+        )
         .route("/load", post(reload::handle))
         .with_state(state.clone());
     with_runtime_layers(router, &state.inner.config)

@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
 use pulse_shared::deadletter::DeadLetterStore;
-use pulse_shared::runtime::with_runtime_layers;
+use pulse_shared::runtime::{trigger_route, with_runtime_layers};
 use pulse_shared::warehouse::Warehouse;
 
 pub use event_table::{table_name, table_spec};
@@ -58,7 +58,7 @@ impl AppState {
 /// `GET /tables`, `GET /healthz`.
 pub fn app(state: AppState) -> Router {
     let router = Router::new()
-        .route("/", post(trigger::handle))
+        .route("/", trigger_route(post(trigger::handle), &state.inner.config))
         .route("/tables", get(tables::list))
         .route("/tables/{action}", post(tables::ensure))
         .with_state(state.clone());

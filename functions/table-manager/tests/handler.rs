@@ -15,6 +15,7 @@ use common::Observed;
 use http::{Request, StatusCode};
 use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
+use pulse_shared::oidc::{MIN_REFRESH_INTERVAL, PushAuthConfig};
 use pulse_shared::registry::{Provenance, normalise};
 use pulse_shared::warehouse::{DuckDbWarehouse, Warehouse};
 use serde_json::{Map, Value, json};
@@ -30,8 +31,14 @@ struct Harness {
 
 impl Harness {
     fn new() -> Self {
+        Self::with_config(|_| {})
+    }
+
+    /// A harness whose configuration `adjust` changes first.
+    fn with_config(adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config::local(dir.path());
+        let mut config = Config::local(dir.path());
+        adjust(&mut config);
         let backends = Backends {
             objects: Backends::local_objects(&config).unwrap(),
             publisher: Arc::new(Backends::local_bus(
@@ -361,4 +368,60 @@ async fn ensure_creates_and_evolves_a_table_by_hand() {
         .body(Body::empty())
         .unwrap();
     assert_eq!(h.send(bad).await.0, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn with_push_auth_configured_the_trigger_needs_a_push_token_and_other_routes_do_not() {
+    // Nothing listens on port 1: a token that gets as far as a key lookup finds no keys.
+    let h = Harness::with_config(|config| {
+        config.push_auth = Some(PushAuthConfig {
+            audience: "pulse-table-manager-push".to_owned(),
+            service_account: "push@p.iam.gserviceaccount.com".to_owned(),
+            jwks_url: "http://127.0.0.1:1/certs".to_owned(),
+            min_refresh_interval: MIN_REFRESH_INTERVAL,
+        });
+    });
+    let event = order("o1");
+    let (status, _) = h.deliver("m1", &event).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "no token");
+
+    let mut forged = delivery("m1", &processed("m1", &event));
+    forged
+        .headers_mut()
+        .insert("authorization", "Bearer not.a.jwt".parse().unwrap());
+    assert_eq!(h.send(forged).await.0, StatusCode::UNAUTHORIZED);
+
+    // A well-formed token is checked against Google's keys: unreachable, so 503 and Pub/Sub
+    // delivers again later, rather than a refusal it would not retry.
+    let b64 =
+        |json: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json.to_string());
+    let token = format!(
+        "{}.{}.c2ln",
+        b64(json!({"alg": "RS256", "kid": "k1", "typ": "JWT"})),
+        b64(json!({"aud": "pulse-table-manager-push"}))
+    );
+    let mut signed = delivery("m1", &processed("m1", &event));
+    signed
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    assert_eq!(h.send(signed).await.0, StatusCode::SERVICE_UNAVAILABLE);
+
+    assert_eq!(
+        h.warehouse.inserts.load(Ordering::SeqCst),
+        0,
+        "nothing got through"
+    );
+    let health = Request::get("/healthz").body(Body::empty()).unwrap();
+    assert_eq!(h.send(health).await.0, StatusCode::OK);
+    let tables = Request::get("/tables").body(Body::empty()).unwrap();
+    assert_eq!(
+        h.send(tables).await.0,
+        StatusCode::OK,
+        "manual routes stay open"
+    );
+
+    let unconfigured = Harness::new();
+    let (status, body) = unconfigured.deliver("m1", &event).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(unconfigured.count("orders").await, 1);
 }
