@@ -58,7 +58,10 @@ impl AppState {
 /// `GET /tables`, `GET /healthz`.
 pub fn app(state: AppState) -> Router {
     let router = Router::new()
-        .route("/", trigger_route(post(trigger::handle), &state.inner.config))
+        .route(
+            "/",
+            trigger_route(post(trigger::handle), &state.inner.config),
+        )
         .route("/tables", get(tables::list))
         .route("/tables/{action}", post(tables::ensure))
         .with_state(state.clone());
