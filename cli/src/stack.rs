@@ -5,10 +5,11 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use pulse_shared::auth::AccessTokens;
 use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
 use pulse_shared::publish::{LocalBus, PushSubscription};
-use pulse_shared::runtime::serve_until;
+use pulse_shared::runtime::{serve_until, with_runtime_layers};
 use pulse_shared::storage::ObjectStore;
 use pulse_shared::warehouse::Warehouse;
 use tokio::net::TcpListener;
@@ -18,7 +19,8 @@ use tokio::task::JoinHandle;
 /// Which ports the servers bind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PortChoice {
-    /// The local conventions: control and dashboard 8080, preprocess 8081, table-manager 8082.
+    /// The local conventions: control and dashboard 8080, preprocess 8081, table-manager 8082,
+    /// parquet-loader 8083, inference 8084, predictor 8087.
     Conventional,
     /// Any free port (tests, or a second stack beside the first).
     Any,
@@ -41,6 +43,10 @@ pub const PREPROCESS_PORT: u16 = 8081;
 pub const TABLE_MANAGER_PORT: u16 = 8082;
 /// Port of parquet-loader.
 pub const PARQUET_LOADER_PORT: u16 = 8083;
+/// Port of inference.
+pub const INFERENCE_PORT: u16 = 8084;
+/// Port of the built-in predictor (the local stand-in for a Vertex AI endpoint).
+pub const PREDICTOR_PORT: u16 = 8087;
 
 /// A running local stack.
 pub struct LocalStack {
@@ -53,6 +59,8 @@ pub struct LocalStack {
     pub preprocess: SocketAddr,
     pub table_manager: SocketAddr,
     pub parquet_loader: SocketAddr,
+    pub inference: SocketAddr,
+    pub predictor: SocketAddr,
     stop: watch::Sender<bool>,
     /// The landing-folder watcher (the local Eventarc storage trigger).
     watcher: JoinHandle<()>,
@@ -118,6 +126,37 @@ impl LocalStack {
             format!("http://{parquet_loader}/"),
         ));
 
+        let (predictor, server) = serve(
+            ports.port(PREDICTOR_PORT),
+            with_runtime_layers(
+                predictor::app(predictor::Models::builtin(), &predictor::Routes::default()),
+                &config,
+            ),
+            stopped.clone(),
+        )
+        .await?;
+        servers.push(server);
+        // Inference calls the predictor exactly as it calls Vertex AI on Google Cloud.
+        let mut inference_config = config.clone();
+        inference_config.prediction.base_url = format!("http://{predictor}");
+        let (inference, server) = serve(
+            ports.port(INFERENCE_PORT),
+            inference::app(inference::AppState::new(
+                inference_config,
+                &backends,
+                warehouse.clone(),
+                AccessTokens::Anonymous,
+            )?),
+            stopped.clone(),
+        )
+        .await?;
+        servers.push(server);
+        bus.subscribe(PushSubscription::new(
+            "inference",
+            config.processed_topic.clone(),
+            format!("http://{inference}/"),
+        ));
+
         let (control, server) = serve(
             ports.port(CONTROL_PORT),
             crate::publish_api::router(bus.clone(), &config),
@@ -137,6 +176,8 @@ impl LocalStack {
             preprocess,
             table_manager,
             parquet_loader,
+            inference,
+            predictor,
             stop,
             watcher,
             servers,
@@ -173,6 +214,17 @@ impl LocalStack {
             text,
             "  parquet-loader http://{}/  (drop files in {data_dir}/gcs/{}/{}<table>/; reload: POST /load)",
             self.parquet_loader, self.config.landing_bucket, self.config.landing_prefix
+        );
+        let _ = writeln!(
+            text,
+            "  inference      http://{}/  (re-score: POST /predict-replay)",
+            self.inference
+        );
+        let _ = writeln!(
+            text,
+            "  predictor      http://{}/v1/{}:predict  (built-in models)",
+            self.predictor,
+            pulse_shared::config::LOCAL_PREDICT_ENDPOINT
         );
         let _ = writeln!(
             text,

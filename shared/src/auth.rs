@@ -12,6 +12,8 @@ use crate::error::{BackendError, Retry};
 pub enum AccessTokens {
     /// Application Default Credentials with these scopes (cached and refreshed by the crate).
     Google(AccessTokenCredentials),
+    /// A token obtained elsewhere (`gcloud auth print-access-token`, a test), used as is.
+    Fixed(String),
     /// An emulator: requests carry no credentials worth the name.
     Anonymous,
 }
@@ -48,6 +50,7 @@ impl AccessTokens {
                     };
                     BackendError::new("get an OAuth access token", retry, e)
                 }),
+            AccessTokens::Fixed(token) => Ok(token.clone()),
             AccessTokens::Anonymous => Ok("anonymous".to_owned()),
         }
     }

@@ -113,6 +113,8 @@ pub struct Config {
     /// `PULSE_PUSH_AUDIENCE` and `PULSE_PUSH_SERVICE_ACCOUNT` (both or neither): who may call
     /// the trigger route; none when unset (see [`crate::runtime::trigger_route`]).
     pub push_auth: Option<PushAuthConfig>,
+    /// How inference calls its prediction endpoint.
+    pub prediction: PredictionSettings,
 }
 
 /// Limits of one coalesced warehouse write: whichever is reached first closes the batch.
@@ -125,6 +127,39 @@ pub struct BatchLimits {
     /// `PULSE_BATCH_LINGER_MS`: how long the first row of a batch waits for company (default 20).
     pub linger: Duration,
 }
+
+/// How inference scores events (see `functions/inference`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PredictionSettings {
+    /// `PULSE_VERTEX_ENDPOINT`: `projects/P/locations/R/endpoints/E` (default: the local
+    /// predictor's `projects/local/locations/local/endpoints/pulse-builtin`).
+    pub endpoint: String,
+    /// `PULSE_PREDICT_BASE_URL`: where the endpoint's REST API is (default
+    /// `https://R-aiplatform.googleapis.com` on Google Cloud, `http://127.0.0.1:8087` locally).
+    pub base_url: String,
+    /// `PULSE_PREDICTIONS_TABLE`: the table prediction rows go to (default `predictions`).
+    pub table: String,
+    /// `PULSE_INFERENCE_FEATURES`: the scored event types and the fields each one's instance is
+    /// built from, `type=field,field;type=field` (dotted paths reach into objects). Default
+    /// `device_telemetry=device_id,sensor_type,reading;user_activity=activity_type,metadata`.
+    pub features: String,
+    /// `PULSE_PREDICT_MAX_INSTANCES`: instances per predict call at most (default 32).
+    pub max_instances: usize,
+    /// `PULSE_PREDICT_LINGER_MS`: how long the first instance of a call waits for company
+    /// (default 5, at most 10).
+    pub linger: Duration,
+    /// `PULSE_PREDICT_TIMEOUT_MS`: deadline of one predict call (default 10,000).
+    pub timeout: Duration,
+    /// `PULSE_PREDICT_BREAKER_FAILURES`: consecutive failed calls that open the circuit
+    /// breaker (default 5).
+    pub breaker_failures: u32,
+    /// `PULSE_PREDICT_BREAKER_COOLDOWN_MS`: how long an open breaker answers 503 without
+    /// calling the endpoint before it lets one trial call through (default 30,000).
+    pub breaker_cooldown: Duration,
+}
+
+/// The endpoint the local predictor serves (`pulse up`, port 8087).
+pub const LOCAL_PREDICT_ENDPOINT: &str = "projects/local/locations/local/endpoints/pulse-builtin";
 
 impl Config {
     /// Reads the process environment.
@@ -205,6 +240,7 @@ impl Config {
                 max_bytes: env.parse("PULSE_BATCH_MAX_BYTES")?.unwrap_or(5_000_000),
                 linger: Duration::from_millis(env.parse("PULSE_BATCH_LINGER_MS")?.unwrap_or(20)),
             },
+            prediction: prediction_settings(&env, backend)?,
             push_auth: PushAuthConfig::from_lookup(&lookup)?,
         })
     }
@@ -220,6 +256,69 @@ impl Config {
     /// True on Cloud Run (`K_SERVICE` is set).
     pub fn on_cloud_run(&self) -> bool {
         self.service.is_some()
+    }
+}
+
+fn prediction_settings(
+    env: &Env<'_>,
+    backend: BackendKind,
+) -> Result<PredictionSettings, ConfigError> {
+    let endpoint = match (env.string("PULSE_VERTEX_ENDPOINT"), backend) {
+        (Some(endpoint), _) => endpoint,
+        (None, BackendKind::Local) => LOCAL_PREDICT_ENDPOINT.to_owned(),
+        // Only inference needs it: it says so when it starts (`endpoint_location` fails).
+        (None, BackendKind::Gcp) => String::new(),
+    };
+    let base_url = match env.string("PULSE_PREDICT_BASE_URL") {
+        Some(url) => url,
+        None if backend == BackendKind::Local => "http://127.0.0.1:8087".to_owned(),
+        None => format!(
+            "https://{}-aiplatform.googleapis.com",
+            endpoint_location(&endpoint).unwrap_or("us-central1")
+        ),
+    };
+    let linger_ms: u64 = env.parse("PULSE_PREDICT_LINGER_MS")?.unwrap_or(5);
+    if linger_ms > 10 {
+        return Err(ConfigError::Invalid {
+            var: "PULSE_PREDICT_LINGER_MS",
+            value: linger_ms.to_string(),
+            reason: "at most 10: every scored event waits this long for company".to_owned(),
+        });
+    }
+    Ok(PredictionSettings {
+        endpoint,
+        base_url: base_url.trim_end_matches('/').to_owned(),
+        table: env.identifier("PULSE_PREDICTIONS_TABLE", "predictions")?,
+        features: env.string_or(
+            "PULSE_INFERENCE_FEATURES",
+            "device_telemetry=device_id,sensor_type,reading;user_activity=activity_type,metadata",
+        ),
+        max_instances: env
+            .parse("PULSE_PREDICT_MAX_INSTANCES")?
+            .unwrap_or(32)
+            .max(1),
+        linger: Duration::from_millis(linger_ms),
+        timeout: Duration::from_millis(env.parse("PULSE_PREDICT_TIMEOUT_MS")?.unwrap_or(10_000)),
+        breaker_failures: env
+            .parse("PULSE_PREDICT_BREAKER_FAILURES")?
+            .unwrap_or(5)
+            .max(1),
+        breaker_cooldown: Duration::from_millis(
+            env.parse("PULSE_PREDICT_BREAKER_COOLDOWN_MS")?
+                .unwrap_or(30_000),
+        ),
+    })
+}
+
+/// The location (region) of a `projects/P/locations/R/endpoints/E` endpoint name.
+pub fn endpoint_location(endpoint: &str) -> Option<&str> {
+    match endpoint.split('/').collect::<Vec<_>>()[..] {
+        ["projects", project, "locations", location, "endpoints", id]
+            if [project, location, id].iter().all(|part| !part.is_empty()) =>
+        {
+            Some(location)
+        }
+        _ => None,
     }
 }
 
@@ -353,5 +452,33 @@ mod tests {
     fn prefixes_end_with_a_slash() {
         let config = load(&[("PULSE_RAW_PREFIX", "archive")]).unwrap();
         assert_eq!(config.raw_prefix, "archive/");
+    }
+
+    #[test]
+    fn prediction_defaults_to_the_local_predictor_and_derives_the_vertex_host() {
+        let local = load(&[]).unwrap().prediction;
+        assert_eq!(local.endpoint, LOCAL_PREDICT_ENDPOINT);
+        assert_eq!(local.base_url, "http://127.0.0.1:8087");
+        assert_eq!(local.table, "predictions");
+        let cloud = load(&[
+            ("PULSE_BACKEND", "gcp"),
+            ("GOOGLE_CLOUD_PROJECT", "p"),
+            (
+                "PULSE_VERTEX_ENDPOINT",
+                "projects/p/locations/europe-west4/endpoints/42",
+            ),
+        ])
+        .unwrap()
+        .prediction;
+        assert_eq!(
+            cloud.base_url,
+            "https://europe-west4-aiplatform.googleapis.com"
+        );
+        assert_eq!(
+            endpoint_location("projects/p/locations//endpoints/42"),
+            None
+        );
+        let err = load(&[("PULSE_PREDICT_LINGER_MS", "50")]).unwrap_err();
+        assert!(err.to_string().contains("PULSE_PREDICT_LINGER_MS"), "{err}");
     }
 }

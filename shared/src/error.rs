@@ -31,11 +31,16 @@ pub enum Reason {
     DeliveryExhausted,
     /// A field's value does not fit the type of its table column (the table is left as it is).
     SchemaConflict,
+    /// An event lacks a feature field the model needs (inference).
+    MissingFeature,
+    /// The prediction endpoint answered with predictions that do not match the instances sent
+    /// (count or shape).
+    BadPrediction,
 }
 
 impl Reason {
     /// Every reason, for tests and reports.
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 12] = [
         Reason::BadEnvelope,
         Reason::BadBase64,
         Reason::BadJson,
@@ -46,6 +51,8 @@ impl Reason {
         Reason::TooLarge,
         Reason::DeliveryExhausted,
         Reason::SchemaConflict,
+        Reason::MissingFeature,
+        Reason::BadPrediction,
     ];
 
     /// The reason code as it appears in dead-letter paths and reports.
@@ -61,6 +68,8 @@ impl Reason {
             Reason::TooLarge => "too_large",
             Reason::DeliveryExhausted => "delivery_exhausted",
             Reason::SchemaConflict => "schema_conflict",
+            Reason::MissingFeature => "missing_feature",
+            Reason::BadPrediction => "bad_prediction",
         }
     }
 

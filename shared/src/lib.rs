@@ -2,6 +2,7 @@
 //! decoding, the failure classification, the event registry, and the backends (object storage,
 //! publishing, the warehouse) with their Google Cloud and embedded local implementations.
 
+pub mod archive;
 pub mod auth;
 pub mod backends;
 pub mod config;
@@ -9,6 +10,7 @@ pub mod deadletter;
 pub mod envelope;
 pub mod error;
 pub mod oidc;
+pub mod processed;
 pub mod publish;
 pub mod registry;
 pub mod runtime;

@@ -4,6 +4,7 @@
 pub mod bigquery;
 #[cfg(feature = "duckdb")]
 pub mod duckdb;
+pub mod group_commit;
 pub mod schema;
 
 use async_trait::async_trait;

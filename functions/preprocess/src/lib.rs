@@ -18,8 +18,9 @@ use pulse_shared::runtime::{trigger_route, with_runtime_layers};
 use pulse_shared::storage::ObjectStore;
 
 pub use ingest::{Ingested, raw_object_name};
+pub use pulse_shared::archive::RawSlice;
 pub use pulse_shared::error::FunctionError;
-pub use replay::{RawSlice, ReplayReport, ReplayRequest};
+pub use replay::{ReplayReport, ReplayRequest};
 
 /// The function's name in logs and dead-letter records.
 pub const FUNCTION: &str = "preprocess";

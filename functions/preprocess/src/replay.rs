@@ -13,11 +13,10 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use base64::Engine as _;
-use chrono::{DateTime, NaiveDateTime, Utc};
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
+use pulse_shared::archive::RawSlice;
 use pulse_shared::deadletter::DeadLetterRecord;
 use pulse_shared::envelope::{PushMessage, decode_pubsub};
-use pulse_shared::registry::is_valid_event_type;
 use pulse_shared::storage::is_safe_object_name;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -39,15 +38,6 @@ pub struct ReplayRequest {
     pub dead_letter_prefix: Option<String>,
     #[serde(default)]
     pub raw: Option<RawSlice>,
-}
-
-/// A slice of the raw archive: one event type, event time in `[from, to)`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSlice {
-    pub event_type: String,
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
 }
 
 /// What a replay did.
@@ -117,7 +107,14 @@ pub async fn handle(
             dead_letter_prefix: None,
             raw: Some(slice),
         } => {
-            let names = raw_names(&state, &slice).await?;
+            let config = state.config();
+            let names = slice
+                .list(
+                    &*state.inner.objects,
+                    &config.raw_bucket,
+                    &config.raw_prefix,
+                )
+                .await?;
             run(names.into_iter().map(|name| republish_raw(&state, name))).await?
         }
         _ => {
@@ -197,54 +194,6 @@ async fn replay_dead_letter(state: &AppState, name: String) -> Result<ItemOutcom
         }
     };
     Ok(ItemOutcome::Ingested(ingested))
-}
-
-/// Raw archive objects of `slice.event_type` whose path time lies in `[from, to)`.
-async fn raw_names(state: &AppState, slice: &RawSlice) -> Result<Vec<String>, FunctionError> {
-    if !is_valid_event_type(&slice.event_type) {
-        return Err(FunctionError::BadRequest(format!(
-            "raw.event_type {:?} is not a valid event type",
-            slice.event_type
-        )));
-    }
-    if slice.from >= slice.to {
-        return Err(FunctionError::BadRequest(
-            "raw.from must be before raw.to".to_owned(),
-        ));
-    }
-    let config = state.config();
-    let type_prefix = format!("{}{}/", config.raw_prefix, slice.event_type);
-    // List only under the longest date path that `from` and `to` share.
-    let (from, to) = (path_time(slice.from), path_time(slice.to));
-    let shared: String = from
-        .split_inclusive('/')
-        .zip(to.split_inclusive('/'))
-        .take_while(|(a, b)| a == b)
-        .map(|(a, _)| a)
-        .collect();
-    let names = state
-        .inner
-        .objects
-        .list(&config.raw_bucket, &format!("{type_prefix}{shared}"))
-        .await?;
-    Ok(names
-        .into_iter()
-        .filter(|name| {
-            object_time(name.strip_prefix(&type_prefix).unwrap_or_default())
-                .is_some_and(|t| slice.from.naive_utc() <= t && t < slice.to.naive_utc())
-        })
-        .collect())
-}
-
-fn path_time(t: DateTime<Utc>) -> String {
-    t.format("%Y/%m/%d/%H/%M/").to_string()
-}
-
-/// The minute an archive object is filed under, from `YYYY/MM/DD/HH/MM/<id>.json`. An event
-/// counts as in the slice when its minute starts inside it.
-fn object_time(relative: &str) -> Option<NaiveDateTime> {
-    let (dated, _id) = relative.rsplit_once('/')?;
-    NaiveDateTime::parse_from_str(&format!("{dated}/00"), "%Y/%m/%d/%H/%M/%S").ok()
 }
 
 async fn republish_raw(state: &AppState, name: String) -> Result<ItemOutcome, FunctionError> {

@@ -4,6 +4,7 @@
 //! row id.
 
 use pulse_shared::registry::{FieldKind, FieldSpec, known_type};
+use pulse_shared::warehouse::group_commit::TableShape;
 use pulse_shared::warehouse::schema::infer_column;
 use pulse_shared::warehouse::{Column, ColumnType, Mode, TableSpec};
 use serde_json::{Map, Value};
@@ -61,6 +62,19 @@ const LEADING_METADATA: usize = 4;
 /// otherwise (a safe identifier by the time it gets here).
 pub fn table_name(event_type: &str) -> &str {
     known_type(event_type).map_or(event_type, |spec| spec.table)
+}
+
+/// The event tables, for the group-commit writers: one per event type.
+pub struct EventTables;
+
+impl TableShape for EventTables {
+    fn table_name(&self, event_type: &str) -> String {
+        table_name(event_type).to_owned()
+    }
+
+    fn table_spec(&self, event_type: &str, sample: &Map<String, Value>) -> TableSpec {
+        table_spec(event_type, sample)
+    }
 }
 
 /// The table to create for `event_type`, shaped by `sample` where the registry says nothing.

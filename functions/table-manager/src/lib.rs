@@ -6,7 +6,6 @@
 mod event_table;
 mod tables;
 mod trigger;
-mod writer;
 
 use std::sync::Arc;
 
@@ -17,6 +16,7 @@ use pulse_shared::config::Config;
 use pulse_shared::deadletter::DeadLetterStore;
 use pulse_shared::runtime::{trigger_route, with_runtime_layers};
 use pulse_shared::warehouse::Warehouse;
+use pulse_shared::warehouse::group_commit::Writers;
 
 pub use event_table::{table_name, table_spec};
 pub use tables::EnsureRequest;
@@ -34,7 +34,7 @@ pub struct AppState {
 struct Settings {
     config: Config,
     warehouse: Arc<dyn Warehouse>,
-    writers: writer::Writers,
+    writers: Writers,
     dead_letters: DeadLetterStore,
 }
 
@@ -42,7 +42,11 @@ impl AppState {
     /// `backends` provide the dead-letter store; `warehouse` holds the tables.
     pub fn new(config: Config, backends: &Backends, warehouse: Arc<dyn Warehouse>) -> Self {
         let dead_letters = Backends::dead_letters(&config, &backends.objects);
-        let writers = writer::Writers::new(warehouse.clone(), config.batch);
+        let writers = Writers::new(
+            warehouse.clone(),
+            Arc::new(event_table::EventTables),
+            config.batch,
+        );
         Self {
             inner: Arc::new(Settings {
                 config,

@@ -4,14 +4,13 @@
 use axum::Json;
 use axum::extract::State;
 use pulse_shared::deadletter::DeadLetterRecord;
-use pulse_shared::envelope::{PubsubPush, PushMessage};
+use pulse_shared::envelope::PubsubPush;
 use pulse_shared::error::{FunctionError, Reason, Rejection};
-use pulse_shared::registry::{is_valid_event_id, is_valid_event_type};
+use pulse_shared::processed::ProcessedEvent;
 use pulse_shared::telemetry;
+use pulse_shared::warehouse::group_commit::WriteError;
 use serde::Serialize;
-use serde_json::{Map, Value};
 
-use crate::writer::WriteError;
 use crate::{AppState, FUNCTION, event_table};
 
 /// The answer to a delivery that is done with: 200 either way.
@@ -47,7 +46,11 @@ pub async fn handle(
             DeadLetterRecord::for_message(&rejection, FUNCTION, &message, subscription.as_deref());
         (rejection, record)
     };
-    let (event_type, event_id, values) = match decode_event(&message) {
+    let ProcessedEvent {
+        event_type,
+        event_id,
+        values,
+    } = match ProcessedEvent::from_message(&message) {
         Ok(event) => event,
         Err(rejection) => {
             let (rejection, record) = rejected(rejection);
@@ -71,46 +74,6 @@ pub async fn handle(
         }
         Err(WriteError::Backend(err)) => Err(err.into()),
     }
-}
-
-/// A processed event: a JSON object whose `event_type` and `event_id` preprocess has checked.
-/// Checked again here, because they reach a table name and a primary key, and anyone with
-/// publish rights on the topic could have sent it.
-fn decode_event(message: &PushMessage) -> Result<(String, String, Map<String, Value>), Rejection> {
-    let data = message.decode_data()?;
-    let values: Map<String, Value> = serde_json::from_slice(&data).map_err(|e| {
-        Rejection::new(
-            Reason::BadJson,
-            format!("message data is not a JSON object: {e}"),
-        )
-    })?;
-    let text = |name: &str| match values.get(name) {
-        Some(Value::String(text)) => Ok(text.clone()),
-        None | Some(Value::Null) => Err(Rejection::new(
-            Reason::MissingField,
-            format!("processed events carry `{name}`; this one has none"),
-        )),
-        Some(_) => Err(Rejection::new(
-            Reason::BadFieldType,
-            format!("`{name}` must be a string"),
-        )),
-    };
-    let event_type = text("event_type")?;
-    if !is_valid_event_type(&event_type) {
-        return Err(Rejection::new(
-            Reason::InvalidEventType,
-            "event_type is not a safe identifier (lower-case letter, then up to 63 lower-case \
-             letters, digits or underscores)",
-        ));
-    }
-    let event_id = text("event_id")?;
-    if !is_valid_event_id(&event_id) {
-        return Err(Rejection::new(
-            Reason::BadValue,
-            "event_id must be 1-128 letters, digits or `._:@-`, starting with a letter or digit",
-        ));
-    }
-    Ok((event_type, event_id, values))
 }
 
 /// Stores the dead-letter record; only then may the delivery be acknowledged.

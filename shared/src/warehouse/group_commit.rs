@@ -1,20 +1,29 @@
 //! Group commit: one writer task per table coalesces the rows of concurrent requests into one
 //! warehouse write (up to the batch limits), keeps the table's schema in memory (so a steady
 //! stream costs no metadata call), evolves the table before a batch that needs new columns, and
-//! answers each request only when the batch holding its row is committed.
+//! answers each request only when the batch holding its row is committed. Used by table-manager
+//! (a table per event type) and inference (the predictions table).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use pulse_shared::config::BatchLimits;
-use pulse_shared::error::{BackendError, Retry};
-use pulse_shared::warehouse::schema::{apply_additions, fit_row};
-use pulse_shared::warehouse::{Addition, Fit, InsertError, Row, TableSpec, Warehouse};
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, timeout_at};
 
-use crate::event_table;
+use crate::config::BatchLimits;
+use crate::error::{BackendError, Retry};
+use crate::warehouse::schema::{apply_additions, fit_row};
+use crate::warehouse::{Addition, Fit, InsertError, Row, TableSpec, Warehouse};
+
+/// Where the rows of a kind (an event type, say) go, and the table to create for them.
+pub trait TableShape: Send + Sync + 'static {
+    /// The table the rows of `kind` are written to.
+    fn table_name(&self, kind: &str) -> String;
+
+    /// The table to create for `kind` when `sample` is the first row it sees.
+    fn table_spec(&self, kind: &str, sample: &Map<String, Value>) -> TableSpec;
+}
 
 /// Why a row was not written.
 #[derive(Debug)]
@@ -28,7 +37,7 @@ pub enum WriteError {
 type Reply = oneshot::Sender<Result<(), WriteError>>;
 
 struct Pending {
-    event_type: String,
+    kind: String,
     row: Row,
     bytes: usize,
     reply: Reply,
@@ -38,31 +47,37 @@ struct Pending {
 #[derive(Clone)]
 pub struct Writers {
     warehouse: Arc<dyn Warehouse>,
+    shape: Arc<dyn TableShape>,
     limits: BatchLimits,
     tables: Arc<Mutex<HashMap<String, mpsc::Sender<Pending>>>>,
 }
 
 impl Writers {
-    pub fn new(warehouse: Arc<dyn Warehouse>, limits: BatchLimits) -> Self {
+    pub fn new(
+        warehouse: Arc<dyn Warehouse>,
+        shape: Arc<dyn TableShape>,
+        limits: BatchLimits,
+    ) -> Self {
         Self {
             warehouse,
+            shape,
             limits,
             tables: Arc::default(),
         }
     }
 
-    /// Writes one event's row to the table of its type; returns when its batch is committed.
+    /// Writes one row to the table of `kind`; returns when its batch is committed.
     pub async fn write(
         &self,
-        event_type: &str,
+        kind: &str,
         id: String,
         values: Map<String, Value>,
     ) -> Result<(), WriteError> {
-        let table = event_table::table_name(event_type).to_owned();
+        let table = self.shape.table_name(kind);
         let bytes = approximate_size(&values);
         let (reply, answer) = oneshot::channel();
         let mut pending = Pending {
-            event_type: event_type.to_owned(),
+            kind: kind.to_owned(),
             row: Row { id, values },
             bytes,
             reply,
@@ -104,6 +119,7 @@ impl Writers {
                 let writer = TableWriter {
                     table: table.to_owned(),
                     warehouse: self.warehouse.clone(),
+                    shape: self.shape.clone(),
                     limits: self.limits,
                     schema: None,
                 };
@@ -122,6 +138,7 @@ fn approximate_size(values: &Map<String, Value>) -> usize {
 struct TableWriter {
     table: String,
     warehouse: Arc<dyn Warehouse>,
+    shape: Arc<dyn TableShape>,
     limits: BatchLimits,
     /// The table as last seen; `None` until the first batch, and after a failed one.
     schema: Option<TableSpec>,
@@ -167,7 +184,7 @@ impl TableWriter {
             Some(schema) => schema,
             None => {
                 let first = &batch[0];
-                let spec = event_table::table_spec(&first.event_type, &first.row.values);
+                let spec = self.shape.table_spec(&first.kind, &first.row.values);
                 match self.warehouse.ensure_table(&spec).await {
                     Ok(schema) => schema,
                     Err(err) => return Err((err, batch)),

@@ -1,0 +1,121 @@
+//! inference: processed events of the scored types get a prediction from a Vertex AI endpoint
+//! (or the local predictor, same REST shape), stored as one row per event in the predictions
+//! table. Concurrent events share predict calls and warehouse writes; a failing endpoint trips a
+//! circuit breaker; unusable answers and events without their features are dead-lettered.
+
+mod breaker;
+mod coalesce;
+mod features;
+mod predictions;
+mod replay;
+mod score;
+mod trigger;
+mod vertex;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::post;
+use pulse_shared::auth::AccessTokens;
+use pulse_shared::backends::Backends;
+use pulse_shared::config::{BackendKind, Config};
+use pulse_shared::deadletter::DeadLetterStore;
+use pulse_shared::runtime::{trigger_route, with_runtime_layers};
+use pulse_shared::storage::ObjectStore;
+use pulse_shared::warehouse::Warehouse;
+use pulse_shared::warehouse::group_commit::Writers;
+
+pub use features::Features;
+pub use predictions::spec as predictions_table_spec;
+pub use replay::{PredictReplayReport, PredictReplayRequest, RejectedEvent};
+pub use trigger::TriggerResponse;
+
+/// The function's name in logs and dead-letter records.
+pub const FUNCTION: &str = "inference";
+
+/// What every request handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Settings>,
+}
+
+struct Settings {
+    config: Config,
+    features: Features,
+    scorer: coalesce::Scorer,
+    writers: Writers,
+    table: String,
+    objects: Arc<dyn ObjectStore>,
+    dead_letters: DeadLetterStore,
+}
+
+impl AppState {
+    /// `tokens` authenticate the predict calls (Application Default Credentials on Google
+    /// Cloud, see [`default_tokens`]); `backends` provide the raw archive and dead letters;
+    /// `warehouse` holds the predictions table.
+    pub fn new(
+        config: Config,
+        backends: &Backends,
+        warehouse: Arc<dyn Warehouse>,
+        tokens: AccessTokens,
+    ) -> anyhow::Result<Self> {
+        let settings = &config.prediction;
+        let features = Features::parse(&settings.features)?;
+        let client = vertex::VertexClient::new(settings, tokens)?;
+        tracing::info!(endpoint = %client.url(), scored = ?features.types().collect::<Vec<_>>(), "predictions from");
+        let scorer = coalesce::Scorer::start(client, settings);
+        let table = settings.table.clone();
+        let writers = Writers::new(
+            warehouse,
+            Arc::new(predictions::PredictionsTable {
+                name: table.clone(),
+            }),
+            config.batch,
+        );
+        Ok(Self {
+            inner: Arc::new(Settings {
+                dead_letters: Backends::dead_letters(&config, &backends.objects),
+                objects: backends.objects.clone(),
+                config,
+                features,
+                scorer,
+                writers,
+                table,
+            }),
+        })
+    }
+
+    /// Predict calls made since start-up.
+    pub fn predict_calls(&self) -> u64 {
+        self.inner.scorer.calls()
+    }
+}
+
+/// The tokens predict calls carry: Application Default Credentials on Google Cloud, none for
+/// the local predictor.
+pub fn default_tokens(config: &Config) -> anyhow::Result<AccessTokens> {
+    match config.backend {
+        BackendKind::Gcp => {
+            if pulse_shared::config::endpoint_location(&config.prediction.endpoint).is_none() {
+                anyhow::bail!(
+                    "PULSE_VERTEX_ENDPOINT={:?} must be `projects/P/locations/R/endpoints/E`",
+                    config.prediction.endpoint
+                );
+            }
+            AccessTokens::google(&["https://www.googleapis.com/auth/cloud-platform"])
+        }
+        BackendKind::Local => Ok(AccessTokens::Anonymous),
+    }
+}
+
+/// The function's HTTP surface: `POST /` (the trigger), `POST /predict-replay`, `GET /healthz`.
+pub fn app(state: AppState) -> Router {
+    let router = Router::new()
+        .route(
+            "/",
+            trigger_route(post(trigger::handle), &state.inner.config),
+        )
+        .route("/predict-replay", post(replay::handle))
+        .with_state(state.clone());
+    with_runtime_layers(router, &state.inner.config)
+}

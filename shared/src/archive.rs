@@ -1,0 +1,70 @@
+//! Slices of the raw archive (`<raw prefix><event_type>/YYYY/MM/DD/HH/MM/<event_id>.json`, see
+//! preprocess): which objects hold the events of one type in a time range. Replays read them.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::Deserialize;
+
+use crate::error::FunctionError;
+use crate::registry::is_valid_event_type;
+use crate::storage::ObjectStore;
+
+/// A slice of the raw archive: one event type, event time in `[from, to)`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSlice {
+    pub event_type: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+impl RawSlice {
+    /// The archive objects in the slice (an event counts when the minute it is filed under
+    /// starts inside the slice). A malformed slice is a bad request.
+    pub async fn list(
+        &self,
+        objects: &dyn ObjectStore,
+        bucket: &str,
+        raw_prefix: &str,
+    ) -> Result<Vec<String>, FunctionError> {
+        if !is_valid_event_type(&self.event_type) {
+            return Err(FunctionError::BadRequest(format!(
+                "raw.event_type {:?} is not a valid event type",
+                self.event_type
+            )));
+        }
+        if self.from >= self.to {
+            return Err(FunctionError::BadRequest(
+                "raw.from must be before raw.to".to_owned(),
+            ));
+        }
+        let type_prefix = format!("{raw_prefix}{}/", self.event_type);
+        // List only under the longest date path that `from` and `to` share.
+        let (from, to) = (path_time(self.from), path_time(self.to));
+        let shared: String = from
+            .split_inclusive('/')
+            .zip(to.split_inclusive('/'))
+            .take_while(|(a, b)| a == b)
+            .map(|(a, _)| a)
+            .collect();
+        let names = objects
+            .list(bucket, &format!("{type_prefix}{shared}"))
+            .await?;
+        Ok(names
+            .into_iter()
+            .filter(|name| {
+                object_time(name.strip_prefix(&type_prefix).unwrap_or_default())
+                    .is_some_and(|t| self.from.naive_utc() <= t && t < self.to.naive_utc())
+            })
+            .collect())
+    }
+}
+
+fn path_time(t: DateTime<Utc>) -> String {
+    t.format("%Y/%m/%d/%H/%M/").to_string()
+}
+
+/// The minute an archive object is filed under, from `YYYY/MM/DD/HH/MM/<id>.json`.
+fn object_time(relative: &str) -> Option<NaiveDateTime> {
+    let (dated, _id) = relative.rsplit_once('/')?;
+    NaiveDateTime::parse_from_str(&format!("{dated}/00"), "%Y/%m/%d/%H/%M/%S").ok()
+}
