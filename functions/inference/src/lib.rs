@@ -18,7 +18,7 @@ use axum::Router;
 use axum::routing::post;
 use pulse_shared::auth::AccessTokens;
 use pulse_shared::backends::Backends;
-use pulse_shared::config::{BackendKind, Config};
+use pulse_shared::config::{BackendKind, BatchLimits, Config};
 use pulse_shared::deadletter::DeadLetterStore;
 use pulse_shared::runtime::{trigger_route, with_runtime_layers};
 use pulse_shared::storage::ObjectStore;
@@ -65,12 +65,18 @@ impl AppState {
         tracing::info!(endpoint = %client.url(), scored = ?features.types().collect::<Vec<_>>(), "predictions from");
         let scorer = coalesce::Scorer::start(client, settings);
         let table = settings.table.clone();
+        // The rows of one predict call reach the writer together, already a batch: waiting the
+        // full warehouse linger on top of the predict linger would only add latency.
+        let limits = BatchLimits {
+            linger: config.batch.linger.min(settings.linger),
+            ..config.batch
+        };
         let writers = Writers::new(
             warehouse,
             Arc::new(predictions::PredictionsTable {
                 name: table.clone(),
             }),
-            config.batch,
+            limits,
         );
         Ok(Self {
             inner: Arc::new(Settings {
