@@ -59,9 +59,13 @@ async fn main() {
     let backends = Backends::from_config(&config).await.unwrap();
     let warehouse =
         Arc::new(DuckDbWarehouse::open(&dir.path().join("warehouse.duckdb"), "pulse").unwrap());
-    let state =
-        inference::AppState::new(config, &backends, warehouse.clone(), AccessTokens::Anonymous)
-            .unwrap();
+    let state = inference::AppState::new(
+        config,
+        &backends,
+        warehouse.clone(),
+        AccessTokens::Anonymous,
+    )
+    .unwrap();
     let url = format!("{}/", serve(inference::app(state.clone())).await);
 
     let distinct = rate * secs;
