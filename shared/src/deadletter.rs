@@ -158,7 +158,8 @@ impl DeadLetterStore {
         &self.prefix
     }
 
-    /// Stores the record durably and returns its object name.
+    /// Stores the record durably, logs why, and returns its object name; only then may the
+    /// input be acknowledged.
     pub async fn write(&self, record: &DeadLetterRecord) -> Result<String, BackendError> {
         let name = record.object_name(&self.prefix);
         let body = serde_json::to_vec_pretty(record).expect("a record always serialises");
@@ -166,6 +167,7 @@ impl DeadLetterStore {
             .store
             .create_if_absent(&self.bucket, &name, Bytes::from(body), "application/json")
             .await?;
+        tracing::warn!(reason = %record.reason, dead_letter = %name, "dead-lettered: {}", record.detail);
         Ok(name)
     }
 

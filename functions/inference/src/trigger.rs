@@ -67,7 +67,6 @@ async fn dead_letter(
     record: &DeadLetterRecord,
 ) -> Result<Json<TriggerResponse>, FunctionError> {
     let object = state.inner.dead_letters.write(record).await?;
-    tracing::warn!(reason = %rejection.reason, dead_letter = %object, "dead-lettered: {}", rejection.detail);
     Ok(Json(TriggerResponse::DeadLettered {
         outcome: "dead_lettered",
         reason: rejection.reason.code().to_owned(),

@@ -24,7 +24,6 @@ pub async fn handle(
             // Redelivering it would fail the same way: keep it for a person, then acknowledge.
             let record = DeadLetterRecord::for_body(&rejection, FUNCTION, &headers, &body);
             let object = state.inner.dead_letters.write(&record).await?;
-            tracing::warn!(reason = %rejection.reason, dead_letter = %object, "dead-lettered: {}", rejection.detail);
             return Ok(Json(json!({
                 "outcome": "dead_lettered",
                 "reason": rejection.reason.code(),

@@ -120,7 +120,6 @@ pub async fn dead_letter(
     record: &DeadLetterRecord,
 ) -> Result<Ingested, FunctionError> {
     let object = state.inner.dead_letters.write(record).await?;
-    tracing::warn!(reason = %rejection.reason, dead_letter = %object, "dead-lettered: {}", rejection.detail);
     Ok(Ingested::DeadLettered {
         reason: rejection.reason,
         object,
