@@ -19,9 +19,15 @@ work=$(mktemp -d)
 chmod 0777 "$work"
 container=""
 runner=""
+# The EXIT trap's status becomes the script's: cleanup must not fail a passing check.
 cleanup() {
-  [ -n "$runner" ] && kill "$runner" 2>/dev/null && wait "$runner" 2>/dev/null
-  [ -n "$container" ] && "${bah[@]}" rm "$container" >/dev/null
+  if [ -n "$runner" ]; then
+    kill "$runner" 2>/dev/null || true
+    wait "$runner" 2>/dev/null || true
+  fi
+  if [ -n "$container" ]; then
+    "${bah[@]}" rm "$container" >/dev/null || true
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
