@@ -18,7 +18,7 @@ use axum::Router;
 use axum::routing::post;
 use pulse_shared::auth::AccessTokens;
 use pulse_shared::backends::Backends;
-use pulse_shared::config::{BackendKind, BatchLimits, Config};
+use pulse_shared::config::{BackendKind, BatchLimits, Config, endpoint_location};
 use pulse_shared::deadletter::DeadLetterStore;
 use pulse_shared::runtime::{trigger_route, with_runtime_layers};
 use pulse_shared::storage::ObjectStore;
@@ -60,6 +60,12 @@ impl AppState {
         tokens: AccessTokens,
     ) -> anyhow::Result<Self> {
         let settings = &config.prediction;
+        if endpoint_location(&settings.endpoint).is_none() {
+            anyhow::bail!(
+                "PULSE_VERTEX_ENDPOINT={:?} must be `projects/P/locations/R/endpoints/E`",
+                settings.endpoint
+            );
+        }
         let features = Features::parse(&settings.features)?;
         let client = vertex::VertexClient::new(settings, tokens)?;
         tracing::info!(endpoint = %client.url(), scored = ?features.types().collect::<Vec<_>>(), "predictions from");
@@ -102,12 +108,6 @@ impl AppState {
 pub fn default_tokens(config: &Config) -> anyhow::Result<AccessTokens> {
     match config.backend {
         BackendKind::Gcp => {
-            if pulse_shared::config::endpoint_location(&config.prediction.endpoint).is_none() {
-                anyhow::bail!(
-                    "PULSE_VERTEX_ENDPOINT={:?} must be `projects/P/locations/R/endpoints/E`",
-                    config.prediction.endpoint
-                );
-            }
             AccessTokens::google(&["https://www.googleapis.com/auth/cloud-platform"])
         }
         BackendKind::Local => Ok(AccessTokens::Anonymous),

@@ -2,7 +2,7 @@
 //! instance, get its prediction (in a shared call), and commit its row (in a shared write).
 
 use chrono::Utc;
-use pulse_shared::error::{BackendError, FunctionError, Reason, Rejection, Retry};
+use pulse_shared::error::{FunctionError, Reason, Rejection};
 use pulse_shared::processed::ProcessedEvent;
 use pulse_shared::warehouse::group_commit::WriteError;
 use serde::Serialize;
@@ -58,8 +58,7 @@ pub async fn score_event(
                 detail,
             )));
         }
-        Err(ScoreError::Unavailable(err)) => return Err(err.into()),
-        Err(ScoreError::Refused(err)) => return Err(err.into()),
+        Err(ScoreError::Unavailable(err) | ScoreError::Refused(err)) => return Err(err.into()),
     };
     let row = predictions::row(
         &event.event_id,
@@ -86,13 +85,6 @@ pub async fn score_event(
             Reason::SchemaConflict,
             format!("the predictions table refused the row: {detail}"),
         ))),
-        Err(WriteError::Backend(err)) => Err(FunctionError::Backend(BackendError::new(
-            err.operation,
-            match err.retry {
-                Retry::Permanent => Retry::Permanent,
-                _ => Retry::Transient,
-            },
-            err.message,
-        ))),
+        Err(WriteError::Backend(err)) => Err(err.into()),
     }
 }

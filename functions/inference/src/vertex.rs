@@ -1,8 +1,9 @@
 //! The Vertex AI online prediction call: `POST {base}/v1/{endpoint}:predict` with
 //! `{"instances": […]}` and an OAuth bearer token, answered by `{"predictions": […],
-//! "deployedModelId", "model", "modelVersionId"}`. Written by hand over `reqwest`: the official
-//! Rust SDK for Vertex AI does not cover online prediction's REST shape we need, and the call is
-//! one POST.
+//! "deployedModelId", "model", "modelVersionId"}`. Written by hand over `reqwest`, one POST. The official
+//! `google-cloud-aiplatform-v1` crate has `PredictionService::predict` and should replace this
+//! module (not adopted yet: it is the whole Vertex AI API, a long compile here); the request
+//! and response shapes tested in `tests/predict.rs` stay the same.
 
 use std::time::{Duration, Instant};
 
