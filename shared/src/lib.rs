@@ -9,6 +9,7 @@ pub mod config;
 pub mod deadletter;
 pub mod envelope;
 pub mod error;
+mod json;
 pub mod oidc;
 pub mod processed;
 pub mod publish;

@@ -3,11 +3,12 @@
 
 use std::fmt;
 
+use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::error::{Reason, Rejection};
+use crate::json::{Json, Object};
 
 /// The JSON type a field must have, and what its column becomes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -319,14 +320,20 @@ pub struct NormalisedEvent {
     pub event_type: String,
     pub event_id: String,
     pub timestamp: DateTime<Utc>,
-    /// The whole event as it is archived and published.
-    pub fields: Map<String, Value>,
+    /// The whole event as it is archived and published: compact JSON, members sorted by name
+    /// (written once, by `normalise`).
+    json: Bytes,
 }
 
 impl NormalisedEvent {
-    /// The event as compact JSON.
+    /// The event as compact JSON (clone it to share it: no copy).
+    pub fn json(&self) -> &Bytes {
+        &self.json
+    }
+
+    /// The event as compact JSON, copied.
     pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.fields).expect("a JSON map always serialises")
+        self.json.to_vec()
     }
 }
 
@@ -345,7 +352,8 @@ pub fn normalise(
             ),
         ));
     }
-    let mut fields: Map<String, Value> = serde_json::from_slice(data).map_err(|e| {
+    // Borrowing parse (see `crate::json`): strings stay slices of `data` unless escaped.
+    let mut fields = Object::parse(data).map_err(|e| {
         Rejection::new(
             Reason::BadJson,
             format!("message data is not a JSON object: {e}"),
@@ -365,9 +373,9 @@ pub fn normalise(
     }
 
     let event_id = match fields.get("event_id") {
-        None | Some(Value::Null) => derived_event_id(provenance.message_id),
-        Some(Value::String(id)) if is_valid_event_id(id) => id.clone(),
-        Some(Value::String(id)) => {
+        None | Some(Json::Null) => derived_event_id(provenance.message_id),
+        Some(Json::String(id)) if is_valid_event_id(id) => id.to_string(),
+        Some(Json::String(id)) => {
             return Err(Rejection::new(
                 Reason::BadValue,
                 format!(
@@ -386,33 +394,30 @@ pub fn normalise(
         check_fields(&fields, spec.fields, FieldPath::Root)?;
     }
 
-    let put = |fields: &mut Map<String, Value>, key: &str, value: String| {
-        fields.insert(key.to_owned(), Value::String(value));
-    };
-    put(&mut fields, "event_id", event_id.clone());
-    put(&mut fields, "timestamp", rfc3339(timestamp));
-    put(
-        &mut fields,
+    fields.insert("event_id", Json::string(event_id.as_str()));
+    fields.insert("timestamp", Json::string(rfc3339(timestamp)));
+    // `NaiveDate`'s `Display` is `%Y-%m-%d` without parsing a format string each time.
+    fields.insert(
         "event_date",
-        timestamp.format("%Y-%m-%d").to_string(),
+        Json::string(timestamp.date_naive().to_string()),
     );
-    put(&mut fields, "ingested_at", rfc3339(provenance.ingested_at));
-    put(&mut fields, "message_id", provenance.message_id.to_owned());
+    fields.insert("ingested_at", Json::string(rfc3339(provenance.ingested_at)));
+    fields.insert("message_id", Json::string(provenance.message_id));
     match provenance
         .publish_time
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
     {
-        Some(t) => put(&mut fields, "publish_time", rfc3339(t.with_timezone(&Utc))),
-        None => {
-            fields.remove("publish_time");
-        }
+        Some(t) => fields.insert("publish_time", Json::string(rfc3339(t.with_timezone(&Utc)))),
+        None => fields.remove("publish_time"),
     }
+    // The output is the input without spaces, plus the fields above.
+    let json = Bytes::from(fields.to_vec(data.len() + 256));
 
     Ok(NormalisedEvent {
         event_type,
         event_id,
         timestamp,
-        fields,
+        json,
     })
 }
 
@@ -422,27 +427,27 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 fn check_fields(
-    fields: &Map<String, Value>,
+    fields: &Object<'_>,
     specs: &[FieldSpec],
     parent: FieldPath<'_>,
 ) -> Result<(), Rejection> {
     for spec in specs {
         let name = FieldPath::Field(&parent, spec.name);
         match fields.get(spec.name) {
-            None | Some(Value::Null) if spec.required => {
+            None | Some(Json::Null) if spec.required => {
                 return Err(Rejection::new(
                     Reason::MissingField,
                     format!("required field `{name}` is missing"),
                 ));
             }
-            None | Some(Value::Null) => {}
+            None | Some(Json::Null) => {}
             Some(value) => check_value(name, spec, value)?,
         }
     }
     Ok(())
 }
 
-fn check_value(name: FieldPath<'_>, spec: &FieldSpec, value: &Value) -> Result<(), Rejection> {
+fn check_value(name: FieldPath<'_>, spec: &FieldSpec, value: &Json<'_>) -> Result<(), Rejection> {
     let bad_value = |why: String| {
         Err(Rejection::new(
             Reason::BadValue,
@@ -450,9 +455,9 @@ fn check_value(name: FieldPath<'_>, spec: &FieldSpec, value: &Value) -> Result<(
         ))
     };
     match (spec.kind, value) {
-        (FieldKind::String, Value::String(s)) => match spec.check {
+        (FieldKind::String, Json::String(s)) => match spec.check {
             Check::NonEmpty if s.trim().is_empty() => return bad_value("must not be empty".into()),
-            Check::OneOf(allowed) if !allowed.contains(&s.as_str()) => {
+            Check::OneOf(allowed) if !allowed.contains(&&**s) => {
                 return bad_value(format!(
                     "{:?} is not one of {}",
                     truncate(s),
@@ -461,19 +466,19 @@ fn check_value(name: FieldPath<'_>, spec: &FieldSpec, value: &Value) -> Result<(
             }
             _ => {}
         },
-        (FieldKind::Integer, Value::Number(n)) if n.is_i64() || n.is_u64() => {}
-        (FieldKind::Number, Value::Number(_)) => {}
-        (FieldKind::Boolean, Value::Bool(_)) | (FieldKind::Object, Value::Object(_)) => {}
+        (FieldKind::Integer, Json::Number(n)) if n.is_i64() || n.is_u64() => {}
+        (FieldKind::Number, Json::Number(_)) => {}
+        (FieldKind::Boolean, Json::Bool(_)) | (FieldKind::Object, Json::Object(_)) => {}
         (FieldKind::Timestamp, _) => {
             parse_timestamp(name, value)?;
         }
-        (FieldKind::Records(item_specs), Value::Array(items)) => {
+        (FieldKind::Records(item_specs), Json::Array(items)) => {
             if items.is_empty() {
                 return bad_value("must hold at least one item".into());
             }
             for (i, item) in items.iter().enumerate() {
                 let item_name = FieldPath::Item(&name, i);
-                let Value::Object(item) = item else {
+                let Json::Object(item) = item else {
                     return Err(wrong_type(item_name, "an object", item));
                 };
                 check_fields(item, item_specs, item_name)?;
@@ -526,28 +531,28 @@ fn expected(kind: FieldKind) -> &'static str {
     }
 }
 
-fn json_type(value: &Value) -> &'static str {
+fn json_type(value: &Json<'_>) -> &'static str {
     match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(n) if n.is_i64() || n.is_u64() => "an integer",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(n) if n.is_i64() || n.is_u64() => "an integer",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
     }
 }
 
-fn wrong_type(name: impl fmt::Display, expected: &str, got: &Value) -> Rejection {
+fn wrong_type(name: impl fmt::Display, expected: &str, got: &Json<'_>) -> Rejection {
     Rejection::new(
         Reason::BadFieldType,
         format!("field `{name}` must be {expected}, got {}", json_type(got)),
     )
 }
 
-fn required<'a>(fields: &'a Map<String, Value>, name: &str) -> Result<&'a Value, Rejection> {
+fn required<'a, 'j>(fields: &'a Object<'j>, name: &str) -> Result<&'a Json<'j>, Rejection> {
     match fields.get(name) {
-        None | Some(Value::Null) => Err(Rejection::new(
+        None | Some(Json::Null) => Err(Rejection::new(
             Reason::MissingField,
             format!("required field `{name}` is missing"),
         )),
@@ -555,15 +560,15 @@ fn required<'a>(fields: &'a Map<String, Value>, name: &str) -> Result<&'a Value,
     }
 }
 
-fn required_string<'a>(fields: &'a Map<String, Value>, name: &str) -> Result<&'a str, Rejection> {
+fn required_string<'a, 'j>(fields: &'a Object<'j>, name: &str) -> Result<&'a str, Rejection> {
     match required(fields, name)? {
-        Value::String(s) => Ok(s),
+        Json::String(s) => Ok(s),
         other => Err(wrong_type(name, "a string", other)),
     }
 }
 
-fn parse_timestamp(name: impl fmt::Display, value: &Value) -> Result<DateTime<Utc>, Rejection> {
-    let Value::String(text) = value else {
+fn parse_timestamp(name: impl fmt::Display, value: &Json<'_>) -> Result<DateTime<Utc>, Rejection> {
+    let Json::String(text) = value else {
         return Err(wrong_type(name, "an RFC 3339 timestamp string", value));
     };
     DateTime::parse_from_rfc3339(text)
@@ -590,7 +595,7 @@ fn truncate(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Map, Value, json};
 
     fn provenance() -> Provenance<'static> {
         Provenance {
@@ -608,6 +613,11 @@ mod tests {
 
     fn reject(event: &Value) -> Rejection {
         run(event).expect_err("the event should be rejected")
+    }
+
+    /// The normalised event's JSON, parsed.
+    fn fields(event: &NormalisedEvent) -> Map<String, Value> {
+        serde_json::from_slice(event.json()).unwrap()
     }
 
     pub(crate) fn valid(event_type: &str) -> Value {
@@ -652,11 +662,12 @@ mod tests {
             let event = run(&valid(spec.name)).unwrap();
             assert_eq!(event.event_type, spec.name);
             assert_eq!(event.event_id, "e-1");
-            assert_eq!(event.fields["timestamp"], "2024-05-01T11:59:58Z");
-            assert_eq!(event.fields["event_date"], "2024-05-01");
-            assert_eq!(event.fields["ingested_at"], "2024-05-01T12:00:02Z");
-            assert_eq!(event.fields["message_id"], "1001");
-            assert_eq!(event.fields["publish_time"], "2024-05-01T12:00:01.500Z");
+            let fields = fields(&event);
+            assert_eq!(fields["timestamp"], "2024-05-01T11:59:58Z");
+            assert_eq!(fields["event_date"], "2024-05-01");
+            assert_eq!(fields["ingested_at"], "2024-05-01T12:00:02Z");
+            assert_eq!(fields["message_id"], "1001");
+            assert_eq!(fields["publish_time"], "2024-05-01T12:00:01.500Z");
         }
     }
 
@@ -770,7 +781,7 @@ mod tests {
     #[test]
     fn unknown_types_need_only_the_envelope_fields() {
         let event = run(&valid("shipment_scan")).unwrap();
-        assert_eq!(event.fields["anything"], json!([1, 2]));
+        assert_eq!(fields(&event)["anything"], json!([1, 2]));
         assert_eq!(
             reject(&without("shipment_scan", "timestamp")).reason,
             Reason::MissingField
@@ -782,7 +793,7 @@ mod tests {
         let first = run(&without("order", "event_id")).unwrap();
         let again = run(&without("order", "event_id")).unwrap();
         assert_eq!(first.event_id, again.event_id);
-        assert_eq!(first.fields["event_id"], json!(first.event_id));
+        assert_eq!(fields(&first)["event_id"], json!(first.event_id));
         assert_ne!(first.event_id, derived_event_id("1002"));
     }
 
@@ -801,5 +812,184 @@ mod tests {
             normalise(&[b' '; 101], &p, 100).unwrap_err().reason,
             Reason::TooLarge
         );
+    }
+
+    /// What normalisation produced while it went through `serde_json::Map`: the event parsed
+    /// into a `Map`, the normalised fields set, serialised again.
+    fn through_value(data: &[u8]) -> Vec<u8> {
+        let mut fields: Map<String, Value> = serde_json::from_slice(data).unwrap();
+        let event = normalise(data, &provenance(), 1 << 20).unwrap();
+        for (key, value) in [
+            ("event_id", event.event_id.clone()),
+            ("timestamp", rfc3339(event.timestamp)),
+            ("event_date", event.timestamp.format("%Y-%m-%d").to_string()),
+            ("ingested_at", rfc3339(provenance().ingested_at)),
+            ("message_id", "1001".to_owned()),
+            ("publish_time", "2024-05-01T12:00:01.500Z".to_owned()),
+        ] {
+            fields.insert(key.to_owned(), Value::String(value));
+        }
+        serde_json::to_vec(&fields).unwrap()
+    }
+
+    #[test]
+    fn the_output_is_byte_for_byte_what_a_serde_json_map_gave() {
+        let events: Vec<String> = vec![
+            valid("order").to_string(),
+            valid("user_activity").to_string(),
+            valid("shipment_scan").to_string(),
+            // Pretty-printed, escapes in names and values, astral characters, and numbers at the
+            // edges of what serde_json keeps exactly.
+            serde_json::to_string_pretty(&valid("device_telemetry")).unwrap(),
+            r#"{"event_type":"x","timestamp":"2024-05-01T00:00:00Z","caf\u00e9":"a\"b\\c\n\u0001",
+                "emoji":"\ud83d\ude00 \u2028","/":"\/","big":18446744073709551615,
+                "small":-9223372036854775808,"huge":123456789012345678901234567890,
+                "exp":1E2,"tiny":0.1e-5,"neg_zero":-0,"zero_frac":0.0,"pi":3.141592653589793,
+                "empty":{},"none":[],"nil":null,"yes":true,"no":false}"#
+                .to_owned(),
+            // Duplicate names, top level and nested: the last one wins, as in a Map.
+            r#"{"event_type":"x","timestamp":"2024-05-01T00:00:00Z","a":1,"b":{"z":1,"y":2,"z":3},
+                "a":[{"k":1,"k":{"k":2}}],"event_id":"first","event_id":"second","event_date":5}"#
+                .to_owned(),
+            // Members out of order at every depth.
+            r#"{"zz":{"b":[{"d":1,"c":2}],"a":0},"timestamp":"2024-05-01T00:00:00Z","event_type":"x"}"#
+                .to_owned(),
+        ];
+        for event in events {
+            let ours = normalise(event.as_bytes(), &provenance(), 1 << 20).unwrap();
+            assert_eq!(
+                String::from_utf8(ours.to_json()).unwrap(),
+                String::from_utf8(through_value(event.as_bytes())).unwrap(),
+                "{event}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_serde_json_refuses_is_refused_in_its_words() {
+        let deep = format!(
+            r#"{{"event_type":"x","timestamp":"2024-05-01T00:00:00Z","d":{}{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let cases: Vec<Vec<u8>> = vec![
+            b"[1]".to_vec(),
+            b"\"x\"".to_vec(),
+            b"{\"a\":".to_vec(),
+            b"{\"a\":1} x".to_vec(),
+            b"{\"a\":1,}".to_vec(),
+            // Strictness a skimming parse would lack: a lone surrogate, a number out of range,
+            // invalid UTF-8 in a string and in a name, a control character, nesting too deep.
+            br#"{"event_type":"x","timestamp":"2024-05-01T00:00:00Z","s":"\ud800"}"#.to_vec(),
+            br#"{"event_type":"x","timestamp":"2024-05-01T00:00:00Z","n":1e400}"#.to_vec(),
+            b"{\"event_type\":\"x\",\"s\":\"\xff\"}".to_vec(),
+            b"{\"\xc3\":1}".to_vec(),
+            b"{\"s\":\"a\x01b\"}".to_vec(),
+            b"{\"s\":\"\\x\"}".to_vec(),
+            deep.into_bytes(),
+        ];
+        for data in cases {
+            let serde_json_says = serde_json::from_slice::<Map<String, Value>>(&data).unwrap_err();
+            let err = normalise(&data, &provenance(), 1 << 20).unwrap_err();
+            assert_eq!(
+                err.reason,
+                Reason::BadJson,
+                "{}",
+                String::from_utf8_lossy(&data)
+            );
+            assert_eq!(
+                err.detail,
+                format!("message data is not a JSON object: {serde_json_says}")
+            );
+        }
+        // The nesting limit is serde_json's, to the level.
+        for depth in 120..135 {
+            let deep = format!(
+                r#"{{"event_type":"x","timestamp":"2024-05-01T00:00:00Z","d":{}{}}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            );
+            assert_eq!(
+                normalise(deep.as_bytes(), &provenance(), 1 << 20).is_ok(),
+                serde_json::from_slice::<Map<String, Value>>(deep.as_bytes()).is_ok(),
+                "{depth}"
+            );
+        }
+    }
+
+    #[test]
+    fn of_duplicate_fields_the_last_is_checked_and_kept() {
+        let data = br#"{"event_type":"order","event_id":"e-1","timestamp":"2024-05-01T00:00:00Z",
+            "order_id":"o-1","customer_id":"c-1","total_amount":1,
+            "items":[{"product_id":"p","quantity":0,"price":1,"quantity":2}],
+            "status":"lost","status":"paid"}"#;
+        let event = normalise(data, &provenance(), 1 << 20).unwrap();
+        assert_eq!(fields(&event)["status"], "paid");
+        assert_eq!(fields(&event)["items"][0]["quantity"], 2);
+
+        let data = br#"{"event_type":"order","event_id":"e-1","timestamp":"2024-05-01T00:00:00Z",
+            "order_id":"o-1","customer_id":"c-1","total_amount":1,
+            "items":[{"product_id":"p","quantity":1,"price":1}],"status":"paid","status":"lost"}"#;
+        let err = normalise(data, &provenance(), 1 << 20).unwrap_err();
+        assert_eq!(err.reason, Reason::BadValue);
+        assert!(err.detail.contains("\"lost\""), "{}", err.detail);
+
+        let data = br#"{"event_type":"Scan","event_type":"scan","event_id":"../x","event_id":"e-2",
+            "timestamp":"2024-05-01T00:00:00Z"}"#;
+        let event = normalise(data, &provenance(), 1 << 20).unwrap();
+        assert_eq!(
+            (event.event_type.as_str(), event.event_id.as_str()),
+            ("scan", "e-2")
+        );
+    }
+
+    #[test]
+    fn escaped_values_are_checked_unescaped() {
+        let data = br#"{"event_type":"\u006frder","event_id":"e\u002d1","timestamp":"2024-05-01T00:00:00Z",
+            "order_id":"o-1","customer_id":"c-1","total_amount":1,
+            "items":[{"product_id":"p","quantity":1,"price":1}],"status":"p\u0061id"}"#;
+        let event = normalise(data, &provenance(), 1 << 20).unwrap();
+        assert_eq!(
+            (event.event_type.as_str(), event.event_id.as_str()),
+            ("order", "e-1")
+        );
+        assert_eq!(fields(&event)["status"], "paid");
+    }
+
+    #[test]
+    fn an_unparseable_publish_time_is_dropped_not_kept() {
+        let p = Provenance {
+            publish_time: Some("soon"),
+            ..provenance()
+        };
+        let data = serde_json::to_vec(&with("order", "publish_time", json!("kept?"))).unwrap();
+        let event = normalise(&data, &p, 1 << 20).unwrap();
+        assert!(!fields(&event).contains_key("publish_time"));
+    }
+
+    #[test]
+    fn event_date_is_the_utc_day_in_every_year_rfc_3339_can_reach() {
+        // `date_naive().to_string()` stands in for `format("%Y-%m-%d")`; they agree at the edges.
+        for timestamp in [
+            "0000-01-01T00:30:00+01:00",
+            "0000-01-01T00:00:00Z",
+            "0999-12-31T23:59:59Z",
+            "2024-05-01T23:30:00-02:00",
+            "9999-12-31T23:59:59-01:00",
+        ] {
+            let event = run(&with("shipment_scan", "timestamp", json!(timestamp))).unwrap();
+            assert_eq!(
+                fields(&event)["event_date"],
+                event.timestamp.format("%Y-%m-%d").to_string(),
+                "{timestamp}"
+            );
+        }
+        let event = run(&with(
+            "scan",
+            "timestamp",
+            json!("2024-05-01T23:30:00-02:00"),
+        ))
+        .unwrap();
+        assert_eq!(fields(&event)["event_date"], "2024-05-02");
     }
 }
