@@ -69,7 +69,7 @@ async fn archive_and_publish(
     event: &NormalisedEvent,
 ) -> Result<Ingested, FunctionError> {
     let config = state.config();
-    let json = Bytes::from(event.to_json());
+    let json = event.json().clone();
     let created = state
         .inner
         .objects
