@@ -104,6 +104,29 @@ async fn a_table_round_trips_its_spec_and_ignores_repeated_ids() {
     drop(warehouse);
     let reopened = DuckDbWarehouse::open(&path, "pulse").unwrap();
     assert_eq!(reopened.table("readings").await.unwrap().unwrap(), created);
+
+    // A repeat this process never wrote (a redelivery after a restart) is still ignored, and
+    // the new rows beside it are written.
+    reopened
+        .insert_rows(
+            "readings",
+            &[row("a", json!({"reading": -1.0})), row("d", json!({}))],
+        )
+        .await
+        .unwrap();
+    let rows = reopened
+        .query("SELECT event_id, reading FROM pulse.readings ORDER BY event_id")
+        .await
+        .unwrap();
+    let ids: Vec<&str> = rows
+        .iter()
+        .map(|r| r["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["a", "b", "c", "d"]);
+    assert_eq!(
+        rows[0]["reading"], 1.5,
+        "the first write of an id still stands"
+    );
 }
 
 #[tokio::test]

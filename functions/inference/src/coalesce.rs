@@ -46,6 +46,9 @@ pub enum ScoreError {
 struct Job {
     instance: Value,
     bytes: usize,
+    /// When the job was queued: the linger counts from here, so a job that waited for a free
+    /// call slot does not wait a whole linger more.
+    queued: Instant,
     reply: oneshot::Sender<Result<Scored, ScoreError>>,
 }
 
@@ -96,6 +99,7 @@ impl Scorer {
         let job = Job {
             instance,
             bytes,
+            queued: Instant::now(),
             reply,
         };
         if self.sender.send(job).await.is_err() {
@@ -146,7 +150,7 @@ impl Grouper {
             let Ok(permit) = in_flight.clone().acquire_owned().await else {
                 return;
             };
-            let deadline = Instant::now() + self.linger;
+            let deadline = first.queued + self.linger;
             let mut bytes = first.bytes;
             let mut batch = vec![first];
             while batch.len() < self.max_instances {

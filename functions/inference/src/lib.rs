@@ -13,6 +13,7 @@ mod trigger;
 mod vertex;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::post;
@@ -71,10 +72,11 @@ impl AppState {
         tracing::info!(endpoint = %client.url(), scored = ?features.types().collect::<Vec<_>>(), "predictions from");
         let scorer = coalesce::Scorer::start(client, settings);
         let table = settings.table.clone();
-        // The rows of one predict call reach the writer together, already a batch: waiting the
-        // full warehouse linger on top of the predict linger would only add latency.
+        // The rows of one predict call reach the writer together, already a batch, and rows
+        // that come while a write is in progress form the next one: lingering on top of the
+        // predict linger would only add latency.
         let limits = BatchLimits {
-            linger: config.batch.linger.min(settings.linger),
+            linger: Duration::ZERO,
             ..config.batch
         };
         let writers = Writers::new(

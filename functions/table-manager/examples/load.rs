@@ -48,6 +48,11 @@ fn body(i: u64) -> String {
     .to_string()
 }
 
+/// The value below which a fraction `p` of the sorted `values` lie.
+fn percentile(values: &[Duration], p: f64) -> Duration {
+    values[((values.len() as f64 * p) as usize).min(values.len() - 1)]
+}
+
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
@@ -129,7 +134,7 @@ async fn main() {
         latencies.push(latency);
     }
     latencies.sort();
-    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    let pct = |p| percentile(&latencies, p);
 
     let counted = warehouse
         .query("SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM pulse.device_telemetry")
@@ -149,6 +154,15 @@ async fn main() {
     println!(
         "warehouse writes {writes}, rows sent {rows_sent}, rows per write {:.1}",
         rows_sent as f64 / writes.max(1) as f64
+    );
+    let mut write_times = warehouse.insert_times.lock().unwrap().clone();
+    write_times.sort();
+    let write_pct = |p| percentile(&write_times, p);
+    println!(
+        "write time       p50 {:.1?}  p99 {:.1?}  max {:.1?}",
+        write_pct(0.50),
+        write_pct(0.99),
+        write_pct(1.0)
     );
     println!(
         "latency          p50 {:.1?}  p99 {:.1?}  max {:.1?}  (linger {linger:?})",

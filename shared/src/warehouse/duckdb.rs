@@ -1,13 +1,23 @@
 //! The local warehouse: an embedded DuckDB file (`$PULSE_DATA_DIR/warehouse.duckdb`), one schema
 //! per dataset. DuckDB has no partitions or clustering: the table comment records them (as JSON)
 //! so `GET /tables` shows what BigQuery would have, and the row-id column is the primary key, so
-//! `INSERT OR IGNORE` drops repeats.
+//! a repeated id is never stored twice.
+//!
+//! Rows reach a table as an Arrow batch (decoded from JSON by `arrow-json`, scanned by DuckDB's
+//! `arrow` table function). A plain `INSERT` is used while the ids are new: DuckDB's
+//! `INSERT OR IGNORE` costs several times more per batch (docs/benchmarks.md). Ids this process
+//! committed lately are left out before the insert; a repeat older than that makes the plain
+//! insert fail on the key, and the batch is then written with `INSERT OR IGNORE`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use arrow_json::ReaderBuilder;
+use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
+use duckdb::arrow::record_batch::RecordBatch;
+use duckdb::vtab::arrow::{ArrowBatchRegistration, ArrowVTab};
 use duckdb::{Connection, params};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -31,8 +41,10 @@ struct Inner {
     root: Mutex<Connection>,
     /// Idle connections, reused; DuckDB runs statements of different connections in parallel.
     idle: Mutex<Vec<Connection>>,
-    /// The `json_transform` structure of each table's rows, built from its columns.
-    structures: Mutex<HashMap<String, Arc<String>>>,
+    /// How rows are written to each table, built from its columns.
+    writes: Mutex<HashMap<String, Arc<TableWrite>>>,
+    /// The ids this process committed lately, per table.
+    committed: Mutex<HashMap<String, RecentIds>>,
 }
 
 /// What the table comment holds: what DuckDB itself has no place for.
@@ -59,13 +71,17 @@ impl DuckDbWarehouse {
         connection
             .execute_batch(&format!("CREATE SCHEMA IF NOT EXISTS {};", quote(dataset)))
             .map_err(|e| classify(operation(), &e))?;
+        connection
+            .register_table_function::<ArrowVTab>(ARROW_SCAN)
+            .map_err(|e| classify(operation(), &e))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 dataset: dataset.to_owned(),
                 path: path.display().to_string(),
                 root: Mutex::new(connection),
                 idle: Mutex::default(),
-                structures: Mutex::default(),
+                writes: Mutex::default(),
+                committed: Mutex::default(),
             }),
         })
     }
@@ -106,16 +122,81 @@ impl Inner {
             .pop();
         match idle {
             Some(connection) => Ok(connection),
-            None => self
-                .root
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .try_clone(),
+            None => {
+                let connection = self
+                    .root
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .try_clone()?;
+                connection.register_table_function::<ArrowVTab>(ARROW_SCAN)?;
+                Ok(connection)
+            }
         }
     }
 
-    fn forget_structure(&self, table: &str) {
-        self.structures
+    fn forget_write(&self, table: &str) {
+        self.writes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(table);
+    }
+
+    /// How rows are written to `table`, from the cache or from the table itself.
+    fn table_write(
+        &self,
+        connection: &Connection,
+        table: &str,
+    ) -> Result<Arc<TableWrite>, duckdb::Error> {
+        let cached = self
+            .writes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(table)
+            .cloned();
+        if let Some(write) = cached {
+            return Ok(write);
+        }
+        let spec = self
+            .describe(connection, table)?
+            .ok_or(duckdb::Error::QueryReturnedNoRows)?;
+        let write = Arc::new(TableWrite::new(
+            &format!("{}.{}", quote(&self.dataset), quote(table)),
+            &spec,
+        ));
+        self.writes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(table.to_owned(), write.clone());
+        Ok(write)
+    }
+
+    /// The rows (with their positions) whose ids this process has not committed to `table`
+    /// lately.
+    fn not_committed<'r>(&self, table: &str, rows: &'r [Row]) -> Vec<(usize, &'r Row)> {
+        let committed = self
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let recent = committed.get(table);
+        rows.iter()
+            .enumerate()
+            .filter(|(_, row)| recent.is_none_or(|recent| !recent.contains(&row.id)))
+            .collect()
+    }
+
+    fn remember_committed(&self, table: &str, rows: &[&Row]) {
+        let mut committed = self
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let recent = committed.entry(table.to_owned()).or_default();
+        for row in rows {
+            recent.insert(&row.id);
+        }
+    }
+
+    fn forget_committed(&self, table: &str) {
+        self.committed
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(table);
@@ -185,32 +266,6 @@ impl Inner {
             row_id_column: comment.row_id_column,
         }))
     }
-
-    /// The `json_transform` structure that turns a JSON array of rows into typed rows.
-    fn structure(&self, spec: &TableSpec) -> Arc<String> {
-        let structure = Arc::new(
-            Value::Array(vec![Value::Object(
-                spec.columns
-                    .iter()
-                    .map(|c| (c.name.clone(), json_structure(c)))
-                    .collect(),
-            )])
-            .to_string(),
-        );
-        self.structures
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(spec.name.clone(), structure.clone());
-        structure
-    }
-
-    fn cached_structure(&self, table: &str) -> Option<Arc<String>> {
-        self.structures
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(table)
-            .cloned()
-    }
 }
 
 #[async_trait]
@@ -228,6 +283,8 @@ impl Warehouse for DuckDbWarehouse {
                 return Ok(existing);
             }
             transaction.execute_batch(&create_table_sql(&name, &spec))?;
+            // A table made anew (perhaps after a drop) holds none of the ids seen before.
+            inner.forget_committed(&spec.name);
             let comment = TableComment {
                 description: spec.description.clone(),
                 partition_column: spec.partition_column.clone(),
@@ -275,7 +332,7 @@ impl Warehouse for DuckDbWarehouse {
         self.with_connection(
             format!("add columns to {name}"),
             move |connection, inner| {
-                inner.forget_structure(&table);
+                inner.forget_write(&table);
                 let transaction = connection.transaction()?;
                 for addition in &additions {
                     let path: Vec<String> = addition
@@ -310,40 +367,39 @@ impl Warehouse for DuckDbWarehouse {
 
     async fn insert_rows(&self, table: &str, rows: &[Row]) -> Result<(), InsertError> {
         let table_owned = table.to_owned();
-        let name = self.table_name(table);
-        let rows: Vec<String> = rows
-            .iter()
-            .map(|row| Value::Object(row.values.clone()).to_string())
-            .collect();
+        let rows = rows.to_vec();
         let outcome = self
-            .with_connection(format!("insert into {name}"), move |connection, inner| {
-                let structure = match inner.cached_structure(&table_owned) {
-                    Some(structure) => structure,
-                    None => match inner.describe(connection, &table_owned)? {
-                        Some(spec) => inner.structure(&spec),
-                        None => return Err(duckdb::Error::QueryReturnedNoRows),
-                    },
-                };
-                let sql = format!(
-                    "INSERT OR IGNORE INTO {name} BY NAME \
-                     SELECT unnest(r) FROM (SELECT unnest(json_transform(?::JSON, {})) AS r)",
-                    literal(&structure)
-                );
-                let batch = format!("[{}]", rows.join(","));
-                match connection.execute(&sql, params![batch]) {
-                    Ok(_) => Ok(Vec::new()),
-                    Err(err) if classify("", &err).retry == Retry::Permanent => {
-                        refused_rows(connection, &sql, &rows, err)
+            .with_connection(
+                format!("insert into {}", self.table_name(table)),
+                move |connection, inner| {
+                    let write = inner.table_write(connection, &table_owned)?;
+                    let (positions, fresh): (Vec<usize>, Vec<&Row>) =
+                        inner.not_committed(&table_owned, &rows).into_iter().unzip();
+                    if fresh.is_empty() {
+                        return Ok(Vec::new());
                     }
-                    Err(err) => Err(err),
-                }
-            })
+                    match write.insert(connection, &fresh) {
+                        Ok(()) => {
+                            inner.remember_committed(&table_owned, &fresh);
+                            Ok(Vec::new())
+                        }
+                        Err(err) if classify("", &err).retry == Retry::Permanent => {
+                            let refused = refused_rows(connection, &write, &fresh, err)?;
+                            Ok(refused
+                                .into_iter()
+                                .map(|(index, detail)| (positions[index], detail))
+                                .collect())
+                        }
+                        Err(err) => Err(err),
+                    }
+                },
+            )
             .await;
         match outcome {
             Ok(refused) if refused.is_empty() => Ok(()),
             Ok(refused) => Err(InsertError::RowsRefused(refused)),
             Err(err) => {
-                self.inner.forget_structure(table);
+                self.inner.forget_write(table);
                 Err(err.into())
             }
         }
@@ -482,18 +538,172 @@ const LOAD_LEDGER: &str = "CREATE SCHEMA IF NOT EXISTS _pulse;
         load_id VARCHAR PRIMARY KEY, table_name VARCHAR NOT NULL, uri VARCHAR NOT NULL,
         rows UBIGINT NOT NULL, loaded_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp);";
 
+/// The table function that scans a registered Arrow batch.
+const ARROW_SCAN: &str = "arrow";
+
+/// How many committed ids per table are remembered, to leave redeliveries out before an insert
+/// (about 5 MB per table; a repeat older than that is still caught by the key).
+const RECENT_IDS: usize = 65_536;
+
+/// How a batch of rows is written to one table.
+struct TableWrite {
+    /// What the rows are decoded to: the table's columns and records, every other value as its
+    /// JSON text, which DuckDB casts to the column's type on insert (as it would from JSON).
+    schema: SchemaRef,
+    columns: Vec<Column>,
+    /// Whether any column, at any depth, holds JSON (such values are sent as their text).
+    has_json: bool,
+    insert: String,
+    insert_ignoring_repeats: String,
+}
+
+impl TableWrite {
+    fn new(name: &str, spec: &TableSpec) -> Self {
+        let select = format!("BY NAME SELECT * FROM {ARROW_SCAN}(?)");
+        Self {
+            schema: Arc::new(Schema::new(
+                spec.columns.iter().map(arrow_field).collect::<Vec<_>>(),
+            )),
+            columns: spec.columns.clone(),
+            has_json: spec.columns.iter().any(holds_json),
+            insert: format!("INSERT INTO {name} {select}"),
+            insert_ignoring_repeats: format!("INSERT OR IGNORE INTO {name} {select}"),
+        }
+    }
+
+    /// Writes the rows in one statement: a plain insert, or, when an id is already in the
+    /// table, one that skips the ids it holds.
+    fn insert(&self, connection: &Connection, rows: &[&Row]) -> Result<(), duckdb::Error> {
+        let batch = self.decode(rows).map_err(arrow_error)?;
+        let registration = ArrowBatchRegistration::new(batch);
+        let plain = connection
+            .prepare_cached(&self.insert)?
+            .execute(params![&registration]);
+        match plain {
+            Err(err) if is_repeated_key(&err) => connection
+                .prepare_cached(&self.insert_ignoring_repeats)?
+                .execute(params![&registration])
+                .map(drop),
+            other => other.map(drop),
+        }
+    }
+
+    fn decode(&self, rows: &[&Row]) -> Result<RecordBatch, ArrowError> {
+        let mut decoder = ReaderBuilder::new(self.schema.clone())
+            .with_coerce_primitive(true)
+            .with_batch_size(rows.len().max(1))
+            .build_decoder()?;
+        if self.has_json {
+            let texts: Vec<Map<String, Value>> = rows
+                .iter()
+                .map(|row| json_as_text(&self.columns, &row.values))
+                .collect();
+            decoder.serialize(&texts)?;
+        } else {
+            let values: Vec<&Map<String, Value>> = rows.iter().map(|row| &row.values).collect();
+            decoder.serialize(&values)?;
+        }
+        Ok(decoder
+            .flush()?
+            .unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone())))
+    }
+}
+
+/// The ids of a table committed lately, the oldest forgotten first.
+#[derive(Default)]
+struct RecentIds {
+    ids: HashSet<Arc<str>>,
+    order: VecDeque<Arc<str>>,
+}
+
+impl RecentIds {
+    fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
+
+    fn insert(&mut self, id: &str) {
+        let id: Arc<str> = Arc::from(id);
+        if self.ids.insert(id.clone()) {
+            self.order.push_back(id);
+        }
+        while self.order.len() > RECENT_IDS {
+            if let Some(oldest) = self.order.pop_front() {
+                self.ids.remove(&oldest);
+            }
+        }
+    }
+}
+
+/// A column as an Arrow field: records and lists keep their shape; every other value is text.
+fn arrow_field(column: &Column) -> Field {
+    let element = match &column.kind {
+        ColumnType::Record(fields) => DataType::Struct(fields.iter().map(arrow_field).collect()),
+        _ => DataType::Utf8,
+    };
+    let data_type = if column.mode == Mode::Repeated {
+        DataType::List(Arc::new(Field::new("item", element, true)))
+    } else {
+        element
+    };
+    Field::new(&column.name, data_type, true)
+}
+
+fn holds_json(column: &Column) -> bool {
+    match &column.kind {
+        ColumnType::Json => true,
+        ColumnType::Record(fields) => fields.iter().any(holds_json),
+        _ => false,
+    }
+}
+
+/// The row with the values of JSON columns (at any depth) replaced by their JSON text.
+fn json_as_text(columns: &[Column], values: &Map<String, Value>) -> Map<String, Value> {
+    let mut values = values.clone();
+    for column in columns.iter().filter(|c| holds_json(c)) {
+        if let Some(value) = values.get_mut(&column.name) {
+            *value = column_as_text(column, value);
+        }
+    }
+    values
+}
+
+fn column_as_text(column: &Column, value: &Value) -> Value {
+    let element = |value: &Value| match (&column.kind, value) {
+        (_, Value::Null) => Value::Null,
+        (ColumnType::Json, value) => Value::String(value.to_string()),
+        (ColumnType::Record(fields), Value::Object(record)) => {
+            Value::Object(json_as_text(fields, record))
+        }
+        (_, value) => value.clone(),
+    };
+    match (column.mode, value) {
+        (Mode::Repeated, Value::Array(items)) => Value::Array(items.iter().map(element).collect()),
+        _ => element(value),
+    }
+}
+
+fn arrow_error(err: ArrowError) -> duckdb::Error {
+    duckdb::Error::ToSqlConversionFailure(Box::new(err))
+}
+
+/// A primary-key violation: an id the table already holds.
+fn is_repeated_key(err: &duckdb::Error) -> bool {
+    let message = err.to_string().to_lowercase();
+    message.contains("constraint") && message.contains("duplicate key")
+}
+
 /// After a permanent batch failure: which rows fail on their own (each tried in a transaction
 /// that is rolled back, so nothing is written). If none does alone, the batch error stands.
 fn refused_rows(
     connection: &mut Connection,
-    sql: &str,
-    rows: &[String],
+    write: &TableWrite,
+    rows: &[&Row],
     batch_error: duckdb::Error,
 ) -> Result<Vec<(usize, String)>, duckdb::Error> {
     let mut refused = Vec::new();
     for (index, row) in rows.iter().enumerate() {
         let transaction = connection.transaction()?;
-        if let Err(err) = transaction.execute(sql, params![format!("[{row}]")]) {
+        if let Err(err) = write.insert(&transaction, &[row]) {
             refused.push((index, err.to_string()));
         }
         transaction.rollback()?;
@@ -548,27 +758,6 @@ fn sql_type(column: &Column) -> String {
     };
     if column.mode == Mode::Repeated {
         format!("{element}[]")
-    } else {
-        element
-    }
-}
-
-/// A column's shape for `json_transform`.
-fn json_structure(column: &Column) -> Value {
-    let element = match &column.kind {
-        ColumnType::Record(fields) => Value::Object(
-            fields
-                .iter()
-                .map(|f| (f.name.clone(), json_structure(f)))
-                .collect(),
-        ),
-        _ => Value::String(sql_type(&Column {
-            mode: Mode::Nullable,
-            ..column.clone()
-        })),
-    };
-    if column.mode == Mode::Repeated {
-        Value::Array(vec![element])
     } else {
         element
     }

@@ -40,6 +40,9 @@ struct Pending {
     kind: String,
     row: Row,
     bytes: usize,
+    /// When the row reached the writer's queue: its linger counts from here, so a row that
+    /// waited behind a write in progress does not wait a whole linger more.
+    queued: Instant,
     reply: Reply,
 }
 
@@ -80,6 +83,7 @@ impl Writers {
             kind: kind.to_owned(),
             row: Row { id, values },
             bytes,
+            queued: Instant::now(),
             reply,
         };
         // A writer that stopped (it never should) is replaced once.
@@ -147,7 +151,7 @@ struct TableWriter {
 impl TableWriter {
     async fn run(mut self, mut receiver: mpsc::Receiver<Pending>) {
         while let Some(first) = receiver.recv().await {
-            let deadline = Instant::now() + self.limits.linger;
+            let deadline = first.queued + self.limits.linger;
             let mut bytes = first.bytes;
             let mut batch = vec![first];
             while batch.len() < self.limits.max_rows && bytes < self.limits.max_bytes {

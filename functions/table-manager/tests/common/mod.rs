@@ -2,6 +2,8 @@
 //! the load benchmark (`examples/load.rs` includes this file by path).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use pulse_shared::error::{BackendError, Retry};
@@ -23,6 +25,8 @@ pub struct Observed {
     pub metadata_calls: AtomicU64,
     /// While set, `insert_rows` fails with a transient error and writes nothing.
     pub failing: AtomicBool,
+    /// How long each `insert_rows` call took.
+    pub insert_times: Mutex<Vec<Duration>>,
 }
 
 impl Observed {
@@ -33,6 +37,7 @@ impl Observed {
             rows: AtomicU64::new(0),
             metadata_calls: AtomicU64::new(0),
             failing: AtomicBool::new(false),
+            insert_times: Mutex::default(),
         }
     }
 }
@@ -60,7 +65,13 @@ impl Warehouse for Observed {
         if self.failing.load(Ordering::SeqCst) {
             return Err(BackendError::new("insert", Retry::Transient, "test outage").into());
         }
-        self.inner.insert_rows(table, rows).await
+        let started = Instant::now();
+        let result = self.inner.insert_rows(table, rows).await;
+        self.insert_times
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(started.elapsed());
+        result
     }
     async fn load_parquet(&self, t: &str, uri: &str, id: &str) -> Result<LoadOutcome, LoadError> {
         self.inner.load_parquet(t, uri, id).await
