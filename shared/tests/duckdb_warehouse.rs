@@ -47,6 +47,12 @@ fn row(id: &str, values: Value) -> Row {
     }
 }
 
+fn event_ids(rows: &[Map<String, Value>]) -> Vec<&str> {
+    rows.iter()
+        .map(|r| r["event_id"].as_str().unwrap())
+        .collect()
+}
+
 #[tokio::test]
 async fn a_table_round_trips_its_spec_and_ignores_repeated_ids() {
     let dir = tempfile::tempdir().unwrap();
@@ -78,11 +84,7 @@ async fn a_table_round_trips_its_spec_and_ignores_repeated_ids() {
         .query("SELECT event_id, reading, place, tags, extra, \"timestamp\" FROM pulse.readings ORDER BY event_id")
         .await
         .unwrap();
-    let ids: Vec<&str> = rows
-        .iter()
-        .map(|r| r["event_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, ["a", "b", "c"]);
+    assert_eq!(event_ids(&rows), ["a", "b", "c"]);
     assert_eq!(rows[0]["reading"], 1.5, "the first write of an id stands");
     assert_eq!(rows[0]["place"]["room"], "lab");
     assert_eq!(rows[0]["tags"], json!(["x", "y"]));
@@ -118,11 +120,7 @@ async fn a_table_round_trips_its_spec_and_ignores_repeated_ids() {
         .query("SELECT event_id, reading FROM pulse.readings ORDER BY event_id")
         .await
         .unwrap();
-    let ids: Vec<&str> = rows
-        .iter()
-        .map(|r| r["event_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, ["a", "b", "c", "d"]);
+    assert_eq!(event_ids(&rows), ["a", "b", "c", "d"]);
     assert_eq!(
         rows[0]["reading"], 1.5,
         "the first write of an id still stands"
