@@ -141,6 +141,28 @@ impl GenerateReport {
         })
     }
 
+    /// What went wrong, if anything: the run failed, a publish failed (those events are not in
+    /// the topic), or the pipeline did not settle. A run stopped with Ctrl-C is not a problem.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Finish::Failed(why) = &self.finish {
+            problems.push(format!("the run failed: {why}"));
+        }
+        if self.progress.failed > 0 {
+            problems.push(format!(
+                "{} message(s) could not be published and are not in the topic",
+                self.progress.failed
+            ));
+        }
+        if !self.settled {
+            problems.push(format!(
+                "the pipeline had not settled after {} s",
+                SETTLE_TIMEOUT.as_secs()
+            ));
+        }
+        problems
+    }
+
     fn outcome(&self) -> String {
         match &self.finish {
             Finish::Completed => "completed".to_owned(),
@@ -187,5 +209,41 @@ impl fmt::Display for GenerateReport {
                 "; NOT settled: deliveries were still in flight when the wait ended"
             }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+    use super::*;
+
+    fn report(finish: Finish, failed: u64, settled: bool) -> GenerateReport {
+        GenerateReport {
+            spec: RunRequest {
+                scenario: Some("light_demo".to_owned()),
+                ..RunRequest::default()
+            }
+            .resolve("events-raw")
+            .unwrap(),
+            finish,
+            progress: ProgressSnapshot {
+                failed,
+                ..ProgressSnapshot::default()
+            },
+            processed: 0,
+            settled,
+        }
+    }
+
+    #[test]
+    fn a_clean_or_cancelled_run_has_no_problems_and_anything_else_is_named() {
+        assert!(report(Finish::Completed, 0, true).problems().is_empty());
+        assert!(report(Finish::Cancelled, 0, true).problems().is_empty());
+        let problems = report(Finish::Failed("the bus stopped".to_owned()), 3, false).problems();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].contains("the bus stopped"));
+        assert!(problems[1].starts_with("3 message(s)"));
+        assert!(problems[2].contains("not settled"));
     }
 }

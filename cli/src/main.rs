@@ -75,6 +75,12 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 println!("{report}");
             }
+            let problems = report.problems();
+            anyhow::ensure!(
+                problems.is_empty(),
+                "the run did not go cleanly: {}",
+                problems.join("; ")
+            );
         }
     }
     Ok(())
