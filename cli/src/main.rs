@@ -55,33 +55,43 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Demo(args) => {
             let report = demo::run(config, ports, &args).await?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!("{report}");
-            }
-            let mismatches = report.mismatches();
-            anyhow::ensure!(
-                mismatches.is_empty(),
-                "the pipeline stored something other than the plan says: {}",
-                mismatches.join("; ")
-            );
+            let json = args
+                .json
+                .then(|| serde_json::to_value(&report))
+                .transpose()?;
+            print_report(
+                json,
+                &report,
+                &report.mismatches(),
+                "the pipeline stored something other than the plan says",
+            )?;
         }
         Command::Generate(args) => {
             let json = args.json;
             let report = generate::run(config, ports, args).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report.to_json())?);
-            } else {
-                println!("{report}");
-            }
-            let problems = report.problems();
-            anyhow::ensure!(
-                problems.is_empty(),
-                "the run did not go cleanly: {}",
-                problems.join("; ")
-            );
+            print_report(
+                json.then(|| report.to_json()),
+                &report,
+                &report.problems(),
+                "the run did not go cleanly",
+            )?;
         }
     }
+    Ok(())
+}
+
+/// Prints a command's report (as JSON when given, else as text), then fails the command when
+/// the report names problems, so that a script can rely on the exit status.
+fn print_report(
+    json: Option<serde_json::Value>,
+    text: &impl std::fmt::Display,
+    problems: &[String],
+    meaning: &str,
+) -> anyhow::Result<()> {
+    match json {
+        Some(json) => println!("{}", serde_json::to_string_pretty(&json)?),
+        None => println!("{text}"),
+    }
+    anyhow::ensure!(problems.is_empty(), "{meaning}: {}", problems.join("; "));
     Ok(())
 }

@@ -213,24 +213,24 @@ async fn the_demo_command_reports_what_the_pipeline_stored() {
     }
 }
 
+/// A short duplicate storm with a fixed seed: the same events on every run.
+const GENERATE_ARGS: [&str; 9] = [
+    "generate",
+    "--scenario",
+    "duplicate_storm",
+    "--count",
+    "50",
+    "--duration",
+    "1s",
+    "--seed",
+    "7",
+];
+
 #[tokio::test]
 async fn pulse_generate_reports_what_it_sent_and_the_pipeline_kept_it_once() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
-    let report = pulse(
-        data,
-        &[
-            "generate",
-            "--scenario",
-            "duplicate_storm",
-            "--count",
-            "50",
-            "--duration",
-            "1s",
-            "--seed",
-            "7",
-        ],
-    );
+    let report = pulse(data, &GENERATE_ARGS);
     assert_eq!(report["outcome"], "completed", "{report:#}");
     assert_eq!(report["settled"], true);
     assert_eq!(report["seed"], 7);
@@ -263,20 +263,7 @@ async fn pulse_generate_reports_what_it_sent_and_the_pipeline_kept_it_once() {
 
     // Same seed, same events: a second run in a fresh data dir reports the same counts.
     let other = tempfile::tempdir().unwrap();
-    let again = pulse(
-        other.path(),
-        &[
-            "generate",
-            "--scenario",
-            "duplicate_storm",
-            "--count",
-            "50",
-            "--duration",
-            "1s",
-            "--seed",
-            "7",
-        ],
-    );
+    let again = pulse(other.path(), &GENERATE_ARGS);
     assert_eq!(again["duplicates"], report["duplicates"]);
     let again_raw = files_under(&other.path().join("gcs/pulse-raw/raw"));
     assert_eq!(event_ids(&again_raw), event_ids(&raw), "the same event ids");

@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use arrow_json::ReaderBuilder;
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
@@ -96,11 +96,7 @@ impl DuckDbWarehouse {
         let task = tokio::task::spawn_blocking(move || {
             let mut connection = inner.checkout().map_err(|e| classify(&operation, &e))?;
             let result = work(&mut connection, &inner).map_err(|e| classify(&operation, &e));
-            inner
-                .idle
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(connection);
+            lock(&inner.idle).push(connection);
             result
         });
         task.await.map_err(|e| {
@@ -109,36 +105,30 @@ impl DuckDbWarehouse {
     }
 
     fn table_name(&self, table: &str) -> String {
-        format!("{}.{}", quote(&self.inner.dataset), quote(table))
+        self.inner.table_name(table)
     }
 }
 
 impl Inner {
     fn checkout(&self) -> Result<Connection, duckdb::Error> {
-        let idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
+        let idle = lock(&self.idle).pop();
         match idle {
             Some(connection) => Ok(connection),
             None => {
-                let connection = self
-                    .root
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .try_clone()?;
+                let connection = lock(&self.root).try_clone()?;
                 connection.register_table_function::<ArrowVTab>(ARROW_SCAN)?;
                 Ok(connection)
             }
         }
     }
 
+    /// The table's quoted, dataset-qualified name.
+    fn table_name(&self, table: &str) -> String {
+        format!("{}.{}", quote(&self.dataset), quote(table))
+    }
+
     fn forget_write(&self, table: &str) {
-        self.writes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(table);
+        lock(&self.writes).remove(table);
     }
 
     /// How rows are written to `table`, from the cache or from the table itself.
@@ -147,36 +137,22 @@ impl Inner {
         connection: &Connection,
         table: &str,
     ) -> Result<Arc<TableWrite>, duckdb::Error> {
-        let cached = self
-            .writes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(table)
-            .cloned();
+        let cached = lock(&self.writes).get(table).cloned();
         if let Some(write) = cached {
             return Ok(write);
         }
         let spec = self
             .describe(connection, table)?
             .ok_or(duckdb::Error::QueryReturnedNoRows)?;
-        let write = Arc::new(TableWrite::new(
-            &format!("{}.{}", quote(&self.dataset), quote(table)),
-            &spec,
-        ));
-        self.writes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(table.to_owned(), write.clone());
+        let write = Arc::new(TableWrite::new(&self.table_name(table), &spec));
+        lock(&self.writes).insert(table.to_owned(), write.clone());
         Ok(write)
     }
 
     /// The rows (with their positions) whose ids this process has not committed to `table`
     /// lately.
     fn not_committed<'r>(&self, table: &str, rows: &'r [Row]) -> Vec<(usize, &'r Row)> {
-        let committed = self
-            .committed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let committed = lock(&self.committed);
         let recent = committed.get(table);
         rows.iter()
             .enumerate()
@@ -185,10 +161,7 @@ impl Inner {
     }
 
     fn remember_committed(&self, table: &str, rows: &[&Row]) {
-        let mut committed = self
-            .committed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut committed = lock(&self.committed);
         let recent = committed.entry(table.to_owned()).or_default();
         for row in rows {
             recent.insert(&row.id);
@@ -196,10 +169,7 @@ impl Inner {
     }
 
     fn forget_committed(&self, table: &str) {
-        self.committed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(table);
+        lock(&self.committed).remove(table);
     }
 
     /// Reads a table's columns, descriptions and comment.
@@ -761,6 +731,12 @@ fn sql_type(column: &Column) -> String {
     } else {
         element
     }
+}
+
+/// The guarded value; a panic elsewhere while holding the lock leaves nothing half-changed here
+/// (every critical section is a single map or list operation), so a poisoned lock is used as is.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A quoted identifier. Names are validated before they get here; quoting is the second guard.
