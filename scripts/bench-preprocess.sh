@@ -6,7 +6,8 @@
 #
 # Server pinned to core 0 with one tokio worker (TOKIO_WORKER_THREADS=1); wrk on core 1 with
 # 32 connections; each request a distinct ~1 KB order event (scripts/bench/push.lua) delivered
-# as a binary-mode CloudEvent. Local backends, durable writes (syncfs before every answer).
+# as a binary-mode CloudEvent. Local backends, durable writes (the journal's fdatasync before
+# every answer; the files follow, and the server writes the rest when it stops: "drain").
 set -euo pipefail
 
 duration=${1:-30}
@@ -42,7 +43,9 @@ load() {
   wait_for_port "$port"
   taskset -c 1 wrk -t1 -c32 -d"${duration}s" --latency -s "$root/scripts/bench/push.lua" \
     "http://127.0.0.1:$port/" >"$work/$name.wrk"
+  local stopping=$SECONDS
   kill "$server"; wait "$server" 2>/dev/null || true; server=""
+  echo "$((SECONDS - stopping))" >"$work/$name.drain"
   local rps p99 non2xx total
   rps=$(awk '/Requests\/sec/ {print $2}' "$work/$name.wrk")
   p99=$(awk '$1 == "99%" {print $2}' "$work/$name.wrk")
@@ -59,7 +62,7 @@ read -r _ bare_rps bare_p99 _ _ <<<"$bare"
 read -r _ rps p99 non2xx total <<<"$pre"
 echo "date:        $(date -u +%F)  machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "bare axum:   ${bare_rps} req/s, p99 ${bare_p99}"
-echo "preprocess:  ${rps} req/s, p99 ${p99}, non-2xx ${non2xx}, requests ${total}, raw objects ${archived}"
+echo "preprocess:  ${rps} req/s, p99 ${p99}, non-2xx ${non2xx}, requests ${total}, raw objects ${archived} (files written on stopping: $(cat "$work/preprocess.drain") s)"
 awk -v a="$rps" -v b="$bare_rps" 'BEGIN { printf "ratio:       %.2f of bare axum\n", a / b }'
 [ "$archived" -ge "$((total - non2xx))" ] || echo "WARNING: $archived raw objects for $((total - non2xx)) acknowledged requests" >&2
 echo "startup:     $(python3 "$root/scripts/bench/startup.py" "$preprocess_bin" 10)"

@@ -75,6 +75,12 @@ pub trait ObjectStore: Send + Sync {
 
     /// Where a warehouse reads the object from: `gs://bucket/name`, or a local file path.
     fn uri(&self, bucket: &str, name: &str) -> String;
+
+    /// Waits until every write answered so far is in its final place, for callers that look
+    /// past the store (at the local files). Cloud Storage writes are there when answered.
+    async fn flush(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
 }
 
 /// Which bytes of an object to read.

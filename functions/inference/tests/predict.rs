@@ -20,6 +20,7 @@ use inference::{AppState, app};
 use pulse_shared::auth::AccessTokens;
 use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
+use pulse_shared::storage::ObjectStore;
 use pulse_shared::warehouse::{DuckDbWarehouse, Warehouse};
 use serde_json::{Map, Value, json};
 use tower::ServiceExt as _;
@@ -105,6 +106,7 @@ async fn forward(
 
 struct Harness {
     dir: tempfile::TempDir,
+    objects: Arc<dyn ObjectStore>,
     proxy: Proxy,
     warehouse: Arc<DuckDbWarehouse>,
     state: AppState,
@@ -129,6 +131,7 @@ impl Harness {
         let state = AppState::new(config, &backends, warehouse.clone(), tokens).unwrap();
         Self {
             dir,
+            objects: backends.objects.clone(),
             proxy,
             warehouse,
             state,
@@ -137,6 +140,8 @@ impl Harness {
 
     async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
         let response = app(self.state.clone()).oneshot(request).await.unwrap();
+        // The tests look at the files themselves, which the store writes after answering.
+        self.objects.flush().await.unwrap();
         let status = response.status();
         let body = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await

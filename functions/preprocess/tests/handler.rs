@@ -115,6 +115,7 @@ impl ObjectStore for FailingStore {
 
 struct Harness {
     dir: tempfile::TempDir,
+    objects: Arc<dyn ObjectStore>,
     publisher: Arc<RecordingPublisher>,
     router: axum::Router,
 }
@@ -134,12 +135,13 @@ impl Harness {
             ..Config::local(dir.path())
         };
         let backends = Backends {
-            objects,
+            objects: objects.clone(),
             publisher: publisher.clone(),
         };
         let router = app(AppState::new(config, backends));
         Self {
             dir,
+            objects,
             publisher,
             router,
         }
@@ -185,6 +187,8 @@ impl Harness {
 
     async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
         let response = self.router.clone().oneshot(request).await.unwrap();
+        // The tests look at the files themselves, which the store writes after answering.
+        self.objects.flush().await.unwrap();
         let status = response.status();
         let body = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await

@@ -22,7 +22,7 @@ use preprocess::{AppState, app};
 use pulse_shared::backends::Backends;
 use pulse_shared::config::{BackendKind, Config};
 use pulse_shared::publish::PubsubPublisher;
-use pulse_shared::storage::LocalObjectStore;
+use pulse_shared::storage::{LocalObjectStore, ObjectStore};
 use serde_json::{Value, json};
 
 const EMULATOR: &str =
@@ -61,8 +61,10 @@ async fn pushed_events_are_archived_dead_lettered_and_published_processed() {
         pubsub_endpoint: Some(endpoint.clone()),
         ..Config::local(dir.path())
     };
+    let objects: Arc<dyn ObjectStore> =
+        Arc::new(LocalObjectStore::open(dir.path().join("gcs"), true).expect("store"));
     let backends = Backends {
-        objects: Arc::new(LocalObjectStore::open(dir.path().join("gcs"), true).expect("store")),
+        objects: objects.clone(),
         publisher: Arc::new(
             PubsubPublisher::connect(PROJECT, Some(&endpoint), true)
                 .await
@@ -167,6 +169,8 @@ async fn pushed_events_are_archived_dead_lettered_and_published_processed() {
         processed.push(message);
     }
 
+    // The store writes its files after answering; the test looks at the files.
+    objects.flush().await.expect("flush the local store");
     let gcs = dir.path().join("gcs/pulse-raw");
     let dead_letters = wait_for_files(&gcs.join("dead-letter/bad_json"), &emulator).await;
     let archived = files_under(&gcs.join("raw"));

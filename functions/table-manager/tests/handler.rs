@@ -17,6 +17,7 @@ use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
 use pulse_shared::oidc::{MIN_REFRESH_INTERVAL, PushAuthConfig};
 use pulse_shared::registry::{Provenance, normalise};
+use pulse_shared::storage::ObjectStore;
 use pulse_shared::warehouse::{DuckDbWarehouse, Warehouse};
 use serde_json::{Map, Value, json};
 use table_manager::{AppState, app};
@@ -24,6 +25,7 @@ use tower::ServiceExt as _;
 
 struct Harness {
     _dir: tempfile::TempDir,
+    objects: Arc<dyn ObjectStore>,
     config: Config,
     warehouse: Arc<Observed>,
     state: AppState,
@@ -39,12 +41,10 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::local(dir.path());
         adjust(&mut config);
+        let objects = Backends::local_objects(&config).unwrap();
         let backends = Backends {
-            objects: Backends::local_objects(&config).unwrap(),
-            publisher: Arc::new(Backends::local_bus(
-                &config,
-                &Backends::local_objects(&config).unwrap(),
-            )),
+            objects: objects.clone(),
+            publisher: Arc::new(Backends::local_bus(&config, &objects)),
         };
         let warehouse = Arc::new(Observed::new(
             DuckDbWarehouse::open(&dir.path().join("warehouse.duckdb"), "pulse").unwrap(),
@@ -52,6 +52,7 @@ impl Harness {
         let state = AppState::new(config.clone(), &backends, warehouse.clone());
         Self {
             _dir: dir,
+            objects,
             config,
             warehouse,
             state,
@@ -60,6 +61,8 @@ impl Harness {
 
     async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
         let response = app(self.state.clone()).oneshot(request).await.unwrap();
+        // The tests look at the files themselves, which the store writes after answering.
+        self.objects.flush().await.unwrap();
         let status = response.status();
         let body = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await

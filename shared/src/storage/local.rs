@@ -1,70 +1,150 @@
 //! The embedded object store: bucket `B`, object `N` is the plain file `<root>/B/N`.
 //!
-//! Writes go through one writer thread that commits them in groups: each object is written to a
-//! temporary file and hard-linked to its name (the link fails if the name exists, which is the
-//! create-if-absent test, and nobody ever sees a half-written object), then one `syncfs` makes
-//! the whole group durable before any of its writers is answered. Under load one sync covers
-//! many requests; alone, a request pays for one sync.
+//! A write is committed by appending it to this process's journal (`journal.rs`) in groups, one
+//! `fdatasync` for every group of writes that arrived together, and only then answered. Its
+//! file is written afterwards by a background thread (`writer.rs`) that yields to new writes:
+//! creating a file costs the core hundreds of microseconds on this machine's ext4, a journal
+//! append a few (docs/benchmarks.md), so a burst of writes is taken at journal speed and the
+//! files follow when the writes pause. Until its file exists an object is read, listed and checked
+//! for create-if-absent from the journal, so every answered write is visible at once through
+//! the store. Past a backlog of 1 GiB, new writes wait for the files.
+//!
+//! A process that ends normally leaves every object as a file: dropping the last handle waits
+//! for the writer. One that is killed leaves the rest in its journal, and the next store opened
+//! on the same root writes them out. Between two processes sharing a root, create-if-absent is
+//! settled when the second one's file is written: the first file stays, though both writers
+//! may have been told their object was new.
 
-use std::collections::HashMap;
+mod committer;
+mod journal;
+mod pending;
+mod writer;
+
 use std::fs;
-use std::io::{self, Write as _};
-use std::os::fd::OwnedFd;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, PoisonError, mpsc};
+use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use rustix::fs::{AtFlags, Mode, OFlags};
 use tokio::sync::oneshot;
 
+use self::committer::{Committer, Forming, Group, WriteJob};
+use self::journal::Journal;
+use self::pending::Pending;
+use self::writer::{FileWriter, Work};
 use super::{ByteRange, Created, ObjectStore, RangeRead, is_safe_object_name};
 use crate::error::{BackendError, Retry};
-
-/// Most writes committed by one sync.
-const MAX_GROUP: usize = 512;
-/// Directory handles the writer keeps open.
-const MAX_OPEN_DIRECTORIES: usize = 256;
 
 /// A directory per bucket under `root`.
 #[derive(Clone)]
 pub struct LocalObjectStore {
-    root: PathBuf,
-    writer: mpsc::Sender<WriteJob>,
+    inner: Arc<Inner>,
 }
 
-struct WriteJob {
-    path: PathBuf,
-    body: Bytes,
-    done: oneshot::Sender<io::Result<Created>>,
+struct Inner {
+    root: PathBuf,
+    pending: Arc<Pending>,
+    /// Writes waiting to be handed to the committer together.
+    forming: Arc<Forming>,
+    /// Closed on drop, which ends the committer, then the file writer.
+    groups: Option<mpsc::Sender<Group>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    /// Waits for every answered write to be in its file.
+    fn drop(&mut self) {
+        self.groups.take();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl LocalObjectStore {
-    /// Opens (creating) the store under `root`. `durable` makes every acknowledged write survive
-    /// a power cut (`syncfs`); without it writes survive a crash of the process only.
+    /// Opens (creating) the store under `root`, taking over the journals of processes that
+    /// died. `durable` makes every acknowledged write survive a power cut (`fdatasync`);
+    /// without it writes survive a crash of the process only.
     pub fn open(root: impl Into<PathBuf>, durable: bool) -> io::Result<Self> {
         let root = root.into();
         fs::create_dir_all(&root)?;
-        let (writer, jobs) = mpsc::channel();
-        let sync_root = fs::File::open(&root)?;
-        std::thread::Builder::new()
-            .name("pulse-object-writer".to_owned())
-            .spawn(move || GroupWriter::new(durable.then_some(sync_root)).run(&jobs))?;
-        Ok(Self { root, writer })
+        let pending = Arc::new(Pending::default());
+        let (files, work) = mpsc::channel();
+        for orphan in journal::adopt_orphans(&root)? {
+            let mut release = Some(orphan.lock);
+            let last = orphan.segments.len().saturating_sub(1);
+            for (index, (segment, records)) in orphan.segments.into_iter().enumerate() {
+                pending.committed(records.iter().cloned());
+                for (key, location) in records {
+                    let _ = files.send(Work::Object { key, location });
+                }
+                let release = if index == last { release.take() } else { None };
+                let _ = files.send(Work::Sealed { segment, release });
+            }
+        }
+        let (journal, lock) = Journal::begin(&root, durable)?;
+        let file_writer = FileWriter {
+            root: root.clone(),
+            pending: pending.clone(),
+            sync_root: if durable {
+                Some(fs::File::open(&root)?)
+            } else {
+                None
+            },
+        };
+        let committer = Committer {
+            root: root.clone(),
+            pending: pending.clone(),
+            journal,
+            lock,
+            files,
+        };
+        let (groups, queue) = mpsc::channel();
+        let threads = vec![
+            std::thread::Builder::new()
+                .name("pulse-object-commit".to_owned())
+                .spawn(move || committer.run(&queue))?,
+            std::thread::Builder::new()
+                .name("pulse-object-files".to_owned())
+                .spawn(move || file_writer.run(&work))?,
+        ];
+        Ok(Self {
+            inner: Arc::new(Inner {
+                root,
+                pending,
+                forming: Arc::default(),
+                groups: Some(groups),
+                threads,
+            }),
+        })
     }
 
-    fn path(&self, bucket: &str, name: &str) -> Result<PathBuf, BackendError> {
+    /// `bucket/name`, the object's path under the root, once both are checked safe.
+    fn key(bucket: &str, name: &str) -> Result<String, BackendError> {
         if !is_safe_object_name(name) {
             return Err(unsafe_address(bucket, name));
         }
-        Ok(self.bucket_dir(bucket, name)?.join(name))
+        Self::check_bucket(bucket, name)?;
+        Ok(format!("{bucket}/{name}"))
     }
 
-    fn bucket_dir(&self, bucket: &str, name: &str) -> Result<PathBuf, BackendError> {
-        if !is_safe_object_name(bucket) || bucket.contains('/') {
+    /// Bucket names never start with a dot, which keeps the journal out of reach.
+    fn check_bucket(bucket: &str, name: &str) -> Result<(), BackendError> {
+        if !is_safe_object_name(bucket) || bucket.contains('/') || bucket.starts_with('.') {
             return Err(unsafe_address(bucket, name));
         }
-        Ok(self.root.join(bucket))
+        Ok(())
+    }
+
+    /// Waits for the file of `key` when it is still only in the journal, for operations that
+    /// work on the file itself (ranges, copies, deletes).
+    async fn ensure_file(&self, key: &str) -> Result<(), BackendError> {
+        if self.inner.pending.contains(key) {
+            self.flush().await?;
+        }
+        Ok(())
     }
 }
 
@@ -72,14 +152,14 @@ fn unsafe_address(bucket: &str, name: &str) -> BackendError {
     BackendError::new(
         format!("address {bucket}/{name}"),
         Retry::Permanent,
-        "bucket or object name has an empty, `.` or `..` segment",
+        "bucket or object name has an empty, `.` or `..` segment, or the bucket starts with `.`",
     )
 }
 
 #[async_trait]
 impl ObjectStore for LocalObjectStore {
     fn describe(&self) -> String {
-        format!("local directory {}", self.root.display())
+        format!("local directory {}", self.inner.root.display())
     }
 
     async fn create_if_absent(
@@ -89,52 +169,84 @@ impl ObjectStore for LocalObjectStore {
         body: Bytes,
         _content_type: &str,
     ) -> Result<Created, BackendError> {
-        let path = self.path(bucket, name)?;
-        let operation = || format!("write {}", path.display());
+        let key = Self::key(bucket, name)?;
+        let operation = || format!("write {}", self.inner.root.join(&key).display());
+        let stopped =
+            || BackendError::new(operation(), Retry::Transient, "the commit thread stopped");
+        let committer = self.inner.groups.clone().ok_or_else(stopped)?;
         let (done, result) = oneshot::channel();
-        self.writer
-            .send(WriteJob {
-                path: path.clone(),
-                body,
+        let leads = {
+            let mut forming = self
+                .inner
+                .forming
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            forming.push((
+                WriteJob {
+                    key: key.clone(),
+                    body,
+                },
                 done,
-            })
-            .map_err(|_| {
-                BackendError::new(operation(), Retry::Transient, "the writer thread stopped")
-            })?;
+            ));
+            forming.len() == 1
+        };
+        if leads {
+            tokio::spawn(committer::gather(self.inner.forming.clone(), committer));
+        }
         match result.await {
             Ok(Ok(created)) => Ok(created),
             Ok(Err(err)) => Err(BackendError::io(operation(), &err)),
-            Err(_) => Err(BackendError::new(
-                operation(),
-                Retry::Transient,
-                "the writer thread stopped",
-            )),
+            Err(_) => Err(stopped()),
         }
     }
 
     async fn read(&self, bucket: &str, name: &str) -> Result<Option<Bytes>, BackendError> {
-        let path = self.path(bucket, name)?;
+        let key = Self::key(bucket, name)?;
+        let path = self.inner.root.join(&key);
+        let operation = || format!("read {}", path.display());
+        if let Some(location) = self.inner.pending.location(&key) {
+            let body = tokio::task::spawn_blocking(move || location.read())
+                .await
+                .map_err(|e| BackendError::new(operation(), Retry::Transient, e))?
+                .map_err(|e| BackendError::io(operation(), &e))?;
+            return Ok(Some(Bytes::from(body)));
+        }
         match tokio::fs::read(&path).await {
             Ok(bytes) => Ok(Some(Bytes::from(bytes))),
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(err) => Err(BackendError::io(format!("read {}", path.display()), &err)),
+            Err(err) => Err(BackendError::io(operation(), &err)),
         }
     }
 
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, BackendError> {
-        let bucket_dir = self.bucket_dir(bucket, prefix)?;
+        Self::check_bucket(bucket, prefix)?;
         // A prefix may end in `/` or a partial name, but may not climb out of the bucket.
         let directories = prefix.rsplit_once('/').map_or("", |(dirs, _)| dirs);
         if prefix.starts_with('/') || (!directories.is_empty() && !is_safe_object_name(directories))
         {
             return Err(unsafe_address(bucket, prefix));
         }
-        let prefix = prefix.to_owned();
+        let bucket_dir = self.inner.root.join(bucket);
         let operation = format!("list {}/{prefix}", bucket_dir.display());
-        tokio::task::spawn_blocking(move || list_under(&bucket_dir, &prefix))
-            .await
-            .map_err(|e| BackendError::new(operation.clone(), Retry::Transient, e))?
-            .map_err(|e| BackendError::io(operation, &e))
+        let on_disk = {
+            let prefix = prefix.to_owned();
+            tokio::task::spawn_blocking(move || list_under(&bucket_dir, &prefix))
+                .await
+                .map_err(|e| BackendError::new(operation.clone(), Retry::Transient, e))?
+                .map_err(|e| BackendError::io(operation, &e))?
+        };
+        let bucket_key = format!("{bucket}/");
+        let mut names = on_disk;
+        names.extend(
+            self.inner
+                .pending
+                .keys_under(&format!("{bucket_key}{prefix}"))
+                .into_iter()
+                .map(|key| key[bucket_key.len()..].to_owned()),
+        );
+        names.sort();
+        names.dedup();
+        Ok(names)
     }
 
     async fn read_range(
@@ -144,7 +256,9 @@ impl ObjectStore for LocalObjectStore {
         range: ByteRange,
         generation: Option<i64>,
     ) -> Result<Option<RangeRead>, BackendError> {
-        let path = self.path(bucket, name)?;
+        let key = Self::key(bucket, name)?;
+        self.ensure_file(&key).await?;
+        let path = self.inner.root.join(key);
         let operation = format!("read {}", path.display());
         tokio::task::spawn_blocking(move || read_range_of(&path, range, generation))
             .await
@@ -159,8 +273,10 @@ impl ObjectStore for LocalObjectStore {
         generation: Option<i64>,
         to: &str,
     ) -> Result<bool, BackendError> {
-        let from = self.path(bucket, name)?;
-        let to = self.path(bucket, to)?;
+        let (from_key, to_key) = (Self::key(bucket, name)?, Self::key(bucket, to)?);
+        self.ensure_file(&from_key).await?;
+        self.ensure_file(&to_key).await?;
+        let (from, to) = (self.inner.root.join(from_key), self.inner.root.join(to_key));
         let operation = format!("copy {} to {}", from.display(), to.display());
         tokio::task::spawn_blocking(move || copy_file(&from, generation, &to))
             .await
@@ -174,7 +290,9 @@ impl ObjectStore for LocalObjectStore {
         name: &str,
         generation: Option<i64>,
     ) -> Result<(), BackendError> {
-        let path = self.path(bucket, name)?;
+        let key = Self::key(bucket, name)?;
+        self.ensure_file(&key).await?;
+        let path = self.inner.root.join(key);
         let operation = format!("delete {}", path.display());
         let removed = match generation {
             Some(generation) => match fs::metadata(&path) {
@@ -192,7 +310,20 @@ impl ObjectStore for LocalObjectStore {
     }
 
     fn uri(&self, bucket: &str, name: &str) -> String {
-        self.root.join(bucket).join(name).display().to_string()
+        self.inner
+            .root
+            .join(bucket)
+            .join(name)
+            .display()
+            .to_string()
+    }
+
+    async fn flush(&self) -> Result<(), BackendError> {
+        let pending = self.inner.pending.clone();
+        let committed = pending.committed_count();
+        tokio::task::spawn_blocking(move || pending.wait_written(committed))
+            .await
+            .map_err(|e| BackendError::new("wait for the local files", Retry::Transient, e))
     }
 }
 
@@ -309,124 +440,6 @@ fn is_temporary(file_name: &std::ffi::OsStr) -> bool {
     file_name.to_string_lossy().starts_with(".tmp-")
 }
 
-/// The writer thread's state: what to sync, and a counter for temporary names.
-struct GroupWriter {
-    sync_root: Option<fs::File>,
-    next_temp: u64,
-    directories: HashMap<PathBuf, Arc<OwnedFd>>,
-}
-
-impl GroupWriter {
-    fn new(sync_root: Option<fs::File>) -> Self {
-        Self {
-            sync_root,
-            next_temp: 0,
-            directories: HashMap::new(),
-        }
-    }
-
-    fn run(mut self, jobs: &mpsc::Receiver<WriteJob>) {
-        let mut group = Vec::with_capacity(MAX_GROUP);
-        while let Ok(first) = jobs.recv() {
-            group.push(first);
-            while group.len() < MAX_GROUP {
-                match jobs.try_recv() {
-                    Ok(job) => group.push(job),
-                    Err(_) => break,
-                }
-            }
-            let mut results: Vec<io::Result<Created>> = group
-                .iter()
-                .map(|job| self.write(&job.path, &job.body))
-                .collect();
-            // Every group is synced, including one of duplicates only: an object found existing
-            // may be one whose own sync failed, and its redelivery must not be acknowledged
-            // before it is durable.
-            if let Err(err) = self.sync() {
-                // Nothing in this group is known durable: fail every write in it, so each is
-                // retried.
-                let kind = err.kind();
-                let message = err.to_string();
-                for result in &mut results {
-                    *result = Err(io::Error::new(kind, message.clone()));
-                }
-            }
-            for (job, result) in group.drain(..).zip(results) {
-                // The requester may have given up (timeout); the object stays either way.
-                let _ = job.done.send(result);
-            }
-        }
-    }
-
-    /// Writes one object: a temporary file in the object's directory, hard-linked to its name.
-    /// Every call works relative to a cached handle on that directory, so the kernel resolves
-    /// one path component per call instead of the whole path.
-    fn write(&mut self, path: &Path, body: &[u8]) -> io::Result<Created> {
-        let (dir_path, name) = match (path.parent(), path.file_name()) {
-            (Some(dir), Some(name)) => (dir, name),
-            _ => return Err(io::Error::other("object path has no directory or name")),
-        };
-        let dir = self.directory(dir_path)?;
-        if rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW).is_ok() {
-            return Ok(Created::AlreadyExisted);
-        }
-        self.next_temp += 1;
-        let temp = format!(".tmp-{}-{}", std::process::id(), self.next_temp);
-        let flags = OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC;
-        let mode = Mode::from_bits_truncate(0o644);
-        let (dir, file) = match rustix::fs::openat(&dir, temp.as_str(), flags, mode) {
-            // The directory was removed behind the cached handle: open it afresh, once.
-            Err(rustix::io::Errno::NOENT) => {
-                self.directories.remove(dir_path);
-                let dir = self.directory(dir_path)?;
-                let file = rustix::fs::openat(&dir, temp.as_str(), flags, mode)?;
-                (dir, file)
-            }
-            other => (dir, other?),
-        };
-        let written = fs::File::from(file).write_all(body);
-        let linked = written.and_then(|()| {
-            rustix::fs::linkat(&dir, temp.as_str(), &dir, name, AtFlags::empty())
-                .map_err(io::Error::from)
-        });
-        let _ = rustix::fs::unlinkat(&dir, temp.as_str(), AtFlags::empty());
-        match linked {
-            Ok(()) => Ok(Created::New),
-            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Ok(Created::AlreadyExisted),
-            Err(err) => Err(err),
-        }
-    }
-
-    /// An open handle on `dir`, created if missing. Raw archive directories change every
-    /// minute, so a small cache holds the ones in use; it is emptied when it grows large.
-    fn directory(&mut self, dir: &Path) -> io::Result<Arc<OwnedFd>> {
-        if let Some(fd) = self.directories.get(dir) {
-            return Ok(fd.clone());
-        }
-        let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
-        let fd = match rustix::fs::open(dir, flags, Mode::empty()) {
-            Err(rustix::io::Errno::NOENT) => {
-                fs::create_dir_all(dir)?;
-                rustix::fs::open(dir, flags, Mode::empty())?
-            }
-            other => other?,
-        };
-        if self.directories.len() >= MAX_OPEN_DIRECTORIES {
-            self.directories.clear();
-        }
-        let fd = Arc::new(fd);
-        self.directories.insert(dir.to_path_buf(), fd.clone());
-        Ok(fd)
-    }
-
-    fn sync(&self) -> io::Result<()> {
-        match &self.sync_root {
-            Some(root) => rustix::fs::syncfs(root).map_err(io::Error::from),
-            None => Ok(()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,6 +471,7 @@ mod tests {
             store.read("b", "raw/x/1.json").await.unwrap().unwrap(),
             "one"
         );
+        store.flush().await.unwrap();
         assert_eq!(
             std::fs::read(dir.path().join("b/raw/x/1.json")).unwrap(),
             b"one"
@@ -497,6 +511,7 @@ mod tests {
                 .await
                 .unwrap();
         }
+        store.flush().await.unwrap();
         std::fs::write(dir.path().join("b/raw/order/.tmp-1-1"), b"").unwrap();
         assert_eq!(
             store.list("b", "raw/order/").await.unwrap(),
@@ -514,8 +529,10 @@ mod tests {
             store.create_if_absent("b", name, Bytes::from_static(b"{}"), "application/json")
         };
         assert_eq!(write("raw/a/1.json").await.unwrap(), Created::New);
+        store.flush().await.unwrap();
         std::fs::remove_dir_all(dir.path().join("b")).unwrap();
         assert_eq!(write("raw/a/2.json").await.unwrap(), Created::New);
+        store.flush().await.unwrap();
         assert!(dir.path().join("b/raw/a/2.json").exists());
     }
 
@@ -578,6 +595,8 @@ mod tests {
             let err = store.list("b", prefix).await.unwrap_err();
             assert_eq!(err.retry, Retry::Permanent, "{prefix}");
         }
+        let err = store.list(".journal", "").await.unwrap_err();
+        assert_eq!(err.retry, Retry::Permanent, "the journal is no bucket");
         for name in ["../escape.json", "a//b", "/abs", "a/./b"] {
             let err = store
                 .create_if_absent("b", name, Bytes::new(), "text/plain")
@@ -585,5 +604,91 @@ mod tests {
                 .unwrap_err();
             assert_eq!(err.retry, Retry::Permanent, "{name}");
         }
+    }
+
+    /// Every answered write is readable and listed at once, whether its file exists yet or not.
+    #[tokio::test]
+    async fn answered_writes_are_visible_before_and_after_their_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalObjectStore::open(dir.path(), true).unwrap();
+        let writes = (0..2000).map(|i| {
+            let store = store.clone();
+            async move {
+                let name = format!("raw/{}/{i}.json", i % 7);
+                let body = Bytes::from(format!("{{\"n\":{i}}}"));
+                let created = store
+                    .create_if_absent("b", &name, body.clone(), "application/json")
+                    .await
+                    .unwrap();
+                assert_eq!(created, Created::New);
+                assert_eq!(store.read("b", &name).await.unwrap(), Some(body));
+                let again = store
+                    .create_if_absent("b", &name, Bytes::from_static(b"other"), "x/y")
+                    .await
+                    .unwrap();
+                assert_eq!(again, Created::AlreadyExisted);
+            }
+        });
+        futures_util::future::join_all(writes).await;
+        assert_eq!(store.list("b", "raw/").await.unwrap().len(), 2000);
+        assert_eq!(store.list("b", "raw/3/").await.unwrap().len(), 286);
+    }
+
+    /// Dropping the last handle leaves every object as a file and no journal behind.
+    #[tokio::test]
+    async fn dropping_the_store_writes_every_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalObjectStore::open(dir.path(), true).unwrap();
+        for i in 0..300 {
+            let name = format!("raw/{i}.json");
+            store
+                .create_if_absent("b", &name, Bytes::from(format!("{i}")), "text/plain")
+                .await
+                .unwrap();
+        }
+        drop(store);
+        for i in 0..300 {
+            let body = std::fs::read(dir.path().join(format!("b/raw/{i}.json"))).unwrap();
+            assert_eq!(body, format!("{i}").as_bytes());
+        }
+        let journal: Vec<_> = std::fs::read_dir(dir.path().join(journal::JOURNAL_DIR))
+            .unwrap()
+            .collect();
+        assert!(journal.is_empty(), "journal left behind: {journal:?}");
+    }
+
+    /// A process killed before writing its files leaves them in its journal; the next store
+    /// writes them, keeps files that exist already, and serves them meanwhile.
+    #[tokio::test]
+    async fn a_dead_process_journal_is_written_out_by_the_next_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut dead, lock) = Journal::begin(dir.path(), true).unwrap();
+        let mut buffer = Vec::new();
+        Journal::stage(&mut buffer, "b/raw/a.json", b"from the journal").unwrap();
+        Journal::stage(&mut buffer, "b/raw/b.json", b"journal copy").unwrap();
+        dead.commit(&buffer).unwrap();
+        std::fs::create_dir_all(dir.path().join("b/raw")).unwrap();
+        std::fs::write(dir.path().join("b/raw/b.json"), b"already a file").unwrap();
+        drop(lock);
+
+        let store = LocalObjectStore::open(dir.path(), true).unwrap();
+        assert_eq!(
+            store.read("b", "raw/a.json").await.unwrap().unwrap(),
+            "from the journal"
+        );
+        let again = store
+            .create_if_absent("b", "raw/a.json", Bytes::from_static(b"new"), "x/y")
+            .await
+            .unwrap();
+        assert_eq!(again, Created::AlreadyExisted);
+        store.flush().await.unwrap();
+        let file = |name: &str| std::fs::read(dir.path().join("b/raw").join(name)).unwrap();
+        assert_eq!(file("a.json"), b"from the journal");
+        assert_eq!(file("b.json"), b"already a file");
+        drop(store);
+        let journal: Vec<_> = std::fs::read_dir(dir.path().join(journal::JOURNAL_DIR))
+            .unwrap()
+            .collect();
+        assert!(journal.is_empty(), "journal left behind: {journal:?}");
     }
 }

@@ -12,7 +12,7 @@ use http::{Request, StatusCode};
 use parquet_loader::{AppState, app};
 use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
-use pulse_shared::storage::local_generation;
+use pulse_shared::storage::{ObjectStore, local_generation};
 use pulse_shared::warehouse::Warehouse;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -35,6 +35,7 @@ pub fn written(name: &str) -> PathBuf {
 
 pub struct Loader {
     pub dir: tempfile::TempDir,
+    pub objects: Arc<dyn ObjectStore>,
     pub config: Config,
     pub warehouse: Arc<dyn Warehouse>,
     pub router: axum::Router,
@@ -55,13 +56,14 @@ impl Loader {
         let objects = Backends::local_objects(&config).unwrap();
         let bus = Backends::local_bus(&config, &objects);
         let backends = Backends {
-            objects,
+            objects: objects.clone(),
             publisher: Arc::new(bus),
         };
         let warehouse = Backends::local_warehouse(&config).unwrap();
         let state = AppState::new(config.clone(), &backends, warehouse.clone()).unwrap();
         Self {
             dir,
+            objects,
             config,
             warehouse,
             router: app(state),
@@ -132,6 +134,8 @@ impl Loader {
 
     pub async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
         let response = self.router.clone().oneshot(request).await.unwrap();
+        // The tests look at the files themselves, which the store writes after answering.
+        self.objects.flush().await.unwrap();
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await

@@ -1,0 +1,110 @@
+//! What the local store has committed to its journal but not yet written as files, and how far
+//! the files have caught up: shared by the committer, the file writer and readers.
+
+use std::collections::BTreeMap;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::journal::Location;
+
+#[derive(Default)]
+pub struct Pending {
+    objects: Mutex<BTreeMap<String, Location>>,
+    progress: Mutex<Progress>,
+    progressed: Condvar,
+}
+
+#[derive(Default)]
+struct Progress {
+    committed: u64,
+    written: u64,
+    backlog_bytes: u64,
+    last_commit: Option<Instant>,
+}
+
+/// Every lock here guards plain data that each holder leaves consistent before it could panic,
+/// so a poisoned lock is used as it is.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Pending {
+    /// The journal location of `key` ("bucket/name") while its file is not written yet.
+    pub fn location(&self, key: &str) -> Option<Location> {
+        lock(&self.objects).get(key).cloned()
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        lock(&self.objects).contains_key(key)
+    }
+
+    /// Keys starting with `prefix`, in order.
+    pub fn keys_under(&self, prefix: &str) -> Vec<String> {
+        lock(&self.objects)
+            .range(prefix.to_owned()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    /// Records objects committed to the journal; each will be reported by [`Pending::written`].
+    pub fn committed(&self, objects: impl IntoIterator<Item = (String, Location)>) {
+        let (mut count, mut bytes) = (0, 0);
+        {
+            let mut pending = lock(&self.objects);
+            for (key, location) in objects {
+                count += 1;
+                bytes += u64::from(location.len);
+                pending.insert(key, location);
+            }
+        }
+        let mut progress = lock(&self.progress);
+        progress.committed += count;
+        progress.backlog_bytes += bytes;
+        progress.last_commit = Some(Instant::now());
+    }
+
+    /// Whether anything was committed in the last `window`.
+    pub fn busy(&self, window: Duration) -> bool {
+        lock(&self.progress)
+            .last_commit
+            .is_some_and(|at| at.elapsed() < window)
+    }
+
+    /// Records that an object committed earlier has its file now (or, with `written` false,
+    /// that writing it failed and it stays readable from the journal).
+    pub fn written(&self, key: &str, len: u32, written: bool) {
+        if written {
+            lock(&self.objects).remove(key);
+        }
+        let mut progress = lock(&self.progress);
+        progress.written += 1;
+        progress.backlog_bytes = progress.backlog_bytes.saturating_sub(u64::from(len));
+        self.progressed.notify_all();
+    }
+
+    /// How many objects have been committed so far.
+    pub fn committed_count(&self) -> u64 {
+        lock(&self.progress).committed
+    }
+
+    /// Blocks until the first `count` committed objects have been dealt with by the file writer.
+    pub fn wait_written(&self, count: u64) {
+        let progress = lock(&self.progress);
+        drop(
+            self.progressed
+                .wait_while(progress, |p| p.written < count)
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+    }
+
+    /// Blocks while more than `limit` bytes of committed objects wait for their files.
+    pub fn wait_backlog_below(&self, limit: u64) {
+        let progress = lock(&self.progress);
+        drop(
+            self.progressed
+                .wait_while(progress, |p| p.backlog_bytes > limit)
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+    }
+}

@@ -1,0 +1,171 @@
+//! The local store's file writer: a background thread, working in short slices while writes
+//! keep arriving, that writes each committed object out as its file and deletes a journal
+//! segment once every object in it is a durable file.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io::{self, Write as _};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use rustix::fs::{AtFlags, Mode, OFlags};
+
+use super::journal::{Location, OwnerLock, Segment};
+use super::pending::Pending;
+
+/// Directory handles the writer keeps open.
+const MAX_OPEN_DIRECTORIES: usize = 256;
+/// While writes keep arriving (one within this window), files are written in short slices with
+/// rests between: creating files costs the core far more than committing writes, and a file
+/// system call cannot be pre-empted, so even at the lowest CPU priority file writing halved the
+/// rate of commits (docs/benchmarks.md). When writes stop, files are written flat out.
+const BUSY_WINDOW: Duration = Duration::from_millis(20);
+const BUSY_SLICE: Duration = Duration::from_millis(1);
+const BUSY_REST: Duration = Duration::from_millis(9);
+
+/// What the committer hands the file writer, in commit order.
+pub enum Work {
+    /// Write this object's file.
+    Object { key: String, location: Location },
+    /// Every object of this segment has been handed over: once their files are durable, the
+    /// segment goes (and with the owner's last segment, its lock).
+    Sealed {
+        segment: Arc<Segment>,
+        release: Option<OwnerLock>,
+    },
+}
+
+pub struct FileWriter {
+    pub root: PathBuf,
+    pub pending: Arc<Pending>,
+    /// The root's handle to `syncfs`, when writes must survive a power cut.
+    pub sync_root: Option<fs::File>,
+}
+
+impl FileWriter {
+    pub fn run(self, work: &mpsc::Receiver<Work>) {
+        let mut files = Files::default();
+        let mut kept: HashSet<PathBuf> = HashSet::new();
+        let mut slice = Instant::now();
+        for item in work {
+            match item {
+                Work::Object { key, location } => {
+                    if !self.pending.busy(BUSY_WINDOW) {
+                        slice = Instant::now();
+                    } else if slice.elapsed() >= BUSY_SLICE {
+                        std::thread::sleep(BUSY_REST);
+                        slice = Instant::now();
+                    }
+                    let written = location
+                        .read()
+                        .and_then(|body| files.write(&self.root.join(&key), &body));
+                    if let Err(err) = &written {
+                        tracing::error!(
+                            object = %key,
+                            journal = %location.segment.path().display(),
+                            error = %err,
+                            "could not write the object's file; it stays readable from the \
+                             journal, which is kept, and the next start tries again"
+                        );
+                        kept.insert(location.segment.path().to_path_buf());
+                    }
+                    self.pending.written(&key, location.len, written.is_ok());
+                }
+                Work::Sealed { segment, release } => {
+                    if kept.remove(segment.path()) {
+                        continue;
+                    }
+                    if let Err(err) = self.retire(&segment) {
+                        tracing::error!(
+                            journal = %segment.path().display(),
+                            error = %err,
+                            "could not make the journal's files durable; the journal is kept \
+                             and the next start writes them again"
+                        );
+                        continue;
+                    }
+                    if let Some(lock) = release {
+                        lock.release();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Makes the files written so far durable, then deletes the segment that held them.
+    fn retire(&self, segment: &Segment) -> io::Result<()> {
+        if let Some(root) = &self.sync_root {
+            rustix::fs::syncfs(root)?;
+        }
+        fs::remove_file(segment.path())
+    }
+}
+
+/// Writes files through cached directory handles.
+#[derive(Default)]
+struct Files {
+    next_temp: u64,
+    directories: HashMap<PathBuf, Arc<OwnedFd>>,
+}
+
+impl Files {
+    /// Writes one object: a temporary file in the object's directory, hard-linked to its name,
+    /// so nobody sees half a file. A name that exists already (another process wrote it) is
+    /// left as it is. Every call works relative to a cached handle on the directory, so the
+    /// kernel resolves one path component per call instead of the whole path.
+    fn write(&mut self, path: &Path, body: &[u8]) -> io::Result<()> {
+        let (dir_path, name) = match (path.parent(), path.file_name()) {
+            (Some(dir), Some(name)) => (dir, name),
+            _ => return Err(io::Error::other("object path has no directory or name")),
+        };
+        let dir = self.directory(dir_path)?;
+        self.next_temp += 1;
+        let temp = format!(".tmp-{}-{}", std::process::id(), self.next_temp);
+        let flags = OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC;
+        let mode = Mode::from_bits_truncate(0o644);
+        let (dir, file) = match rustix::fs::openat(&dir, temp.as_str(), flags, mode) {
+            // The directory was removed behind the cached handle: open it afresh, once.
+            Err(rustix::io::Errno::NOENT) => {
+                self.directories.remove(dir_path);
+                let dir = self.directory(dir_path)?;
+                let file = rustix::fs::openat(&dir, temp.as_str(), flags, mode)?;
+                (dir, file)
+            }
+            other => (dir, other?),
+        };
+        let written = fs::File::from(file).write_all(body);
+        let linked = written.and_then(|()| {
+            rustix::fs::linkat(&dir, temp.as_str(), &dir, name, AtFlags::empty())
+                .map_err(io::Error::from)
+        });
+        let _ = rustix::fs::unlinkat(&dir, temp.as_str(), AtFlags::empty());
+        match linked {
+            Err(err) if err.kind() != io::ErrorKind::AlreadyExists => Err(err),
+            _ => Ok(()),
+        }
+    }
+
+    /// An open handle on `dir`, created if missing. Raw archive directories change every
+    /// minute, so a small cache holds the ones in use; it is emptied when it grows large.
+    fn directory(&mut self, dir: &Path) -> io::Result<Arc<OwnedFd>> {
+        if let Some(fd) = self.directories.get(dir) {
+            return Ok(fd.clone());
+        }
+        let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+        let fd = match rustix::fs::open(dir, flags, Mode::empty()) {
+            Err(rustix::io::Errno::NOENT) => {
+                fs::create_dir_all(dir)?;
+                rustix::fs::open(dir, flags, Mode::empty())?
+            }
+            other => other?,
+        };
+        if self.directories.len() >= MAX_OPEN_DIRECTORIES {
+            self.directories.clear();
+        }
+        let fd = Arc::new(fd);
+        self.directories.insert(dir.to_path_buf(), fd.clone());
+        Ok(fd)
+    }
+}
