@@ -74,14 +74,22 @@ impl LocalObjectStore {
         let (files, work) = mpsc::channel();
         for orphan in journal::adopt_orphans(&root)? {
             let mut release = Some(orphan.lock);
-            let last = orphan.segments.len().saturating_sub(1);
+            let count = orphan.segments.len();
             for (index, (segment, records)) in orphan.segments.into_iter().enumerate() {
                 pending.committed(records.iter().cloned());
                 for (key, location) in records {
                     let _ = files.send(Work::Object { key, location });
                 }
-                let release = if index == last { release.take() } else { None };
+                let release = if index + 1 == count {
+                    release.take()
+                } else {
+                    None
+                };
                 let _ = files.send(Work::Sealed { segment, release });
+            }
+            // An owner whose segments were all retired before it died leaves only its lock file.
+            if let Some(lock) = release {
+                lock.release();
             }
         }
         let (journal, lock) = Journal::begin(&root, durable)?;
@@ -173,7 +181,7 @@ impl ObjectStore for LocalObjectStore {
         let operation = || format!("write {}", self.inner.root.join(&key).display());
         let stopped =
             || BackendError::new(operation(), Retry::Transient, "the commit thread stopped");
-        let committer = self.inner.groups.clone().ok_or_else(stopped)?;
+        let groups = self.inner.groups.as_ref().ok_or_else(stopped)?;
         let (done, result) = oneshot::channel();
         let leads = {
             let mut forming = self
@@ -191,7 +199,10 @@ impl ObjectStore for LocalObjectStore {
             forming.len() == 1
         };
         if leads {
-            tokio::spawn(committer::gather(self.inner.forming.clone(), committer));
+            tokio::spawn(committer::gather(
+                self.inner.forming.clone(),
+                groups.clone(),
+            ));
         }
         match result.await {
             Ok(Ok(created)) => Ok(created),
@@ -655,6 +666,18 @@ mod tests {
             .unwrap()
             .collect();
         assert!(journal.is_empty(), "journal left behind: {journal:?}");
+    }
+
+    /// A lock file left with no segments (its owner died after retiring them all) is removed.
+    #[tokio::test]
+    async fn a_lone_lock_file_is_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join(journal::JOURNAL_DIR);
+        std::fs::create_dir_all(&journal).unwrap();
+        std::fs::write(journal.join("1-1.lock"), b"").unwrap();
+        drop(LocalObjectStore::open(dir.path(), false).unwrap());
+        let left: Vec<_> = std::fs::read_dir(&journal).unwrap().collect();
+        assert!(left.is_empty(), "journal left behind: {left:?}");
     }
 
     /// A process killed before writing its files leaves them in its journal; the next store

@@ -75,6 +75,8 @@ pub async fn gather(forming: Arc<Forming>, committer: mpsc::Sender<Group>) {
 /// What one write in a group comes to before the group is committed.
 enum Decision {
     Exists,
+    /// The same name as a new write earlier in the group: it stands or falls with that one.
+    RepeatInGroup,
     New(Staged),
     Failed(io::Error),
 }
@@ -149,7 +151,10 @@ impl Committer {
         let decisions: Vec<Decision> = jobs
             .iter()
             .map(|job| {
-                if in_group.contains(job.key.as_str()) || self.pending.contains(&job.key) {
+                if in_group.contains(job.key.as_str()) {
+                    return Decision::RepeatInGroup;
+                }
+                if self.pending.contains(&job.key) {
                     return Decision::Exists;
                 }
                 match exists(&self.root.join(&job.key)) {
@@ -171,7 +176,9 @@ impl Committer {
             .into_iter()
             .zip(decisions)
             .map(|(job, decision)| match (decision, &committed) {
-                (Decision::Exists, _) => Ok(Created::AlreadyExisted),
+                (Decision::Exists, _) | (Decision::RepeatInGroup, Ok(_)) => {
+                    Ok(Created::AlreadyExisted)
+                }
                 (Decision::Failed(err), _) => Err(err),
                 (Decision::New(staged), Ok((segment, start))) => {
                     let location = Location {
@@ -182,7 +189,9 @@ impl Committer {
                     new.push((job.key, location));
                     Ok(Created::New)
                 }
-                (Decision::New(_), Err(err)) => Err(io::Error::new(err.kind(), err.to_string())),
+                (Decision::New(_) | Decision::RepeatInGroup, Err(err)) => {
+                    Err(io::Error::new(err.kind(), err.to_string()))
+                }
             })
             .collect();
         // Readers find the objects in the journal before their writers hear of them.
