@@ -7,7 +7,8 @@
 //! append a few (docs/benchmarks.md), so a burst of writes is taken at journal speed and the
 //! files follow when the writes pause. Until its file exists an object is read, listed and checked
 //! for create-if-absent from the journal, so every answered write is visible at once through
-//! the store. Past a backlog of 1 GiB, new writes wait for the files.
+//! the store. While writes keep coming the file writer takes a small share of the core, a
+//! share that grows once a 1 GiB backlog is half full; past 1 GiB, new writes wait for files.
 //!
 //! A process that ends normally leaves every object as a file: dropping the last handle waits
 //! for the writer. One that is killed leaves the rest in its journal, and the next store opened

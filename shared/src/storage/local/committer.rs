@@ -24,7 +24,7 @@ use crate::storage::Created;
 pub const MAX_GROUP: usize = 512;
 /// Committed bytes allowed to wait for their files; past this, new writes wait for the file
 /// writer. A burst this large is absorbed at journal speed.
-const MAX_BACKLOG_BYTES: u64 = 1 << 30;
+pub const MAX_BACKLOG_BYTES: u64 = 1 << 30;
 
 pub struct WriteJob {
     /// `bucket/name`, checked safe.

@@ -83,6 +83,11 @@ impl Pending {
         self.progressed.notify_all();
     }
 
+    /// Bytes of committed objects waiting for their files.
+    pub fn backlog_bytes(&self) -> u64 {
+        lock(&self.progress).backlog_bytes
+    }
+
     /// How many objects have been committed so far.
     pub fn committed_count(&self) -> u64 {
         lock(&self.progress).committed

@@ -12,18 +12,30 @@ use std::time::{Duration, Instant};
 
 use rustix::fs::{AtFlags, Mode, OFlags};
 
+use super::committer::MAX_BACKLOG_BYTES;
 use super::journal::{Location, OwnerLock, Segment};
 use super::pending::Pending;
 
 /// Directory handles the writer keeps open.
 const MAX_OPEN_DIRECTORIES: usize = 256;
 /// While writes keep arriving (one within this window), files are written in short slices with
-/// rests between: creating files costs the core far more than committing writes, and a file
+/// rests between: creating a file costs the core far more than committing a write, and a file
 /// system call cannot be pre-empted, so even at the lowest CPU priority file writing halved the
-/// rate of commits (docs/benchmarks.md). When writes stop, files are written flat out.
+/// rate of commits (docs/benchmarks.md). The writer's share of its time grows with the backlog,
+/// from [`MIN_BUSY_SHARE`] while the backlog is under half its limit to all of it at the limit,
+/// so a long run of writes slows down gradually rather than stopping at the limit. When writes
+/// stop, files are written flat out.
 const BUSY_WINDOW: Duration = Duration::from_millis(20);
 const BUSY_SLICE: Duration = Duration::from_millis(1);
-const BUSY_REST: Duration = Duration::from_millis(9);
+const MIN_BUSY_SHARE: f64 = 0.02;
+
+/// How long to rest after a slice while writes keep arriving, given the backlog.
+fn busy_rest(backlog_bytes: u64) -> Duration {
+    #[allow(clippy::cast_precision_loss)] // a ratio of two byte counts
+    let fill = backlog_bytes as f64 / MAX_BACKLOG_BYTES as f64;
+    let share = (2.0 * fill - 1.0).clamp(MIN_BUSY_SHARE, 1.0);
+    BUSY_SLICE.mul_f64((1.0 - share) / share)
+}
 
 /// What the committer hands the file writer, in commit order.
 pub enum Work {
@@ -55,7 +67,7 @@ impl FileWriter {
                     if !self.pending.busy(BUSY_WINDOW) {
                         slice = Instant::now();
                     } else if slice.elapsed() >= BUSY_SLICE {
-                        std::thread::sleep(BUSY_REST);
+                        std::thread::sleep(busy_rest(self.pending.backlog_bytes()));
                         slice = Instant::now();
                     }
                     let written = location
@@ -167,5 +179,24 @@ impl Files {
         let fd = Arc::new(fd);
         self.directories.insert(dir.to_path_buf(), fd.clone());
         Ok(fd)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_writer_rests_less_as_the_backlog_grows() {
+        let rest_ms = |fill: f64| {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let backlog = (MAX_BACKLOG_BYTES as f64 * fill) as u64;
+            (busy_rest(backlog).as_secs_f64() * 1000.0).round()
+        };
+        assert_eq!(rest_ms(0.0), 49.0);
+        assert_eq!(rest_ms(0.5), 49.0);
+        assert_eq!(rest_ms(0.75), 1.0);
+        assert_eq!(rest_ms(1.0), 0.0);
+        assert_eq!(rest_ms(2.0), 0.0);
     }
 }
