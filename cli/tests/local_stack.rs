@@ -62,11 +62,8 @@ fn pulse(data_dir: &Path, args: &[&str]) -> Value {
         "pulse {args:?} failed\nstdout:\n{stdout}\nstderr:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    // Log lines come first (the text log writes to stdout); the pretty report is last.
-    let report = stdout
-        .find("\n{\n")
-        .map_or(stdout.as_str(), |at| &stdout[at + 1..]);
-    serde_json::from_str(report).unwrap_or_else(|err| panic!("{err}: {stdout}"))
+    // Logs go to stderr: stdout is the report alone, so `pulse demo --json | jq` works.
+    serde_json::from_str(&stdout).unwrap_or_else(|err| panic!("{err}: {stdout}"))
 }
 
 /// `count(*)` of a table, or `None` when the warehouse has no such table.

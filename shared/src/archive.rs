@@ -1,7 +1,7 @@
 //! Slices of the raw archive (`<raw prefix><event_type>/YYYY/MM/DD/HH/MM/<event_id>.json`, see
 //! preprocess): which objects hold the events of one type in a time range. Replays read them.
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike as _, NaiveDateTime, Timelike as _, Utc};
 use serde::Deserialize;
 
 use crate::error::FunctionError;
@@ -39,7 +39,7 @@ impl RawSlice {
         }
         let type_prefix = format!("{raw_prefix}{}/", self.event_type);
         // List only under the longest date path that `from` and `to` share.
-        let (from, to) = (path_time(self.from), path_time(self.to));
+        let (from, to) = (minute_path(self.from), minute_path(self.to));
         let shared: String = from
             .split_inclusive('/')
             .zip(to.split_inclusive('/'))
@@ -59,8 +59,18 @@ impl RawSlice {
     }
 }
 
-fn path_time(t: DateTime<Utc>) -> String {
-    t.format("%Y/%m/%d/%H/%M/").to_string()
+/// The directories an event of time `t` is filed under: `YYYY/MM/DD/HH/MM/`.
+pub fn minute_path(t: DateTime<Utc>) -> String {
+    // Written out rather than through `format("%Y/…")`, which parses its pattern on every call:
+    // preprocess names an object with it on every request.
+    format!(
+        "{:04}/{:02}/{:02}/{:02}/{:02}/",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute()
+    )
 }
 
 /// The minute an archive object is filed under, from `YYYY/MM/DD/HH/MM/<id>.json`.

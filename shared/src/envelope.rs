@@ -342,9 +342,11 @@ impl<S: Send + Sync> FromRequest<S> for PubsubPush {
     type Rejection = axum::response::Response;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        // The body extractor needs the request (its size limit lives in the extensions).
-        let headers = req.headers().clone();
-        let body = Bytes::from_request(req, state)
+        // The headers are kept for dead-letter records; the body extractor needs the rest of the
+        // request (its size limit lives in the extensions).
+        let (mut parts, body) = req.into_parts();
+        let headers = std::mem::take(&mut parts.headers);
+        let body = Bytes::from_request(Request::from_parts(parts, body), state)
             .await
             .map_err(axum::response::IntoResponse::into_response)?;
         let decoded = decode_pubsub(&headers, &body);

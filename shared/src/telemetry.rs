@@ -1,5 +1,6 @@
-//! Logging: Cloud Logging JSON on Cloud Run (severity, source location, `httpRequest`, trace
-//! correlation), readable text elsewhere, and one span per request carrying the message id and
+//! Logging: Cloud Logging JSON on stdout on Cloud Run (severity, source location, `httpRequest`,
+//! trace correlation), readable text on stderr elsewhere (stdout stays for what a command
+//! prints, such as `pulse demo --json`), and one span per request carrying the message id and
 //! event id.
 
 use std::io;
@@ -31,7 +32,11 @@ pub fn init(config: &Config) {
             .try_init()
     } else {
         registry
-            .with(tracing_subscriber::fmt::layer().with_target(false))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    .with_writer(io::stderr),
+            )
             .try_init()
     };
     // A second init (tests, or the local stack running several functions) keeps the first.

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use chrono::Utc;
+use pulse_shared::archive::minute_path;
 use pulse_shared::deadletter::DeadLetterRecord;
 use pulse_shared::envelope::PushMessage;
 use pulse_shared::error::{Reason, Rejection};
@@ -28,9 +29,9 @@ pub enum Ingested {
 /// dated by the event's own (UTC) timestamp, so every redelivery finds the same object.
 pub fn raw_object_name(prefix: &str, event: &NormalisedEvent) -> String {
     format!(
-        "{prefix}{}/{}/{}.json",
+        "{prefix}{}/{}{}.json",
         event.event_type,
-        event.timestamp.format("%Y/%m/%d/%H/%M"),
+        minute_path(event.timestamp),
         event.event_id
     )
 }
