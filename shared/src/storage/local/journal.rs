@@ -14,7 +14,7 @@
 //! metadata journal too, with whatever the file writer has changed meanwhile: here that tripled
 //! the CPU cost of a commit (docs/benchmarks.md). The zeros go out a megabyte at a time, each
 //! synced, with a rest between: written in one go, the 32 MiB queued ahead of the commits'
-//! syncs and doubled their slowest answers. A zero length ends a segment's records.
+//! syncs and lengthened their slowest answers. A zero length ends a segment's records.
 
 use std::fs::{self, File};
 use std::io;
