@@ -60,7 +60,7 @@ fn bench(c: &mut Criterion) {
                 publish_time: delivery.message.publish_time.as_deref(),
                 ingested_at: Utc::now(),
             };
-            normalise(&data, &provenance, 1 << 20).unwrap().to_json()
+            normalise(&data, &provenance, 1 << 20).unwrap()
         });
     });
 }

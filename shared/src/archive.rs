@@ -1,7 +1,7 @@
 //! Slices of the raw archive (`<raw prefix><event_type>/YYYY/MM/DD/HH/MM/<event_id>.json`, see
 //! preprocess): which objects hold the events of one type in a time range. Replays read them.
 
-use chrono::{DateTime, Datelike as _, NaiveDateTime, Timelike as _, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Deserialize;
 
 use crate::error::FunctionError;
@@ -59,22 +59,38 @@ impl RawSlice {
     }
 }
 
-/// The directories an event of time `t` is filed under: `YYYY/MM/DD/HH/MM/`.
+/// The directories an event of time `t` is filed under: `YYYY/MM/DD/HH/MM/` (with chrono's
+/// sign for years past 9999, which [`object_time`] reads back).
 pub fn minute_path(t: DateTime<Utc>) -> String {
-    // Written out rather than through `format("%Y/…")`, which parses its pattern on every call:
-    // preprocess names an object with it on every request.
-    format!(
-        "{:04}/{:02}/{:02}/{:02}/{:02}/",
-        t.year(),
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute()
-    )
+    t.format("%Y/%m/%d/%H/%M/").to_string()
 }
 
 /// The minute an archive object is filed under, from `YYYY/MM/DD/HH/MM/<id>.json`.
 fn object_time(relative: &str) -> Option<NaiveDateTime> {
     let (dated, _id) = relative.rsplit_once('/')?;
     NaiveDateTime::parse_from_str(&format!("{dated}/00"), "%Y/%m/%d/%H/%M/%S").ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every time the registry accepts, including years past 9999 that a UTC offset reaches,
+    /// is filed under a path a replay reads back to the same minute.
+    #[test]
+    fn filed_paths_read_back_to_their_minute() {
+        for (year, month, day, hour, minute) in [
+            (1, 1, 1, 0, 0),
+            (2026, 11, 21, 13, 45),
+            (9999, 12, 31, 23, 59),
+            (10000, 1, 1, 0, 59),
+        ] {
+            let t = chrono::NaiveDate::from_ymd_opt(year, month, day)
+                .and_then(|date| date.and_hms_opt(hour, minute, 0))
+                .unwrap()
+                .and_utc();
+            let filed = format!("{}e-1.json", minute_path(t));
+            assert_eq!(object_time(&filed), Some(t.naive_utc()), "{filed}");
+        }
+    }
 }

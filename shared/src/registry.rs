@@ -330,11 +330,6 @@ impl NormalisedEvent {
     pub fn json(&self) -> &Bytes {
         &self.json
     }
-
-    /// The event as compact JSON, copied.
-    pub fn to_json(&self) -> Vec<u8> {
-        self.json.to_vec()
-    }
 }
 
 /// Validates `data` as an event and normalises it. `max_bytes` bounds the decoded size.
@@ -858,7 +853,7 @@ mod tests {
         for event in events {
             let ours = normalise(event.as_bytes(), &provenance(), 1 << 20).unwrap();
             assert_eq!(
-                String::from_utf8(ours.to_json()).unwrap(),
+                String::from_utf8(ours.json().to_vec()).unwrap(),
                 String::from_utf8(through_value(event.as_bytes())).unwrap(),
                 "{event}"
             );

@@ -175,6 +175,35 @@ async fn columns_are_added_at_the_top_and_inside_records() {
     assert_eq!(rows[0]["unit"], "C");
 }
 
+/// A redelivered row beside a bad one, after a restart (so this process never wrote it): only
+/// the bad row is refused; the repeat is stored already, and saying otherwise would dead-letter it.
+#[tokio::test]
+async fn a_stored_repeat_beside_a_refused_row_is_not_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.duckdb");
+    let warehouse = DuckDbWarehouse::open(&path, "pulse").unwrap();
+    warehouse.ensure_table(&spec()).await.unwrap();
+    warehouse
+        .insert_rows("readings", &[row("a", json!({}))])
+        .await
+        .unwrap();
+    drop(warehouse);
+
+    let reopened = DuckDbWarehouse::open(&path, "pulse").unwrap();
+    let mut missing = row("bad", json!({}));
+    missing.values.remove("timestamp");
+    match reopened
+        .insert_rows("readings", &[row("a", json!({})), missing])
+        .await
+    {
+        Err(InsertError::RowsRefused(refused)) => {
+            let positions: Vec<usize> = refused.iter().map(|(index, _)| *index).collect();
+            assert_eq!(positions, [1], "{refused:?}");
+        }
+        other => panic!("expected the bad row refused, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn a_row_the_table_refuses_is_named_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();

@@ -40,7 +40,8 @@ fn body(i: u64) -> String {
     };
     let data = normalise(&serde_json::to_vec(&event).unwrap(), &provenance, 1 << 20)
         .unwrap()
-        .to_json();
+        .json()
+        .to_vec();
     json!({"message": {
         "data": base64::engine::general_purpose::STANDARD.encode(data),
         "messageId": message_id,
@@ -48,9 +49,12 @@ fn body(i: u64) -> String {
     .to_string()
 }
 
-/// The value below which a fraction `p` of the sorted `values` lie.
+/// The value below which a fraction `p` of the sorted `values` lie (zero when there are none).
 fn percentile(values: &[Duration], p: f64) -> Duration {
-    values[((values.len() as f64 * p) as usize).min(values.len() - 1)]
+    let Some(last) = values.len().checked_sub(1) else {
+        return Duration::ZERO;
+    };
+    values[((values.len() as f64 * p) as usize).min(last)]
 }
 
 #[tokio::main]

@@ -115,7 +115,8 @@ fn processed(message_id: &str, event: &Value) -> Vec<u8> {
     };
     normalise(&serde_json::to_vec(event).unwrap(), &provenance, 1 << 20)
         .unwrap()
-        .to_json()
+        .json()
+        .to_vec()
 }
 
 /// A delivery as Eventarc (or the local bus) sends it: binary-mode CloudEvent.

@@ -302,7 +302,6 @@ impl Warehouse for DuckDbWarehouse {
         self.with_connection(
             format!("add columns to {name}"),
             move |connection, inner| {
-                inner.forget_write(&table);
                 let transaction = connection.transaction()?;
                 for addition in &additions {
                     let path: Vec<String> = addition
@@ -327,6 +326,8 @@ impl Warehouse for DuckDbWarehouse {
                     }
                 }
                 transaction.commit()?;
+                // Inserts from now on are decoded with the new columns.
+                inner.forget_write(&table);
                 inner
                     .describe(connection, &table)?
                     .ok_or(duckdb::Error::QueryReturnedNoRows)
@@ -544,18 +545,33 @@ impl TableWrite {
     /// Writes the rows in one statement: a plain insert, or, when an id is already in the
     /// table, one that skips the ids it holds.
     fn insert(&self, connection: &Connection, rows: &[&Row]) -> Result<(), duckdb::Error> {
-        let batch = self.decode(rows).map_err(arrow_error)?;
-        let registration = ArrowBatchRegistration::new(batch);
-        let plain = connection
-            .prepare_cached(&self.insert)?
-            .execute(params![&registration]);
-        match plain {
-            Err(err) if is_repeated_key(&err) => connection
-                .prepare_cached(&self.insert_ignoring_repeats)?
-                .execute(params![&registration])
-                .map(drop),
-            other => other.map(drop),
+        let registration = self.register(rows)?;
+        match execute(connection, &self.insert, &registration) {
+            Err(err) if is_repeated_key(&err) => {
+                execute(connection, &self.insert_ignoring_repeats, &registration)
+            }
+            other => other,
         }
+    }
+
+    /// Writes the rows, skipping the ids the table holds, in one statement that cannot fail on
+    /// a repeat: usable inside a transaction, which a failed plain insert would abort.
+    fn insert_ignoring_repeats(
+        &self,
+        connection: &Connection,
+        rows: &[&Row],
+    ) -> Result<(), duckdb::Error> {
+        execute(
+            connection,
+            &self.insert_ignoring_repeats,
+            &self.register(rows)?,
+        )
+    }
+
+    fn register(&self, rows: &[&Row]) -> Result<ArrowBatchRegistration, duckdb::Error> {
+        Ok(ArrowBatchRegistration::new(
+            self.decode(rows).map_err(arrow_error)?,
+        ))
     }
 
     fn decode(&self, rows: &[&Row]) -> Result<RecordBatch, ArrowError> {
@@ -652,6 +668,18 @@ fn column_as_text(column: &Column, value: &Value) -> Value {
     }
 }
 
+/// Runs one of a table's insert statements on a registered batch.
+fn execute(
+    connection: &Connection,
+    sql: &str,
+    registration: &ArrowBatchRegistration,
+) -> Result<(), duckdb::Error> {
+    connection
+        .prepare_cached(sql)?
+        .execute(params![registration])
+        .map(drop)
+}
+
 fn arrow_error(err: ArrowError) -> duckdb::Error {
     duckdb::Error::ToSqlConversionFailure(Box::new(err))
 }
@@ -673,7 +701,8 @@ fn refused_rows(
     let mut refused = Vec::new();
     for (index, row) in rows.iter().enumerate() {
         let transaction = connection.transaction()?;
-        if let Err(err) = write.insert(&transaction, &[row]) {
+        // A repeat is not refused: it is stored already.
+        if let Err(err) = write.insert_ignoring_repeats(&transaction, &[row]) {
             refused.push((index, err.to_string()));
         }
         transaction.rollback()?;

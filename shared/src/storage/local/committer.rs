@@ -128,7 +128,8 @@ impl Committer {
                 Ok(None) => {}
                 Err(err) => tracing::error!(
                     error = %err,
-                    "could not begin a new journal segment; the current one keeps growing"
+                    "could not begin a new journal segment: a full one keeps growing; after a \
+                     failed write, writes are refused (and redelivered) until one can be begun"
                 ),
             }
         }

@@ -101,6 +101,9 @@ impl OwnerLock {
 pub struct Journal {
     current: Arc<Segment>,
     current_len: u64,
+    /// A write to the current segment failed, so its tail is unknown: nothing more may go in
+    /// it, because recovery stops reading at the first bad record.
+    abandoned: bool,
     spares: mpsc::Receiver<io::Result<Segment>>,
     preparer: std::thread::JoinHandle<()>,
     durable: bool,
@@ -138,6 +141,7 @@ impl Journal {
         let journal = Self {
             current: Arc::new(first),
             current_len: 0,
+            abandoned: false,
             spares,
             preparer,
             durable,
@@ -166,8 +170,13 @@ impl Journal {
 
     /// Writes a group's records at the end of the current segment and makes them durable.
     /// Returns the segment and the offset the buffer starts at. After a failure the segment is
-    /// abandoned (its tail is unknown) and the next group starts a new one.
+    /// abandoned (its tail is unknown): commits are refused until a new one is begun.
     pub fn commit(&mut self, buffer: &[u8]) -> io::Result<(Arc<Segment>, u64)> {
+        if self.abandoned {
+            return Err(io::Error::other(
+                "an earlier journal write failed and no new segment could be begun yet",
+            ));
+        }
         let start = self.current_len;
         if buffer.is_empty() {
             return Ok((self.current.clone(), start));
@@ -191,7 +200,7 @@ impl Journal {
             Err(err) => {
                 // Records past `start` may be on disk; they were not answered, and if they are
                 // whole they will be written out, which a failed write allows.
-                self.current_len = SEGMENT_BYTES;
+                self.abandoned = true;
                 Err(err)
             }
         }
@@ -200,7 +209,7 @@ impl Journal {
     /// Moves to the next segment when the current one is full, or is the unprepared first
     /// one and a prepared one is ready; returns the one left, to be sealed.
     pub fn rotate_if_due(&mut self) -> io::Result<Option<Arc<Segment>>> {
-        let next = if self.current_len >= SEGMENT_BYTES {
+        let next = if self.current_len >= SEGMENT_BYTES || self.abandoned {
             self.spares
                 .recv()
                 .map_err(|_| io::Error::other("the journal's segment thread stopped"))??
@@ -213,6 +222,7 @@ impl Journal {
             return Ok(None);
         };
         self.current_len = 0;
+        self.abandoned = false;
         Ok(Some(std::mem::replace(&mut self.current, Arc::new(next))))
     }
 

@@ -20,6 +20,8 @@ struct Progress {
     written: u64,
     backlog_bytes: u64,
     last_commit: Option<Instant>,
+    /// Callers blocked in [`Pending::wait_written`]: the file writer does not rest for them.
+    waiting: usize,
 }
 
 /// Every lock here guards plain data that each holder leaves consistent before it could panic,
@@ -64,11 +66,11 @@ impl Pending {
         progress.last_commit = Some(Instant::now());
     }
 
-    /// Whether anything was committed in the last `window`.
+    /// Whether the file writer should yield to new writes: something was committed in the last
+    /// `window`, and nobody is waiting for files.
     pub fn busy(&self, window: Duration) -> bool {
-        lock(&self.progress)
-            .last_commit
-            .is_some_and(|at| at.elapsed() < window)
+        let progress = lock(&self.progress);
+        progress.waiting == 0 && progress.last_commit.is_some_and(|at| at.elapsed() < window)
     }
 
     /// Records that an object committed earlier has its file now (or, with `written` false,
@@ -93,14 +95,16 @@ impl Pending {
         lock(&self.progress).committed
     }
 
-    /// Blocks until the first `count` committed objects have been dealt with by the file writer.
+    /// Blocks until the first `count` committed objects have been dealt with by the file writer,
+    /// which works flat out meanwhile, even while new writes keep coming.
     pub fn wait_written(&self, count: u64) {
-        let progress = lock(&self.progress);
-        drop(
-            self.progressed
-                .wait_while(progress, |p| p.written < count)
-                .unwrap_or_else(PoisonError::into_inner),
-        );
+        let mut progress = lock(&self.progress);
+        progress.waiting += 1;
+        let mut progress = self
+            .progressed
+            .wait_while(progress, |p| p.written < count)
+            .unwrap_or_else(PoisonError::into_inner);
+        progress.waiting -= 1;
     }
 
     /// Blocks while more than `limit` bytes of committed objects wait for their files.
@@ -110,6 +114,54 @@ impl Pending {
             self.progressed
                 .wait_while(progress, |p| p.backlog_bytes > limit)
                 .unwrap_or_else(PoisonError::into_inner),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::storage::local::journal::Journal;
+
+    /// Under a steady stream of writes the file writer rests between short slices; a caller
+    /// waiting for files (a flush, or a range read of an object not yet a file) must not wait
+    /// behind those rests, or it would wait for the whole backlog at a fiftieth of the speed.
+    #[test]
+    fn the_writer_does_not_rest_while_someone_waits_for_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut journal, _lock) = Journal::begin(dir.path(), false).unwrap();
+        let mut buffer = Vec::new();
+        let staged = Journal::stage(&mut buffer, "b/1", b"one").unwrap();
+        let (segment, start) = journal.commit(&buffer).unwrap();
+        let location = Location {
+            segment,
+            offset: start + staged.body_offset,
+            len: staged.len,
+        };
+        let pending = Arc::new(Pending::default());
+        pending.committed([("b/1".to_owned(), location)]);
+        let window = Duration::from_secs(3600);
+        assert!(pending.busy(window), "just committed: the writer yields");
+
+        let waiter = {
+            let pending = pending.clone();
+            std::thread::spawn(move || pending.wait_written(1))
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pending.busy(window) {
+            assert!(
+                Instant::now() < deadline,
+                "a caller waiting for files did not stop the writer's rests"
+            );
+            std::thread::yield_now();
+        }
+        pending.written("b/1", 3, true);
+        waiter.join().unwrap();
+        assert!(
+            pending.busy(window),
+            "nobody waits any more: the writer yields again"
         );
     }
 }
