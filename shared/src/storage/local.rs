@@ -38,6 +38,10 @@ use self::writer::{FileWriter, Work};
 use super::{ByteRange, Created, ObjectStore, RangeRead, is_safe_object_name};
 use crate::error::{BackendError, Retry};
 
+/// Cloud Storage's limit on an object name, and a file name's limit on each part of it.
+const MAX_NAME_BYTES: usize = 1024;
+const MAX_PART_BYTES: usize = 255;
+
 /// A directory per bucket under `root`.
 #[derive(Clone)]
 pub struct LocalObjectStore {
@@ -130,12 +134,25 @@ impl LocalObjectStore {
         })
     }
 
-    /// `bucket/name`, the object's path under the root, once both are checked safe.
+    /// `bucket/name`, the object's path under the root, once both are checked safe and the name
+    /// is one a file can have.
     fn key(bucket: &str, name: &str) -> Result<String, BackendError> {
         if !is_safe_object_name(name) {
             return Err(unsafe_address(bucket, name));
         }
         Self::check_bucket(bucket, name)?;
+        if name.len() > MAX_NAME_BYTES || name.split('/').any(|part| part.len() > MAX_PART_BYTES) {
+            return Err(BackendError::new(
+                format!("write to local bucket {bucket}"),
+                Retry::Permanent,
+                format!(
+                    "an object name of {} bytes: names are at most {MAX_NAME_BYTES} bytes (as \
+                     in Cloud Storage) and each part between slashes at most {MAX_PART_BYTES} \
+                     (a file name's limit)",
+                    name.len()
+                ),
+            ));
+        }
         Ok(format!("{bucket}/{name}"))
     }
 
@@ -207,6 +224,10 @@ impl ObjectStore for LocalObjectStore {
         }
         match result.await {
             Ok(Ok(created)) => Ok(created),
+            // An object the journal cannot hold: no retry can store it.
+            Ok(Err(err)) if err.kind() == io::ErrorKind::InvalidInput => {
+                Err(BackendError::new(operation(), Retry::Permanent, err))
+            }
             Ok(Err(err)) => Err(BackendError::io(operation(), &err)),
             Err(_) => Err(stopped()),
         }
@@ -616,6 +637,21 @@ mod tests {
                 .unwrap_err();
             assert_eq!(err.retry, Retry::Permanent, "{name}");
         }
+        // Names no file can have (a part over 255 bytes) or Cloud Storage refuses (over 1,024
+        // bytes): refused before they reach the journal, for good.
+        for name in ["x".repeat(256), format!("{}x.json", "part/".repeat(205))] {
+            let err = store
+                .create_if_absent("b", &name, Bytes::new(), "text/plain")
+                .await
+                .unwrap_err();
+            assert_eq!(err.retry, Retry::Permanent, "{}", err.message);
+        }
+        let longest = format!("{}/{}", "x".repeat(255), "y".repeat(255));
+        let created = store
+            .create_if_absent("b", &longest, Bytes::new(), "text/plain")
+            .await
+            .unwrap();
+        assert_eq!(created, Created::New, "the longest parts a file can have");
     }
 
     /// Every answered write is readable and listed at once, whether its file exists yet or not.

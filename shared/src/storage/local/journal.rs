@@ -151,7 +151,18 @@ impl Journal {
 
     /// Appends one record for `key` to `buffer`; says where its body lies in the buffer.
     pub fn stage(buffer: &mut Vec<u8>, key: &str, body: &[u8]) -> io::Result<Staged> {
-        let too_large = || io::Error::other("object too large for the local store's journal");
+        // `InvalidInput`: no retry can store it.
+        let too_large = || {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "a name of {} bytes and a body of {} bytes: the local store takes names up \
+                     to 65,535 bytes and objects up to 4 GiB",
+                    key.len(),
+                    body.len()
+                ),
+            )
+        };
         let key_len = u16::try_from(key.len()).map_err(|_| too_large())?;
         let len = u32::try_from(body.len()).map_err(|_| too_large())?;
         let payload_len =

@@ -24,7 +24,7 @@ const MAX_OPEN_DIRECTORIES: usize = 256;
 /// rate of commits (docs/benchmarks.md). The writer's share of its time grows with the backlog,
 /// from [`MIN_BUSY_SHARE`] while the backlog is under half its limit to all of it at the limit,
 /// so a long run of writes slows down gradually rather than stopping at the limit. When writes
-/// stop, files are written flat out.
+/// stop, or anyone waits for files ([`Pending::wait_written`]), files are written flat out.
 const BUSY_WINDOW: Duration = Duration::from_millis(20);
 const BUSY_SLICE: Duration = Duration::from_millis(1);
 const MIN_BUSY_SHARE: f64 = 0.02;
