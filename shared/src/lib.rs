@@ -10,6 +10,7 @@ pub mod deadletter;
 pub mod envelope;
 pub mod error;
 mod json;
+pub mod namespace;
 pub mod oidc;
 pub mod processed;
 pub mod publish;
