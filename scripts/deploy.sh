@@ -12,11 +12,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-project=${1:?usage: scripts/deploy.sh PROJECT [REGION]}
+plan_only=false
+if [ "${1:-}" = "--plan" ]; then
+  plan_only=true
+  shift
+fi
+project=${1:?usage: scripts/deploy.sh [--plan] PROJECT [REGION]}
 region=${2:-europe-west1}
 prefix=${PULSE_NAME_PREFIX:-pulse}
 state_bucket=${TF_STATE_BUCKET:-$project-tfstate}
-functions=(preprocess table-manager parquet-loader inference event-generator)
+functions=(preprocess table-manager parquet-loader inference event-generator predictor)
 registry=$region-docker.pkg.dev
 repository=$registry/$project/$prefix
 tag=$(git rev-parse --short=12 HEAD)
@@ -41,9 +46,28 @@ if ! gcloud storage buckets describe "gs://$state_bucket" --project="$project" >
 fi
 
 tf() { terraform -chdir=terraform "$@"; }
-tf init -input=false -reconfigure \
+# The provider versions and checksums are pinned by terraform/.terraform.lock.hcl once it is
+# committed (the first init on a machine that reaches the registry writes it): then nothing else
+# may be installed.
+lockfile=()
+[ -f terraform/.terraform.lock.hcl ] && lockfile=(-lockfile=readonly)
+tf init -input=false -reconfigure "${lockfile[@]}" \
   -backend-config="bucket=$state_bucket" -backend-config="prefix=pulse/$prefix"
 vars=(-var="project=$project" -var="region=$region" -var="name_prefix=$prefix")
+
+# Writes the plan to tfplan, prints it, and adds it to the GitHub job summary when there is one.
+plan() {
+  tf plan -input=false -out=tfplan "${vars[@]}" "$@"
+  if [ -n "${GITHUB_STEP_SUMMARY:-}" ]; then
+    { echo '```'; tf show -no-color tfplan; echo '```'; } >> "$GITHUB_STEP_SUMMARY"
+  fi
+}
+
+if $plan_only; then
+  echo "== terraform plan (with the images deployed now)"
+  plan -var="images=$(tf output -json images)"
+  exit 0
+fi
 
 echo "== APIs and the image repository (first)"
 # The services need images, and images need the repository: create it (and enable the APIs)
@@ -60,19 +84,26 @@ else
   gcloud auth print-access-token | buildah login --username=oauth2accesstoken --password-stdin "$registry"
   push() { buildah --storage-driver vfs push --quiet "$1" "docker://$2"; }
 fi
+digest_of() {
+  gcloud artifacts docker images describe "$1" --format='value(image_summary.digest)' 2>/dev/null
+}
 images="{"
 for f in "${functions[@]}"; do
-  local_image=$(scripts/build-image.sh "$f" "localhost/pulse-$f:$tag" | tail -n 1)
-  push "$local_image" "$repository/$f:$tag"
-  digest=$(gcloud artifacts docker images describe "$repository/$f:$tag" \
-    --format='value(image_summary.digest)')
+  # Tags are immutable: a deploy run again for the same commit reuses what the first one pushed.
+  if ! digest=$(digest_of "$repository/$f:$tag") || [ -z "$digest" ]; then
+    local_image=$(scripts/build-image.sh "$f" "localhost/pulse-$f:$tag" | tail -n 1)
+    push "$local_image" "$repository/$f:$tag"
+    digest=$(digest_of "$repository/$f:$tag")
+  fi
   echo "$f: $repository/$f@$digest"
   images+="\"$f\"=\"$repository/$f@$digest\","
 done
 images="${images%,}}"
 
-echo "== terraform apply"
-tf apply -input=false -auto-approve "${vars[@]}" -var="images=$images"
+echo "== terraform plan"
+plan -var="images=$images"
+echo "== terraform apply (the plan above, nothing else)"
+tf apply -input=false tfplan
 
 echo "== smoke test"
 scripts/smoke-test.sh "$project" "$(tf output -json topics | jq -r .raw)" "$(tf output -json buckets | jq -r .raw)"

@@ -4,8 +4,8 @@
 #   - Terraform: fmt, validate and `terraform test` of terraform/ and its function module
 #     (offline with ../shared/tools/terraform-offline/tf-check where it exists, else terraform
 #     with the real provider)
-#   - checkov over terraform/ and the Dockerfile: no failed check (skips are in the code, with
-#     a reason)
+#   - checkov over terraform/ (with the default variables, and with Cloud SQL on) and the
+#     Dockerfile: no failed check (skips are in the code, with a reason)
 #   - hadolint (Dockerfile), actionlint (.github/workflows), shellcheck (scripts, .ci/run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,10 +53,19 @@ done
 # --- checkov (--skip-download: no calls to Prisma Cloud; the checks are all local)
 echo "== checkov"
 "$venv/bin/checkov" --quiet --compact --skip-download --framework terraform -d terraform
+"$venv/bin/checkov" --quiet --compact --skip-download --framework terraform -d terraform \
+  --var-file terraform/tests/cloud-sql-on.tfvars
 "$venv/bin/checkov" --quiet --compact --skip-download --framework dockerfile -f Dockerfile
 
 echo "== hadolint"
 "$venv/bin/hadolint" Dockerfile
+
+echo "== actions pinned by commit"
+# A tag can be moved to other code; a commit cannot.
+if grep -nE '^\s*(- )?uses: [^.][^@]*@' .github/workflows/*.yml | grep -vE '@[0-9a-f]{40}( |$)'; then
+  echo "pin these actions by their full commit SHA (with the version in a comment)" >&2
+  exit 1
+fi
 
 echo "== actionlint"
 # It checks every file in .github/workflows when given no argument (it reads only the first).

@@ -1,6 +1,8 @@
 # Optional Cloud SQL for PostgreSQL: parquet-loader's relational copy. Reached only through the
 # Cloud SQL connector (Cloud Run mounts /cloudsql; connector_enforcement = REQUIRED), with no
-# authorised networks. The password lives in Secret Manager as DATABASE_URL (docs/deploy.md).
+# authorised networks. One apply creates the instance, the loader's database user and the
+# DATABASE_URL secret; the password is random and passes only through write-only arguments, so
+# it is in neither the plan nor the state (docs/deploy.md).
 
 resource "google_sql_database_instance" "pulse" {
   #checkov:skip=CKV_GCP_60:The public address accepts only the Cloud SQL connector (connector_enforcement = REQUIRED, no authorised networks); a private IP would need a VPC and Serverless VPC access for one loader.
@@ -9,7 +11,7 @@ resource "google_sql_database_instance" "pulse" {
   project             = var.project
   name                = "${var.name_prefix}-postgres"
   region              = var.region
-  database_version    = "POSTGRES_15"
+  database_version    = "POSTGRES_18"
   deletion_protection = var.cloud_sql.deletion_protection
 
   settings {
@@ -57,6 +59,10 @@ resource "google_sql_database_instance" "pulse" {
       value = "on"
     }
     database_flags {
+      name  = "log_hostname"
+      value = "on"
+    }
+    database_flags {
       name  = "log_lock_waits"
       value = "on"
     }
@@ -93,8 +99,25 @@ resource "google_sql_database" "pulse" {
   name     = "pulse"
 }
 
-# Holds `postgres://USER:PASSWORD@/pulse?host=/cloudsql/CONNECTION_NAME`; its version is added
-# by hand after creating the user (docs/deploy.md), so no password passes through Terraform state.
+locals {
+  database_user = "pulse_loader"
+  # Evaluated once per apply; used only on creation (and when database_password_version changes),
+  # since both arguments that take it are write-only.
+  database_password = uuid()
+}
+
+resource "google_sql_user" "loader" {
+  count = var.cloud_sql.enabled ? 1 : 0
+
+  project             = var.project
+  instance            = google_sql_database_instance.pulse[0].name
+  name                = local.database_user
+  password_wo         = local.database_password
+  password_wo_version = var.cloud_sql.password_version
+}
+
+# Holds `postgres://USER:PASSWORD@/pulse?host=/cloudsql/CONNECTION_NAME`, parquet-loader's
+# DATABASE_URL.
 resource "google_secret_manager_secret" "database_url" {
   #checkov:skip=CKV_GCP_84:Google-managed encryption is the choice here, as for the other data.
   count = var.cloud_sql.enabled ? 1 : 0
@@ -108,4 +131,15 @@ resource "google_secret_manager_secret" "database_url" {
   }
 
   depends_on = [google_project_service.enabled]
+}
+
+resource "google_secret_manager_secret_version" "database_url" {
+  count = var.cloud_sql.enabled ? 1 : 0
+
+  secret                 = google_secret_manager_secret.database_url[0].id
+  secret_data_wo         = "postgres://${local.database_user}:${local.database_password}@/${google_sql_database.pulse[0].name}?host=/cloudsql/${google_sql_database_instance.pulse[0].connection_name}"
+  secret_data_wo_version = var.cloud_sql.password_version
+
+  # The URL is only good once its user exists with that password.
+  depends_on = [google_sql_user.loader]
 }

@@ -1,5 +1,6 @@
-# The five functions, each with its own service account, and the roles each one needs: nothing
-# project-wide beyond BigQuery jobUser (jobs are project resources) and Vertex AI user.
+# The five functions and the built-in predictor, each with its own service account, and the roles
+# each one needs: nothing project-wide beyond BigQuery jobUser (jobs are project resources) and
+# Vertex AI user.
 
 locals {
   # Configuration every function reads (shared/src/config.rs).
@@ -36,22 +37,31 @@ locals {
     parquet-loader = {
       description = "Loads Parquet files dropped in the landing bucket into BigQuery (and Cloud SQL)."
       memory      = "1Gi"
-      env = var.cloud_sql.enabled ? {
-        PULSE_CLOUDSQL_INSTANCE = google_sql_database_instance.pulse[0].connection_name
-      } : {}
+      env         = {}
     }
     inference = {
       description = "Scores processed events with a Vertex AI endpoint and stores the predictions."
       memory      = "512Mi"
       env = merge(
         { PULSE_PREDICTIONS_TABLE = google_bigquery_table.predictions.table_id },
-        var.vertex_endpoint == "" ? {} : { PULSE_VERTEX_ENDPOINT = var.vertex_endpoint },
+        # The built-in predictor answers the same `:predict` path as Vertex AI, for any endpoint
+        # name; a Vertex AI endpoint replaces it.
+        var.vertex_endpoint == "" ? {
+          PULSE_VERTEX_ENDPOINT  = "projects/${var.project}/locations/${var.region}/endpoints/pulse-builtin"
+          PULSE_PREDICT_BASE_URL = module.predictor[0].uri
+        } : { PULSE_VERTEX_ENDPOINT = var.vertex_endpoint },
       )
     }
     event-generator = {
       description = "Publishes realistic events to the raw topic at a controlled rate, by scenario."
       memory      = "512Mi"
       env         = {}
+      # A run goes on after its request is answered and lives in the instance's memory: one
+      # instance (status and cancel reach the instance that holds the run), CPU not throttled
+      # between requests, and optionally kept running so scale-in cannot end a run.
+      max_instances = 1
+      min_instances = var.event_generator_always_on ? 1 : 0
+      cpu_idle      = false
     }
   }
 
@@ -84,14 +94,22 @@ module "function" {
     each.value.env,
     try(var.function_overrides[each.key].env, {}),
   )
+  # Taken from the access grant and the version, not the secret, so the service is created after
+  # the loader may read a version that exists (a revision whose secret cannot be read does not
+  # start).
   secret_env = each.key == "parquet-loader" && var.cloud_sql.enabled ? {
-    DATABASE_URL = { secret = google_secret_manager_secret.database_url[0].secret_id, version = "latest" }
+    DATABASE_URL = {
+      secret  = google_secret_manager_secret_iam_member.loader_reads_database_url[0].secret_id
+      version = google_secret_manager_secret_version.database_url[0].version
+    }
   } : {}
   cloudsql_instances = each.key == "parquet-loader" && var.cloud_sql.enabled ? [google_sql_database_instance.pulse[0].connection_name] : []
 
   cpu             = coalesce(try(var.function_overrides[each.key].cpu, null), "1")
   memory          = coalesce(try(var.function_overrides[each.key].memory, null), each.value.memory)
-  max_instances   = coalesce(try(var.function_overrides[each.key].max_instances, null), 10)
+  max_instances   = coalesce(try(each.value.max_instances, null), try(var.function_overrides[each.key].max_instances, null), 10)
+  min_instances   = try(each.value.min_instances, 0)
+  cpu_idle        = try(each.value.cpu_idle, true)
   concurrency     = coalesce(try(var.function_overrides[each.key].concurrency, null), 80)
   timeout_seconds = coalesce(try(var.function_overrides[each.key].timeout_seconds, null), 120)
 
@@ -100,6 +118,43 @@ module "function" {
   deletion_protection = var.deletion_protection
 
   depends_on = [google_project_service.enabled]
+}
+
+# The built-in models on Vertex AI's `:predict` shape (functions/predictor), unless a Vertex AI
+# endpoint is given. Only inference calls it.
+module "predictor" {
+  source = "./modules/function"
+  count  = var.vertex_endpoint == "" ? 1 : 0
+
+  project     = var.project
+  region      = var.region
+  name        = "${var.name_prefix}-predictor"
+  description = "The built-in models (anomaly score, purchase propensity) on Vertex AI's :predict shape."
+  image       = var.images["predictor"]
+  labels      = merge(local.labels, { function = "predictor" })
+  ingress     = var.ingress
+  env = merge(
+    { PULSE_BACKEND = "gcp", PULSE_LOG_FORMAT = "json", GOOGLE_CLOUD_PROJECT = var.project },
+    try(var.function_overrides["predictor"].env, {}),
+  )
+
+  memory              = coalesce(try(var.function_overrides["predictor"].memory, null), "512Mi")
+  max_instances       = coalesce(try(var.function_overrides["predictor"].max_instances, null), 10)
+  invokers            = { for i, m in var.operators : "operator-${i}" => m }
+  deletion_protection = var.deletion_protection
+
+  depends_on = [google_project_service.enabled]
+}
+
+# Outside the module call: inference's identity comes from the other module call.
+resource "google_cloud_run_v2_service_iam_member" "inference_invokes_predictor" {
+  count = var.vertex_endpoint == "" ? 1 : 0
+
+  project  = var.project
+  location = var.region
+  name     = module.predictor[0].service_name
+  role     = "roles/run.invoker"
+  member   = module.function["inference"].service_account_member
 }
 
 # --- preprocess: writes the raw archive and dead-letter records, reads them back for replay,

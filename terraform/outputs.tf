@@ -1,11 +1,11 @@
 output "service_urls" {
   description = "HTTPS URL of each function (IAM-protected: call with an identity token)."
-  value       = { for f, m in module.function : f => m.uri }
+  value       = merge({ for f, m in module.function : f => m.uri }, { for m in module.predictor : "predictor" => m.uri })
 }
 
 output "service_accounts" {
   description = "The identity each function runs as."
-  value       = { for f, m in module.function : f => m.service_account_email }
+  value       = merge({ for f, m in module.function : f => m.service_account_email }, { for m in module.predictor : "predictor" => m.service_account_email })
 }
 
 output "buckets" {
@@ -43,4 +43,9 @@ output "image_repository" {
 output "cloud_sql_connection_name" {
   description = "Cloud SQL instance connection name (null when Cloud SQL is off)."
   value       = var.cloud_sql.enabled ? google_sql_database_instance.pulse[0].connection_name : null
+}
+
+output "images" {
+  description = "The image of each function as deployed; scripts/deploy.sh --plan plans a pull request's infrastructure changes with them."
+  value       = var.images
 }

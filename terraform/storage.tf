@@ -7,6 +7,8 @@ locals {
   # The prefixes the functions use (shared/src/config.rs defaults).
   raw_prefix         = "raw/"
   dead_letter_prefix = "dead-letter/"
+  landing_prefix     = "landing/"
+  quarantine_prefix  = "quarantine/"
 }
 
 resource "google_storage_bucket" "raw" {
@@ -59,6 +61,24 @@ resource "google_storage_bucket" "landing" {
   public_access_prevention    = "enforced"
   force_destroy               = false
   labels                      = local.labels
+
+  # A drop is loaded once, by generation, soon after it lands: what stays is history. Refused
+  # files and their reports stay twice as long, for whoever has to look at them.
+  dynamic "lifecycle_rule" {
+    for_each = var.landing_delete_after_days > 0 ? {
+      (local.landing_prefix)    = var.landing_delete_after_days
+      (local.quarantine_prefix) = 2 * var.landing_delete_after_days
+    } : {}
+    content {
+      condition {
+        age            = lifecycle_rule.value
+        matches_prefix = [lifecycle_rule.key]
+      }
+      action {
+        type = "Delete"
+      }
+    }
+  }
 
   depends_on = [google_project_service.enabled]
 }

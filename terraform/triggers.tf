@@ -21,9 +21,11 @@ resource "google_project_iam_member" "storage_agent_publishes" {
   member  = local.storage_agent
 }
 
+# Eventarc requires a Cloud Storage trigger in the bucket's own location (a multi-region bucket
+# needs a multi-region trigger); the destination service stays in var.region.
 resource "google_eventarc_trigger" "landing_finalized" {
   project         = var.project
-  location        = var.region
+  location        = lower(var.bucket_location)
   name            = "${var.name_prefix}-parquet-loader-finalized"
   service_account = google_service_account.trigger.email
   labels          = local.labels

@@ -23,15 +23,18 @@ variable "images" {
   description = <<-EOT
     Container image of each function, pinned by digest in deploy.yml / scripts/deploy.sh
     (e.g. `europe-west1-docker.pkg.dev/PROJECT/pulse/preprocess@sha256:…`). Keys: preprocess,
-    table-manager, parquet-loader, inference, event-generator.
+    table-manager, parquet-loader, inference, event-generator, and predictor unless
+    vertex_endpoint is set.
   EOT
   type        = map(string)
   validation {
     condition = alltrue([
-      for f in ["preprocess", "table-manager", "parquet-loader", "inference", "event-generator"] :
-      contains(keys(var.images), f)
+      for f in concat(
+        ["preprocess", "table-manager", "parquet-loader", "inference", "event-generator"],
+        var.vertex_endpoint == "" ? ["predictor"] : [],
+      ) : contains(keys(var.images), f)
     ])
-    error_message = "images needs an image for each of preprocess, table-manager, parquet-loader, inference and event-generator."
+    error_message = "images needs an image for each of preprocess, table-manager, parquet-loader, inference and event-generator, and predictor when vertex_endpoint is empty."
   }
 }
 
@@ -69,15 +72,33 @@ variable "raw_publishers" {
 }
 
 variable "ingress" {
-  description = "Cloud Run ingress of every function. INGRESS_TRAFFIC_INTERNAL_ONLY still receives Pub/Sub and Eventarc in this project, but replay.sh then has to run from inside the VPC."
+  description = "Cloud Run ingress of every function. Every call needs an identity with run.invoker whatever this says; INGRESS_TRAFFIC_INTERNAL_ONLY still receives Pub/Sub and Eventarc in this project, but replay and the event generator then have to be called from inside the VPC."
   type        = string
   default     = "INGRESS_TRAFFIC_ALL"
+  validation {
+    condition     = contains(["INGRESS_TRAFFIC_ALL", "INGRESS_TRAFFIC_INTERNAL_ONLY", "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"], var.ingress)
+    error_message = "ingress must be INGRESS_TRAFFIC_ALL, INGRESS_TRAFFIC_INTERNAL_ONLY or INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER."
+  }
 }
 
 variable "bucket_location" {
-  description = "Location of the raw archive and landing buckets (a region, or a multi-region such as EU)."
+  description = "Location of the raw archive and landing buckets: a region, or a multi-region (EU, US, ASIA). The landing bucket's Eventarc trigger is created in the same location, as Eventarc requires."
   type        = string
   default     = "EUROPE-WEST1"
+  validation {
+    condition     = can(regex("^([A-Za-z]+-[A-Za-z]+[0-9]+|EU|US|ASIA|eu|us|asia)$", var.bucket_location))
+    error_message = "bucket_location must be a region (e.g. EUROPE-WEST1) or a multi-region (EU, US, ASIA); dual-regions are not supported by the landing trigger here."
+  }
+}
+
+variable "landing_delete_after_days" {
+  description = "Landing objects (loaded or not) are deleted after this many days; quarantined ones after twice as long (0 keeps them forever)."
+  type        = number
+  default     = 30
+  validation {
+    condition     = var.landing_delete_after_days >= 0
+    error_message = "landing_delete_after_days must be 0 (keep) or a number of days."
+  }
 }
 
 variable "raw_archive_nearline_after_days" {
@@ -118,12 +139,26 @@ variable "scored_event_types" {
   description = "Event types delivered to inference (a filter on the processed topic's subscription)."
   type        = list(string)
   default     = ["device_telemetry", "user_activity"]
+  validation {
+    condition     = length(var.scored_event_types) > 0 && alltrue([for t in var.scored_event_types : can(regex("^[a-z][a-z0-9_]{0,63}$", t))])
+    error_message = "scored_event_types must list at least one event type, each matching ^[a-z][a-z0-9_]{0,63}$ (it becomes part of a subscription filter)."
+  }
 }
 
 variable "vertex_endpoint" {
-  description = "Vertex AI endpoint inference calls: `projects/P/locations/R/endpoints/E`. Empty leaves PULSE_VERTEX_ENDPOINT unset."
+  description = "Vertex AI endpoint inference calls: `projects/P/locations/R/endpoints/E`. Empty deploys the built-in predictor as its own Cloud Run service and scores with it."
   type        = string
   default     = ""
+  validation {
+    condition     = var.vertex_endpoint == "" || can(regex("^projects/[^/]+/locations/[a-z0-9-]+/endpoints/[A-Za-z0-9_-]+$", var.vertex_endpoint))
+    error_message = "vertex_endpoint must be empty (built-in predictor) or projects/P/locations/R/endpoints/E."
+  }
+}
+
+variable "event_generator_always_on" {
+  description = "Keep the event generator's one instance running (about 50 USD a month at 1 vCPU, 512 MiB in a tier-1 region), so Cloud Run cannot scale it in while a run lasts. Off, it scales to zero and a run can be cut short when its instance is stopped."
+  type        = bool
+  default     = true
 }
 
 variable "max_delivery_attempts" {
@@ -148,6 +183,9 @@ variable "cloud_sql" {
     tier                = optional(string, "db-f1-micro")
     availability_type   = optional(string, "ZONAL")
     deletion_protection = optional(bool, true)
+    # Raise it to give the loader's database user a new random password (and the secret a new
+    # version holding it).
+    password_version = optional(number, 1)
   })
   default = { enabled = false }
 }

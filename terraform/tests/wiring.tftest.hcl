@@ -15,6 +15,7 @@ variables {
     "parquet-loader"  = "europe-west1-docker.pkg.dev/pulse-test/pulse/parquet-loader@sha256:0000000000000000000000000000000000000000000000000000000000000003"
     inference         = "europe-west1-docker.pkg.dev/pulse-test/pulse/inference@sha256:0000000000000000000000000000000000000000000000000000000000000004"
     "event-generator" = "europe-west1-docker.pkg.dev/pulse-test/pulse/event-generator@sha256:0000000000000000000000000000000000000000000000000000000000000005"
+    predictor         = "europe-west1-docker.pkg.dev/pulse-test/pulse/predictor@sha256:0000000000000000000000000000000000000000000000000000000000000006"
   }
 }
 
@@ -172,6 +173,14 @@ run "cloud_sql_is_optional" {
     condition     = length(google_project_iam_member.loader_cloudsql_client) == 1 && length(google_secret_manager_secret_iam_member.loader_reads_database_url) == 1
     error_message = "parquet-loader may connect and read DATABASE_URL"
   }
+  assert {
+    condition     = length(google_sql_user.loader) == 1 && length(google_secret_manager_secret_version.database_url) == 1
+    error_message = "one apply creates the loader's database user and the DATABASE_URL it reads"
+  }
+  assert {
+    condition     = !contains(keys(local.functions["parquet-loader"].env), "PULSE_CLOUDSQL_INSTANCE")
+    error_message = "no variable the loader does not read"
+  }
 }
 
 run "operators_cannot_be_everyone" {
@@ -182,4 +191,117 @@ run "operators_cannot_be_everyone" {
   }
 
   expect_failures = [var.operators]
+}
+
+run "inference_scores_with_the_built_in_predictor_by_default" {
+  command = apply
+
+  assert {
+    condition     = length(module.predictor) == 1 && module.predictor[0].service_name == "pulse-predictor"
+    error_message = "without a Vertex AI endpoint the built-in predictor is deployed"
+  }
+  assert {
+    condition     = local.functions["inference"].env["PULSE_PREDICT_BASE_URL"] == module.predictor[0].uri && can(regex("^projects/pulse-test/locations/europe-west1/endpoints/", local.functions["inference"].env["PULSE_VERTEX_ENDPOINT"]))
+    error_message = "inference calls the predictor's :predict path (it cannot start without an endpoint)"
+  }
+  assert {
+    condition     = google_cloud_run_v2_service_iam_member.inference_invokes_predictor[0].member == module.function["inference"].service_account_member
+    error_message = "inference may invoke the predictor"
+  }
+}
+
+run "a_vertex_endpoint_replaces_the_predictor" {
+  command = apply
+
+  variables {
+    vertex_endpoint = "projects/pulse-test/locations/europe-west1/endpoints/123"
+  }
+
+  assert {
+    condition     = length(module.predictor) == 0 && local.functions["inference"].env["PULSE_VERTEX_ENDPOINT"] == "projects/pulse-test/locations/europe-west1/endpoints/123" && !contains(keys(local.functions["inference"].env), "PULSE_PREDICT_BASE_URL")
+    error_message = "a Vertex AI endpoint is called directly, and no predictor is deployed"
+  }
+}
+
+run "generator_runs_outlive_their_request" {
+  command = apply
+
+  assert {
+    condition     = local.functions["event-generator"].max_instances == 1 && local.functions["event-generator"].min_instances == 1 && local.functions["event-generator"].cpu_idle == false
+    error_message = "the generator runs on one instance that keeps its CPU and is not scaled in"
+  }
+}
+
+run "alerts_watch_the_right_subscriptions_and_every_failure" {
+  command = apply
+
+  assert {
+    condition     = alltrue([for c in google_monitoring_alert_policy.backlog_age.conditions : !strcontains(c.condition_threshold[0].filter, google_pubsub_subscription.dead_letter_hold.name)])
+    error_message = "the dead-letter hold subscription is never acknowledged: its backlog must not alert"
+  }
+  assert {
+    condition     = anytrue([for c in google_monitoring_alert_policy.backlog_age.conditions : strcontains(c.condition_threshold[0].filter, "eventarc-europe-west1-pulse-parquet-loader-finalized-sub-")])
+    error_message = "parquet-loader's Eventarc subscription is watched"
+  }
+  assert {
+    condition     = google_monitoring_alert_policy.server_errors.conditions[0].condition_threshold[0].threshold_value < 10 && google_monitoring_alert_policy.server_errors.conditions[0].condition_threshold[0].aggregations[0].per_series_aligner == "ALIGN_SUM"
+    error_message = "a handful of 5xx answers alerts (a loader failing on one file)"
+  }
+  assert {
+    condition     = strcontains(google_logging_metric.dead_letters.filter, "jsonPayload.deadLetter") && google_logging_metric.dead_letters.label_extractors["reason"] == "EXTRACT(jsonPayload.reason)"
+    error_message = "the functions' own dead letters are counted by reason"
+  }
+  assert {
+    condition     = length(google_monitoring_alert_policy.failed_loads.conditions) == 2
+    error_message = "quarantined files and failed load jobs alert"
+  }
+}
+
+run "landing_lifecycle_and_trigger_location" {
+  command = apply
+
+  variables {
+    bucket_location = "EU"
+  }
+
+  assert {
+    condition     = google_eventarc_trigger.landing_finalized.location == "eu"
+    error_message = "a multi-region bucket's trigger is in that multi-region"
+  }
+  assert {
+    condition = toset([for r in google_storage_bucket.landing.lifecycle_rule : "${r.condition[0].matches_prefix[0]}=${r.condition[0].age}"]) == toset([
+      "landing/=30", "quarantine/=60",
+    ])
+    error_message = "landing objects go after 30 days, quarantined ones after 60"
+  }
+}
+
+run "scored_types_cannot_break_the_filter" {
+  command = plan
+
+  variables {
+    scored_event_types = ["order\" OR attributes.event_type != \"x"]
+  }
+
+  expect_failures = [var.scored_event_types]
+}
+
+run "ingress_is_a_cloud_run_setting" {
+  command = plan
+
+  variables {
+    ingress = "internal"
+  }
+
+  expect_failures = [var.ingress]
+}
+
+run "vertex_endpoint_is_a_resource_name" {
+  command = plan
+
+  variables {
+    vertex_endpoint = "https://europe-west1-aiplatform.googleapis.com/v1/projects/p/locations/r/endpoints/e"
+  }
+
+  expect_failures = [var.vertex_endpoint]
 }

@@ -25,7 +25,7 @@ resource "google_cloud_run_v2_service" "this" {
     labels                           = var.labels
 
     scaling {
-      min_instance_count = 0
+      min_instance_count = var.min_instances
       max_instance_count = var.max_instances
     }
 
@@ -42,7 +42,7 @@ resource "google_cloud_run_v2_service" "this" {
           cpu    = var.cpu
           memory = var.memory
         }
-        cpu_idle          = true
+        cpu_idle          = var.cpu_idle
         startup_cpu_boost = true
       }
 
@@ -67,6 +67,8 @@ resource "google_cloud_run_v2_service" "this" {
         }
       }
 
+      # Probes come from inside Cloud Run, so they reach /healthz, which Cloud Run keeps from
+      # outside callers (paths ending in `z` are reserved); people and scripts use /health.
       startup_probe {
         http_get {
           path = "/healthz"

@@ -57,6 +57,18 @@ variable "max_instances" {
   default     = 10
 }
 
+variable "min_instances" {
+  description = "Instances kept running when idle (0 scales to zero)."
+  type        = number
+  default     = 0
+}
+
+variable "cpu_idle" {
+  description = "Throttle CPU between requests (request-based billing). Turn it off for work that continues after the answer."
+  type        = bool
+  default     = true
+}
+
 variable "concurrency" {
   description = "Requests one instance serves at once."
   type        = number
@@ -73,6 +85,10 @@ variable "ingress" {
   description = "Who can reach the URL at all (IAM still decides who may call it)."
   type        = string
   default     = "INGRESS_TRAFFIC_ALL"
+  validation {
+    condition     = contains(["INGRESS_TRAFFIC_ALL", "INGRESS_TRAFFIC_INTERNAL_ONLY", "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"], var.ingress)
+    error_message = "ingress must be INGRESS_TRAFFIC_ALL, INGRESS_TRAFFIC_INTERNAL_ONLY or INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER."
+  }
 }
 
 variable "invokers" {
