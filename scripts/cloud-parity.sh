@@ -20,7 +20,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
 
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/pulse-target}
+# cargo's build directory: ./target unless CARGO_TARGET_DIR says otherwise (.ci/run sets it).
+target_dir=${CARGO_TARGET_DIR:-$PWD/target}
 emulator_venv=${PULSE_VENV:-$HOME/.cache/pulse-venv}
 harness_venv=${PULSE_PARITY_VENV:-$HOME/.cache/pulse-parity-venv}
 pubsub_bin=${PULSE_PUBSUB_EMULATOR_BIN:-/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator}
@@ -45,12 +46,22 @@ venv_with() {
 venv_with "$emulator_venv" scripts/emulators-requirements.txt
 venv_with "$harness_venv" scripts/cloud_parity/requirements.txt
 
-# The binaries the images ship: Cloud Run images are built without the local DuckDB feature.
-functions=(preprocess table-manager parquet-loader inference event-generator predictor)
-cargo build --locked --bins "${functions[@]/#/--package=}"
-
 work=$(mktemp -d "${TMPDIR:-/tmp}/pulse-cloud-parity.XXXXXX")
 echo "cloud-parity: working in $work (kept on failure)"
+
+# The binaries the images ship: Cloud Run images are built without the local DuckDB feature.
+# They are copied out at once: another build in the same directory (a workspace build turns
+# the feature on for every function) may replace target/debug/FUNCTION at any time.
+functions=(preprocess table-manager parquet-loader inference event-generator predictor)
+cargo build --locked --bins "${functions[@]/#/--package=}"
+mkdir -p "$work/bin"
+for function in "${functions[@]}"; do
+  cp "$target_dir/debug/$function" "$work/bin/"
+  if grep -a -q -F duckdb_open_ext "$work/bin/$function"; then
+    echo "cloud-parity: $target_dir/debug/$function has DuckDB in it: another build replaced it; run again" >&2
+    exit 1
+  fi
+done
 
 # The local run the cloud must equal: `pulse demo`, same seed, its own data dir and free ports.
 PULSE_DATA_DIR=$work/local cargo run --locked --quiet -p pulse -- demo --json --seed "$seed" --any-ports \
@@ -63,7 +74,7 @@ PYTHONPATH=scripts "$harness_venv/bin/python" -m cloud_parity \
   --tf-check ../shared/tools/terraform-offline/tf-check \
   --tfvars scripts/cloud_parity/parity.tfvars \
   --work "$work" \
-  --bin-dir "$CARGO_TARGET_DIR/debug" \
+  --bin-dir "$work/bin" \
   --local-report "$work/local-demo.json" \
   --fixture cli/fixtures/alltypes_plain.parquet \
   --pubsub-emulator "$pubsub_bin" \

@@ -110,6 +110,9 @@ def print_report(rows, refused, cloud, stack: Stack, work: Path) -> list[str]:
         if not ok:
             failures.append(what)
         print(f"  {what:<88} expected {expected}, got {got}{'' if ok else '  <-- WRONG'}")
+    for refused in stack.refused_triggers:
+        failures.append(refused)
+        print(f"\n{refused}")
     for name, why in stack.failed.items():
         failures.append(f"{name} did not start")
         print(f"\nSERVICE DID NOT START: {name}\n{why}")

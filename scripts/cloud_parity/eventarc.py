@@ -27,10 +27,21 @@ class Eventarc:
         self.delivered: list[tuple[str, int]] = []  # (object name, status) of each attempt
         self.last_activity = time.monotonic()
         self.tasks: set[asyncio.Task] = set()
+        self.refused: dict[str, str] = {}
         self.http: aiohttp.ClientSession | None = None
 
-    async def start(self) -> None:
+    async def start(self) -> list[str]:
+        """Starts delivering; returns the triggers Eventarc would refuse to create."""
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600))
+        for trigger in self.deployment.triggers:
+            bucket = trigger.criteria.get("bucket")
+            location = self.deployment.buckets.get(bucket)
+            # A Cloud Storage trigger must be in its bucket's location (a region, or the
+            # multi-region itself): Eventarc refuses any other, and nothing is delivered.
+            if location and location.lower() != trigger.location.lower():
+                self.refused[trigger.name] = (f"Eventarc trigger {trigger.name} is in {trigger.location}, "
+                                              f"its bucket {bucket} in {location}: Eventarc refuses it")
+        return list(self.refused.values())
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -41,6 +52,8 @@ class Eventarc:
     async def object_finalized(self, obj: dict) -> None:
         attributes = {"type": FINALIZED, "bucket": obj["bucket"]}
         for trigger in self.deployment.triggers:
+            if trigger.name in self.refused:
+                continue
             if all(attributes.get(k) == v for k, v in trigger.criteria.items()):
                 task = asyncio.create_task(self.deliver(trigger, obj))
                 self.tasks.add(task)

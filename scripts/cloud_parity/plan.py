@@ -77,6 +77,7 @@ class Subscription:
 @dataclass
 class Trigger:
     name: str
+    location: str
     service_account: str
     criteria: dict[str, str]
     service: str
@@ -100,7 +101,7 @@ class Deployment:
     topics: list[str]
     subscriptions: list[Subscription]
     triggers: list[Trigger]
-    buckets: list[str]
+    buckets: dict[str, str]  # name -> location
     datasets: list[dict]
     tables: list[Table]
 
@@ -268,7 +269,7 @@ def deployment(plan: dict) -> Deployment:
     for t in by_type.get("google_eventarc_trigger", []):
         destination = one(one(t["destination"]).get("cloud_run_service"))
         triggers.append(Trigger(
-            name=t["name"], service_account=t["service_account"],
+            name=t["name"], location=t["location"], service_account=t["service_account"],
             criteria={c["attribute"]: c["value"] for c in t["matching_criteria"]},
             service=destination["service"], path=destination.get("path") or "/",
         ))
@@ -288,7 +289,7 @@ def deployment(plan: dict) -> Deployment:
         project=projects.pop(), services=services,
         topics=[t["id"] for t in by_type.get("google_pubsub_topic", [])],
         subscriptions=subscriptions, triggers=triggers,
-        buckets=[b["name"] for b in by_type.get("google_storage_bucket", [])],
+        buckets={b["name"]: b["location"] for b in by_type.get("google_storage_bucket", [])},
         datasets=[{"dataset_id": d["dataset_id"], "location": d.get("location")}
                   for d in by_type.get("google_bigquery_dataset", [])],
         tables=tables,

@@ -56,6 +56,8 @@ class Stack:
         self.failed: dict[str, str] = {}
         #: What the emulators could not take from the plan.
         self.gaps: list[str] = []
+        #: Triggers Eventarc would not create.
+        self.refused_triggers: list[str] = []
         self.runners: list[web.AppRunner] = []
 
     @property
@@ -80,10 +82,10 @@ class Stack:
         app.router.add_get("/oauth2/v3/certs", lambda _: web.json_response(self.issuer.jwks()))
         self.runners.append(await procs.serve(app, self.jwks_port))
         procs.log("starting the emulators (Cloud Storage, Pub/Sub, BigQuery)")
-        await asyncio.gather(self.storage.start(self.d.project, self.d.buckets),
+        await asyncio.gather(self.storage.start(self.d.project, list(self.d.buckets)),
                              self.pubsub.start(self.d.project), self.bigquery.start())
         await self.proxy.start()
-        await self.eventarc.start()
+        self.refused_triggers = await self.eventarc.start()
         self.gaps += await self.bigquery.create(self.d)
         procs.log(f"starting {len(self.services)} Cloud Run services: {', '.join(self.services)}")
         url_map = {s.url: self.doors[name] for name, s in self.d.services.items()}
