@@ -566,12 +566,15 @@ impl fmt::Display for DemoReport {
             "  warehouse      {} (schema `{}`; stop the stack before opening it)",
             at.warehouse, at.dataset
         )?;
-        if let Some(dashboard) = &at.dashboard {
-            writeln!(f, "  dashboard      {dashboard} (while `pulse up` runs)")?;
+        match &at.dashboard {
+            Some(dashboard) => write!(
+                f,
+                "  dashboard      {dashboard} (run `cargo run -p pulse -- up` to keep the stack and the page up)"
+            ),
+            None => write!(
+                f,
+                "  run `cargo run -p pulse -- up` to keep the stack running"
+            ),
         }
-        write!(
-            f,
-            "  run `cargo run -p pulse -- up` to keep the stack running"
-        )
     }
 }

@@ -11,6 +11,7 @@ use event_generator::{Generator, RunRequest, RunSpec};
 use indicatif::{ProgressBar, ProgressStyle};
 use pulse::stack::{LocalStack, PortChoice};
 use pulse_shared::config::Config;
+use pulse_shared::metrics;
 use pulse_shared::runtime::shutdown_signal;
 
 /// How long to wait for the pipeline to settle after the last message.
@@ -54,6 +55,39 @@ pub struct GenerateReport {
     progress: ProgressSnapshot,
     processed: u64,
     settled: bool,
+    freshness: Freshness,
+}
+
+/// Freshness of the rows the run wrote, from the stack's `/metrics` once it settled: the
+/// summaries cover about the last minute, and each figure is the worst table's.
+#[derive(Debug, Default)]
+struct Freshness {
+    /// Event `timestamp` → row committed, p50 and p99, seconds.
+    event: [Option<f64>; 2],
+    /// Pub/Sub publish of the processed message → row committed, p50 and p99, seconds.
+    publish: [Option<f64>; 2],
+}
+
+impl Freshness {
+    async fn scrape(stack: &LocalStack) -> Self {
+        let url = format!("http://{}/metrics", stack.preprocess);
+        let text = match reqwest::get(&url).await {
+            Ok(response) => response.text().await,
+            Err(err) => Err(err),
+        };
+        let samples = match text {
+            Ok(text) => metrics::parse(&text),
+            Err(err) => {
+                tracing::warn!("freshness not read from {url}: {err}");
+                return Self::default();
+            }
+        };
+        let of = |name| ["0.5", "0.99"].map(|q| metrics::worst_quantile(&samples, name, q));
+        Self {
+            event: of(metrics::FRESHNESS_EVENT_SECONDS),
+            publish: of(metrics::FRESHNESS_PUBLISH_SECONDS),
+        }
+    }
 }
 
 /// Starts the stack, runs the generator against its bus at the scenario's pace (Ctrl-C stops
@@ -113,6 +147,7 @@ pub async fn run(
         finish,
         progress: progress.snapshot(),
         settled,
+        freshness: Freshness::scrape(&stack).await,
     };
     stack.stop().await;
     Ok(report)
@@ -138,6 +173,8 @@ impl GenerateReport {
             "elapsed_seconds": p.elapsed.as_secs_f64(),
             "processed_published": self.processed,
             "settled": self.settled,
+            "freshness_event_seconds": {"p50": self.freshness.event[0], "p99": self.freshness.event[1]},
+            "freshness_publish_seconds": {"p50": self.freshness.publish[0], "p99": self.freshness.publish[1]},
         })
     }
 
@@ -199,7 +236,7 @@ impl fmt::Display for GenerateReport {
             s.scenario.rate(),
             p.elapsed.as_secs_f64()
         )?;
-        write!(
+        writeln!(
             f,
             "  pipeline                {} published to the processed topic{}",
             self.processed,
@@ -208,6 +245,14 @@ impl fmt::Display for GenerateReport {
             } else {
                 "; NOT settled: deliveries were still in flight when the wait ended"
             }
+        )?;
+        let seconds =
+            |value: Option<f64>| value.map_or_else(|| "—".to_owned(), |v| format!("{v:.3} s"));
+        let [event_p50, event_p99] = self.freshness.event.map(seconds);
+        let [publish_p50, publish_p99] = self.freshness.publish.map(seconds);
+        write!(
+            f,
+            "  freshness (last minute) event → row p50 {event_p50}, p99 {event_p99}; publish → row p50 {publish_p50}, p99 {publish_p99}"
         )
     }
 }
@@ -233,6 +278,7 @@ mod tests {
             },
             processed: 0,
             settled,
+            freshness: Freshness::default(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! `pulse`: runs the Pulse pipeline on one machine with embedded backends.
 
+mod ddl;
 mod generate;
 
 use clap::{Parser, Subcommand};
@@ -21,7 +22,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start every function, the local bus and the publish endpoint; stop with Ctrl-C.
+    /// Start every function, the local bus, the publish endpoint and the dashboard
+    /// (http://127.0.0.1:8080/); stop with Ctrl-C.
     Up,
     /// Start the stack, run the `quick_sample` scenario (every known type, a redelivered
     /// duplicate, a malformed event) and drop a sample Parquet file, wait until the pipeline
@@ -30,17 +32,14 @@ enum Command {
     /// Start the stack and publish generated events to it at a controlled rate, by named
     /// scenario (`--scenario light_demo`) or custom run (two of --rate, --count, --duration).
     Generate(generate::GenerateArgs),
+    /// Print the BigQuery DDL of every known table and curated view (partitioning, clustering,
+    /// descriptions), from the registry the functions use.
+    Ddl(ddl::DdlArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config = Config::from_env()?;
-    anyhow::ensure!(
-        config.backend == BackendKind::Local,
-        "`pulse` runs the local stack; unset PULSE_BACKEND (it is `gcp`)"
-    );
-    telemetry::init(&config);
     let ports = if cli.any_ports {
         PortChoice::Any
     } else {
@@ -48,13 +47,13 @@ async fn main() -> anyhow::Result<()> {
     };
     match cli.command {
         Command::Up => {
-            let stack = LocalStack::start(config, ports).await?;
+            let stack = LocalStack::start(local_config()?, ports).await?;
             println!("{}", stack.describe());
             pulse_shared::runtime::shutdown_signal().await;
             stack.stop().await;
         }
         Command::Demo(args) => {
-            let report = demo::run(config, ports, &args).await?;
+            let report = demo::run(local_config()?, ports, &args).await?;
             let json = args
                 .json
                 .then(|| serde_json::to_value(&report))
@@ -68,7 +67,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Generate(args) => {
             let json = args.json;
-            let report = generate::run(config, ports, args).await?;
+            let report = generate::run(local_config()?, ports, args).await?;
             print_report(
                 json.then(|| report.to_json()),
                 &report,
@@ -76,8 +75,21 @@ async fn main() -> anyhow::Result<()> {
                 "the run did not go cleanly",
             )?;
         }
+        // Needs no stack and no local configuration: it describes the BigQuery side.
+        Command::Ddl(args) => print!("{}", ddl::render(&args)),
     }
     Ok(())
+}
+
+/// The local stack's configuration, with logging set up from it.
+fn local_config() -> anyhow::Result<Config> {
+    let config = Config::from_env()?;
+    anyhow::ensure!(
+        config.backend == BackendKind::Local,
+        "`pulse` runs the local stack; unset PULSE_BACKEND (it is `gcp`)"
+    );
+    telemetry::init(&config);
+    Ok(config)
 }
 
 /// Prints a command's report (as JSON when given, else as text), then fails the command when

@@ -6,12 +6,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use pulse_shared::auth::AccessTokens;
+
+use crate::dashboard::Dashboard;
 use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
 use pulse_shared::publish::{LocalBus, PushSubscription};
+use pulse_shared::registry::KNOWN_TYPES;
 use pulse_shared::runtime::{serve_until, with_runtime_layers};
 use pulse_shared::storage::ObjectStore;
+use pulse_shared::views::{CURATED_VIEWS, Dialect};
 use pulse_shared::warehouse::Warehouse;
+use serde_json::Map;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -35,7 +40,7 @@ impl PortChoice {
     }
 }
 
-/// Port of the stack's own endpoint (publish API; later the dashboard).
+/// Port of the stack's own endpoint: the dashboard and the publish API.
 pub const CONTROL_PORT: u16 = 8080;
 /// Port of preprocess.
 pub const PREPROCESS_PORT: u16 = 8081;
@@ -64,6 +69,8 @@ pub struct LocalStack {
     stop: watch::Sender<bool>,
     /// The landing-folder watcher (the local Eventarc storage trigger).
     watcher: JoinHandle<()>,
+    /// The dashboard's metrics scraper.
+    scraper: JoinHandle<()>,
     servers: Vec<JoinHandle<std::io::Result<()>>>,
 }
 
@@ -131,6 +138,7 @@ impl LocalStack {
             with_runtime_layers(
                 predictor::app(predictor::Models::builtin(), &predictor::Routes::default()),
                 &config,
+                predictor::FUNCTION,
             ),
             stopped.clone(),
         )
@@ -157,9 +165,15 @@ impl LocalStack {
             format!("http://{inference}/"),
         ));
 
+        let (dashboard, scraper) = Dashboard::start(
+            preprocess,
+            table_manager,
+            Backends::dead_letters(&config, &objects),
+            config.data_dir.display().to_string(),
+        );
         let (control, server) = serve(
             ports.port(CONTROL_PORT),
-            crate::publish_api::router(bus.clone(), &config),
+            crate::publish_api::router(bus.clone(), &config).merge(dashboard.router()),
             stopped,
         )
         .await?;
@@ -167,6 +181,7 @@ impl LocalStack {
 
         backends.log();
         tracing::info!(warehouse = %warehouse.describe(), "warehouse chosen");
+        create_curated_views(&config, warehouse.as_ref()).await?;
         Ok(Self {
             config,
             bus,
@@ -180,6 +195,7 @@ impl LocalStack {
             predictor,
             stop,
             watcher,
+            scraper,
             servers,
         })
     }
@@ -189,6 +205,7 @@ impl LocalStack {
         let data_dir = self.config.data_dir.display();
         let mut text = String::new();
         let _ = writeln!(text, "Pulse local stack is up (Ctrl-C to stop)");
+        let _ = writeln!(text, "  dashboard      http://{}/", self.control);
         let _ = writeln!(text, "  data dir       {data_dir}");
         let _ = writeln!(
             text,
@@ -242,6 +259,7 @@ impl LocalStack {
     /// Stops accepting requests, lets those in flight finish, and waits for every server.
     pub async fn stop(self) {
         self.watcher.abort();
+        self.scraper.abort();
         let _ = self.stop.send(true);
         for server in self.servers {
             match server.await {
@@ -255,6 +273,27 @@ impl LocalStack {
             tracing::error!("the local store's files may lag its journal: {err}");
         }
     }
+}
+
+/// Creates the curated views in DuckDB from the SQL Terraform gives BigQuery. A view needs its
+/// tables, so the tables of the known event types and the predictions table are created first,
+/// empty and exactly as table-manager and inference would create them on their first row.
+async fn create_curated_views(config: &Config, warehouse: &dyn Warehouse) -> anyhow::Result<()> {
+    for spec in KNOWN_TYPES {
+        warehouse
+            .ensure_table(&table_manager::table_spec(spec.name, &Map::new()))
+            .await?;
+    }
+    warehouse
+        .ensure_table(&inference::predictions_table_spec(&config.prediction.table))
+        .await?;
+    for view in CURATED_VIEWS {
+        warehouse
+            .create_view(view.name, &view.sql(Dialect::DuckDb, warehouse.dataset()))
+            .await
+            .map_err(|err| anyhow::anyhow!("curated view {}: {err}", view.name))?;
+    }
+    Ok(())
 }
 
 async fn serve(

@@ -384,3 +384,114 @@ async fn an_event_published_over_http_is_archived_by_preprocess() {
     assert_eq!(stack.bus.published("events-processed"), 1);
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn curated_views_metrics_and_the_dashboard_read_the_running_stack() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = LocalStack::start(Config::local(dir.path()), PortChoice::Any)
+        .await
+        .unwrap();
+    let order = |id: &str, at: &str, amount: f64| {
+        json!({"event_id": id, "event_type": "order", "timestamp": at, "order_id": id,
+            "customer_id": "c-1", "status": "paid", "total_amount": amount,
+            "items": [{"product_id": "p-1", "quantity": 1, "price": amount}]})
+    };
+    let events = [
+        order("o1", "2026-12-05T10:05:00Z", 10.0),
+        order("o2", "2026-12-05T10:55:00Z", 5.5),
+        order("o3", "2026-12-05T11:00:00Z", 1.0),
+        json!({"event_id": "t1", "event_type": "device_telemetry", "timestamp": "2026-12-05T10:00:00Z",
+            "device_id": "d-1", "sensor_type": "temperature", "reading": 21.5, "unit": "C"}),
+    ];
+    for event in &events {
+        let message = pulse_shared::publish::OutgoingMessage {
+            data: bytes::Bytes::from(event.to_string()),
+            ..Default::default()
+        };
+        pulse_shared::publish::Publisher::publish(&stack.bus, "events-raw", message)
+            .await
+            .unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(60), stack.bus.settled())
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let get = |url: String| {
+        let http = http.clone();
+        async move {
+            let response = http.get(&url).send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let table_manager = format!("http://{}", stack.table_manager);
+
+    // Every curated view exists in DuckDB and is read through table-manager.
+    let (status, listed) = get(format!("{table_manager}/views")).await;
+    assert_eq!(status, 200, "{listed}");
+    let listed: Vec<Value> = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed.len(), pulse_shared::views::CURATED_VIEWS.len());
+    for view in &listed {
+        let (status, body) = get(format!(
+            "{table_manager}/views/{}",
+            view["name"].as_str().unwrap()
+        ))
+        .await;
+        assert_eq!(status, 200, "{view}: {body}");
+    }
+    let (_, hourly) = get(format!("{table_manager}/views/orders_hourly")).await;
+    let mut hourly: Vec<Value> = serde_json::from_str(&hourly).unwrap();
+    hourly.sort_by_key(|row| row["order_hour"].to_string());
+    assert_eq!(hourly.len(), 2, "{hourly:?}");
+    assert_eq!(
+        (&hourly[0]["orders"], &hourly[0]["revenue"]),
+        (&json!(2), &json!(15.5))
+    );
+    assert_eq!(
+        (&hourly[1]["orders"], &hourly[1]["revenue"]),
+        (&json!(1), &json!(1.0))
+    );
+    let (_, anomalies) = get(format!("{table_manager}/views/device_anomalies")).await;
+    let anomalies: Vec<Value> = serde_json::from_str(&anomalies).unwrap();
+    assert_eq!(anomalies.len(), 1, "{anomalies:?}");
+    assert!(
+        anomalies[0]["score"].is_number(),
+        "inference scored it: {anomalies:?}"
+    );
+    let (status, _) = get(format!("{table_manager}/views/orders")).await;
+    assert_eq!(status, 400, "only curated views are read");
+
+    // The metrics counted the rows and measured their freshness.
+    let (status, text) = get(format!("{table_manager}/metrics")).await;
+    assert_eq!(status, 200);
+    let samples = pulse_shared::metrics::parse(&text);
+    let value = |name: &str, labels: &[(&str, &str)]| {
+        samples
+            .iter()
+            .find(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == *v))
+            .map(|s| s.value)
+    };
+    assert_eq!(
+        value("pulse_rows_written_total", &[("table", "orders")]),
+        Some(3.0)
+    );
+    let acknowledged = [("function", "table-manager"), ("outcome", "acknowledged")];
+    assert_eq!(value("pulse_deliveries_total", &acknowledged), Some(4.0));
+    // Each committed row is measured (a redelivered row that was committed twice, twice).
+    let measured = value(
+        "pulse_freshness_event_seconds_count",
+        &[("table", "orders")],
+    );
+    assert!(measured >= Some(3.0), "{measured:?}");
+
+    // The dashboard draws from the same stack.
+    let (status, page) = get(format!("http://{}/", stack.control)).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains(
+            r#"<tr data-table="orders"><th scope="row">orders</th><td class="n">3</td></tr>"#
+        ),
+        "{page}"
+    );
+    assert!(page.contains(r#"<svg id="orders-chart""#));
+    stack.stop().await;
+}

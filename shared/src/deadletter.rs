@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::envelope::PushMessage;
 use crate::error::{BackendError, Rejection};
+use crate::metrics;
 use crate::registry::{is_valid_event_id, rfc3339};
 use crate::storage::{Created, ObjectStore};
 
@@ -163,10 +164,14 @@ impl DeadLetterStore {
     pub async fn write(&self, record: &DeadLetterRecord) -> Result<String, BackendError> {
         let name = record.object_name(&self.prefix);
         let body = serde_json::to_vec_pretty(record).expect("a record always serialises");
-        let _: Created = self
+        let created = self
             .store
             .create_if_absent(&self.bucket, &name, Bytes::from(body), "application/json")
             .await?;
+        // A redelivered failure finds its record there already: it is counted once.
+        if created == Created::New {
+            metrics::dead_lettered(&record.function, &record.reason);
+        }
         tracing::warn!(reason = %record.reason, dead_letter = %name, "dead-lettered: {}", record.detail);
         Ok(name)
     }

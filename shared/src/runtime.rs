@@ -1,6 +1,6 @@
-//! The HTTP runtime every function shares: `GET /healthz`, a body limit, a request timeout, the
-//! request span, push-token verification on the trigger route, and serving on `$PORT` until
-//! SIGTERM, draining requests in flight.
+//! The HTTP runtime every function shares: `GET /healthz`, `GET /metrics`, a body limit, a
+//! request timeout, the request span and its metrics, push-token verification on the trigger
+//! route, and serving on `$PORT` until SIGTERM, draining requests in flight.
 
 use std::net::SocketAddr;
 
@@ -12,23 +12,32 @@ use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::config::Config;
+use crate::metrics;
 use crate::oidc::{PushVerifier, require_push_token};
-use crate::telemetry;
+use crate::telemetry::{self, RequestContext};
 
-/// Adds the shared routes and layers to a function's router.
+/// Adds the shared routes and layers to the router of `function` (its name labels its metrics).
 ///
 /// A request that outlives `PULSE_REQUEST_TIMEOUT_SECS` is answered 503, so the sender delivers
 /// it again; everything a function writes is idempotent, so the abandoned attempt does no harm.
-pub fn with_runtime_layers(router: Router, config: &Config) -> Router {
+/// `GET /metrics` is outside the trigger route's push-token check: Cloud Run IAM guards it, as it
+/// does the other manual routes.
+pub fn with_runtime_layers(router: Router, config: &Config, function: &'static str) -> Router {
+    // Installed before the first request, so that nothing is counted by a recorder nobody reads.
+    metrics::handle();
     router
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics::render))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             config.request_timeout,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            config.project.clone(),
+            RequestContext {
+                project: config.project.clone(),
+                function,
+            },
             telemetry::trace_requests,
         ))
 }

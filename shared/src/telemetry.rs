@@ -6,7 +6,7 @@
 use std::io;
 use std::time::Instant;
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use serde_json::Value;
@@ -17,6 +17,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::config::Config;
+use crate::metrics;
 
 /// Installs the global subscriber. `RUST_LOG` filters (default `info`).
 pub fn init(config: &Config) {
@@ -62,16 +63,34 @@ pub fn trace_id(headers: &http::HeaderMap) -> Option<String> {
     valid(id).then(|| id.to_ascii_lowercase())
 }
 
+/// Who answers the requests that [`trace_requests`] sees.
+#[derive(Clone, Debug)]
+pub struct RequestContext {
+    /// The project that Cloud Trace ids belong to.
+    pub project: String,
+    /// The function's name, labelling its metrics.
+    pub function: &'static str,
+}
+
 /// Middleware: runs each request in a `request` span (method, path, trace, and the
-/// `message_id`/`event_id` that handlers record) and logs its end with `httpRequest` fields:
-/// at `info` for server errors and redeliveries asked for, at `debug` otherwise.
+/// `message_id`/`event_id` that handlers record), counts it in the metrics (by route, and as a
+/// delivery when it came to the trigger route `POST /`) and logs its end with `httpRequest`
+/// fields: at `info` for server errors and redeliveries asked for, at `debug` otherwise.
 pub async fn trace_requests(
-    State(project): State<String>,
+    State(context): State<RequestContext>,
     request: Request,
     next: Next,
 ) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    // The route's pattern, not the path, so that names in paths do not become label values.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let trigger = method == http::Method::POST && route == "/";
+    let project = &context.project;
     let span = tracing::info_span!(
         "request",
         %method,
@@ -86,6 +105,7 @@ pub async fn trace_requests(
     let started = Instant::now();
     let response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
+    metrics::request(context.function, &route, trigger, status, started.elapsed());
     // Field values are only computed when the log line is enabled.
     let latency = || format!("{:.6}s", started.elapsed().as_secs_f64());
     let _entered = span.enter();

@@ -120,6 +120,17 @@ pub trait Warehouse: Send + Sync {
     /// Runs a query (in the warehouse's SQL dialect) and returns its rows as JSON objects.
     async fn query(&self, sql: &str) -> Result<Vec<Map<String, Value>>, BackendError>;
 
+    /// Creates or replaces view `name` in the dataset as `select`, in the warehouse's dialect.
+    /// Only the local warehouse does: on BigQuery the views are Terraform's, and a function
+    /// that rewrote them would fight every `terraform apply`.
+    async fn create_view(&self, name: &str, _select: &str) -> Result<(), BackendError> {
+        Err(BackendError::new(
+            format!("create view {name}"),
+            Retry::Permanent,
+            format!("{} does not create views; Terraform does", self.describe()),
+        ))
+    }
+
     /// Names the implementation, for start-up logs.
     fn describe(&self) -> String;
 }

@@ -85,5 +85,5 @@ pub fn app(state: AppState) -> Router {
         .route("/jobs/{id}/cancel", post(api::cancel_job))
         .route("/openapi.json", get(api::openapi))
         .with_state(state.clone());
-    with_runtime_layers(router, state.config())
+    with_runtime_layers(router, state.config(), FUNCTION)
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use pulse_shared::config::PredictionSettings;
 use pulse_shared::error::{BackendError, Retry};
+use pulse_shared::metrics;
 use serde_json::Value;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::{Instant, timeout_at};
@@ -188,12 +189,23 @@ async fn call(client: &VertexClient, breaker: &Breaker, admission: Admission, ba
         .into_iter()
         .map(|job| (job.instance, job.reply))
         .unzip();
+    let started = Instant::now();
     let result = client.predict(&instances).await;
+    metrics::predict_call(
+        match &result {
+            Ok(_) => "ok",
+            Err(CallError::Unavailable(_)) => "unavailable",
+            Err(CallError::Refused(_)) => "refused",
+            Err(CallError::Mismatch(_)) => "mismatch",
+        },
+        started.elapsed(),
+    );
     let endpoint_failed = matches!(
         result,
         Err(CallError::Unavailable(_) | CallError::Refused(_))
     );
     breaker.record(admission, !endpoint_failed);
+    metrics::breaker_open(breaker.refusing());
     match result {
         Ok(answer) => {
             for (reply, prediction) in replies.into_iter().zip(answer.predictions) {

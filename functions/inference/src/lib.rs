@@ -125,5 +125,5 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/predict-replay", post(replay::handle))
         .with_state(state.clone());
-    with_runtime_layers(router, &state.inner.config)
+    with_runtime_layers(router, &state.inner.config, FUNCTION)
 }

@@ -87,5 +87,5 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/load", post(reload::handle))
         .with_state(state.clone());
-    with_runtime_layers(router, &state.inner.config)
+    with_runtime_layers(router, &state.inner.config, FUNCTION)
 }

@@ -3,6 +3,7 @@
 //! generation without loading anything twice.
 
 use pulse_shared::error::BackendError;
+use pulse_shared::metrics;
 use pulse_shared::warehouse::{LoadError, Warehouse};
 use serde::Serialize;
 
@@ -58,6 +59,9 @@ pub enum Outcome {
     },
 }
 
+/// [`Destination::destination`] of the warehouse.
+const WAREHOUSE_DESTINATION: &str = "warehouse";
+
 /// One place the rows went.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Destination {
@@ -80,11 +84,36 @@ pub fn load_id(bucket: &str, name: &str, generation: i64) -> String {
     format!("pulse_load_{}", id.simple())
 }
 
-/// Loads `object`, quarantines it, or ignores it. An `Err` is a failure a retry may get past.
+/// Loads `object`, quarantines it, or ignores it, and counts which. An `Err` is a failure a
+/// retry may get past.
 pub async fn load_object(
     state: &AppState,
     object: &LandingObject,
 ) -> Result<Outcome, BackendError> {
+    let outcome = decide(state, object).await?;
+    match &outcome {
+        Outcome::Loaded {
+            table,
+            rows,
+            destinations,
+            ..
+        } => {
+            // Rows count once, in the warehouse, when this delivery committed them.
+            let warehouse = destinations
+                .iter()
+                .find(|d| d.destination == WAREHOUSE_DESTINATION);
+            match warehouse {
+                Some(d) if d.already_loaded => metrics::load("already_loaded", None),
+                _ => metrics::load("loaded", Some((table, *rows))),
+            }
+        }
+        Outcome::Quarantined { .. } => metrics::load("quarantined", None),
+        Outcome::Ignored { .. } => metrics::load("ignored", None),
+    }
+    Ok(outcome)
+}
+
+async fn decide(state: &AppState, object: &LandingObject) -> Result<Outcome, BackendError> {
     let settings = &state.inner;
     let config = &settings.config;
     if object.bucket != config.landing_bucket {
@@ -197,7 +226,7 @@ async fn load_checked(
         Err(LoadError::Backend(err)) => return Err(err),
     };
     let mut destinations = vec![Destination {
-        destination: "warehouse",
+        destination: WAREHOUSE_DESTINATION,
         table: format!("{}.{table}", warehouse.dataset()),
         rows: loaded.rows,
         job_id: loaded.job_id,

@@ -70,6 +70,9 @@ pub struct PredictResponse {
     pub model_version_id: String,
 }
 
+/// The function's name, labelling its metrics.
+pub const FUNCTION: &str = "predictor";
+
 /// The predictor's HTTP surface over `models`.
 pub fn app(models: Models, routes: &Routes) -> Router {
     let models = Arc::new(models);

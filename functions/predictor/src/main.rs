@@ -28,7 +28,11 @@ async fn main() -> anyhow::Result<()> {
     let routes = Routes::from_env();
     let listener = runtime::bind(&config).await?;
     tracing::info!(port = config.port, predict = %routes.predict, health = %routes.health, "predictor listening");
-    let app = runtime::with_runtime_layers(predictor::app(models, &routes), &config);
+    let app = runtime::with_runtime_layers(
+        predictor::app(models, &routes),
+        &config,
+        predictor::FUNCTION,
+    );
     runtime::serve(listener, app).await?;
     Ok(())
 }

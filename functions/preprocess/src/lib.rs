@@ -62,5 +62,5 @@ pub fn app(state: AppState) -> Router {
         .route("/", trigger_route(post(trigger::handle), state.config()))
         .route("/replay", post(replay::handle))
         .with_state(state.clone());
-    with_runtime_layers(router, state.config())
+    with_runtime_layers(router, state.config(), FUNCTION)
 }

@@ -6,6 +6,7 @@
 mod event_table;
 mod tables;
 mod trigger;
+mod views;
 
 use std::sync::Arc;
 
@@ -59,7 +60,7 @@ impl AppState {
 }
 
 /// The function's HTTP surface: `POST /` (the trigger), `POST /tables/{event_type}:ensure`,
-/// `GET /tables`, `GET /healthz`.
+/// `GET /tables`, `GET /views`, `GET /views/{name}`, `GET /healthz`, `GET /metrics`.
 pub fn app(state: AppState) -> Router {
     let router = Router::new()
         .route(
@@ -68,6 +69,8 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/tables", get(tables::list))
         .route("/tables/{action}", post(tables::ensure))
+        .route("/views", get(views::list))
+        .route("/views/{name}", get(views::read))
         .with_state(state.clone());
-    with_runtime_layers(router, &state.inner.config)
+    with_runtime_layers(router, &state.inner.config, FUNCTION)
 }

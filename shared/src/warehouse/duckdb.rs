@@ -494,6 +494,18 @@ impl Warehouse for DuckDbWarehouse {
             .collect()
     }
 
+    async fn create_view(&self, name: &str, select: &str) -> Result<(), BackendError> {
+        let sql = format!(
+            "CREATE OR REPLACE VIEW {}.{} AS {select}",
+            quote(&self.inner.dataset),
+            quote(name)
+        );
+        self.with_connection(format!("create view {name}"), move |connection, _| {
+            connection.execute_batch(&sql)
+        })
+        .await
+    }
+
     fn describe(&self) -> String {
         format!(
             "DuckDB {} (dataset {})",

@@ -13,6 +13,7 @@ use tokio::time::{Instant, timeout_at};
 
 use crate::config::BatchLimits;
 use crate::error::{BackendError, Retry};
+use crate::metrics;
 use crate::warehouse::schema::{apply_additions, fit_row};
 use crate::warehouse::{Addition, Fit, InsertError, Row, TableSpec, Warehouse};
 
@@ -288,6 +289,7 @@ impl TableWriter {
             let rows = unique_rows(&batch);
             match self.warehouse.insert_rows(&self.table, &rows).await {
                 Ok(()) => {
+                    metrics::rows_committed(&self.table, rows.iter().map(|row| &row.values));
                     for pending in batch {
                         let _ = pending.reply.send(Ok(()));
                     }
