@@ -45,60 +45,25 @@ resource "google_bigquery_table" "predictions" {
 locals {
   dataset_ref = "`${var.project}.${var.dataset_id}`"
 
-  # Views over Terraform's own table: always created.
-  prediction_views = {
-    predictions_daily = {
-      description = "Predictions per day, type and model: count, mean score, p95 latency."
-      query       = <<-SQL
-        SELECT event_date, event_type, model, model_version,
-               COUNT(DISTINCT event_id) AS predictions,
-               AVG(score) AS mean_score,
-               APPROX_QUANTILES(latency_ms, 100)[OFFSET(95)] AS p95_latency_ms
-        FROM ${local.dataset_ref}.predictions
-        GROUP BY event_date, event_type, model, model_version
-      SQL
+  # The curated views: one SQL file each under views/, shared with the local stack, which renders
+  # the same files for DuckDB (shared/src/views.rs). A file's first line is `-- <description>`;
+  # what the dialects write differently is a template variable from views/dialects.json.
+  view_variables = merge(
+    jsondecode(file("${path.module}/views/dialects.json")).bigquery,
+    { dataset = local.dataset_ref },
+  )
+  curated_views = {
+    for file_name in fileset("${path.module}/views", "*.sql") : trimsuffix(file_name, ".sql") => {
+      description = trimprefix(split("\n", file("${path.module}/views/${file_name}"))[0], "-- ")
+      query       = templatefile("${path.module}/views/${file_name}", local.view_variables)
     }
   }
 
-  # Views over the event tables, which table-manager creates on the first event of each type
-  # (a view over a missing table cannot be created): see var.event_table_views.
-  event_views = {
-    orders_daily = {
-      description = "Orders per day and status: count and revenue (each event counted once)."
-      query       = <<-SQL
-        SELECT event_date, status,
-               COUNT(DISTINCT event_id) AS orders,
-               SUM(total_amount) AS revenue
-        FROM (
-          SELECT * FROM ${local.dataset_ref}.orders
-          WHERE TRUE QUALIFY ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY ingested_at) = 1
-        )
-        GROUP BY event_date, status
-      SQL
-    }
-    user_activity_daily = {
-      description = "User activity per day and kind: events and distinct users."
-      query       = <<-SQL
-        SELECT event_date, activity_type,
-               COUNT(DISTINCT event_id) AS events,
-               COUNT(DISTINCT user_id) AS users
-        FROM ${local.dataset_ref}.user_activity
-        GROUP BY event_date, activity_type
-      SQL
-    }
-    device_readings_scored = {
-      description = "Device readings with their anomaly score, when inference scored them."
-      query       = <<-SQL
-        SELECT t.event_date, t.timestamp, t.device_id, t.sensor_type, t.reading, t.unit,
-               p.score, p.label, p.model, p.model_version
-        FROM ${local.dataset_ref}.device_telemetry AS t
-        LEFT JOIN ${local.dataset_ref}.predictions AS p
-          ON p.event_id = t.event_id AND p.event_date = t.event_date
-        WHERE TRUE
-        QUALIFY ROW_NUMBER() OVER (PARTITION BY t.event_id ORDER BY p.predicted_at DESC) = 1
-      SQL
-    }
-  }
+  # Views over Terraform's own table are always created. The others read the event tables,
+  # which table-manager creates on the first event of each type (a view over a missing table
+  # cannot be created): see var.event_table_views.
+  prediction_views = { for name, view in local.curated_views : name => view if name == "predictions_daily" }
+  event_views      = { for name, view in local.curated_views : name => view if name != "predictions_daily" }
 
   views = merge(local.prediction_views, var.event_table_views ? local.event_views : {})
 }

@@ -1,0 +1,53 @@
+# Insight: every SQL file of views/ becomes a curated view, rendered for BigQuery with nothing of
+# the template left (those over event tables wait for var.event_table_views).
+
+mock_provider "google" {}
+
+variables {
+  project     = "pulse-test"
+  region      = "europe-west1"
+  alert_email = "alerts@example.com"
+  operators   = ["group:data-eng@example.com"]
+  images = {
+    preprocess        = "europe-west1-docker.pkg.dev/pulse-test/pulse/preprocess@sha256:0000000000000000000000000000000000000000000000000000000000000001"
+    "table-manager"   = "europe-west1-docker.pkg.dev/pulse-test/pulse/table-manager@sha256:0000000000000000000000000000000000000000000000000000000000000002"
+    "parquet-loader"  = "europe-west1-docker.pkg.dev/pulse-test/pulse/parquet-loader@sha256:0000000000000000000000000000000000000000000000000000000000000003"
+    inference         = "europe-west1-docker.pkg.dev/pulse-test/pulse/inference@sha256:0000000000000000000000000000000000000000000000000000000000000004"
+    "event-generator" = "europe-west1-docker.pkg.dev/pulse-test/pulse/event-generator@sha256:0000000000000000000000000000000000000000000000000000000000000005"
+    predictor         = "europe-west1-docker.pkg.dev/pulse-test/pulse/predictor@sha256:0000000000000000000000000000000000000000000000000000000000000006"
+  }
+}
+
+run "views_over_event_tables_wait_for_the_flag" {
+  command = plan
+
+  assert {
+    condition     = toset(keys(google_bigquery_table.views)) == toset(["predictions_daily"])
+    error_message = "only the view over Terraform's own predictions table is created before the event tables exist"
+  }
+}
+
+run "every_sql_file_is_a_rendered_view" {
+  command = plan
+
+  variables {
+    event_table_views = true
+  }
+
+  assert {
+    condition     = toset(keys(google_bigquery_table.views)) == toset(["orders_hourly", "inventory_movement", "customer_summary", "activity_funnel", "device_anomalies", "predictions_daily"])
+    error_message = "each file of terraform/views/ is one view"
+  }
+  assert {
+    condition     = alltrue([for v in google_bigquery_table.views : length(regexall("[$][{]", v.view[0].query)) == 0 && strcontains(v.view[0].query, "`pulse-test.pulse`.")])
+    error_message = "every template variable is filled and tables are qualified by project and dataset"
+  }
+  assert {
+    condition     = strcontains(google_bigquery_table.views["orders_hourly"].view[0].query, "TIMESTAMP_TRUNC(e.timestamp, HOUR)")
+    error_message = "the BigQuery spelling of views/dialects.json is used"
+  }
+  assert {
+    condition     = google_bigquery_table.views["orders_hourly"].description == "Orders per hour: count, revenue and distinct customers (each event counted once)."
+    error_message = "a view's description is its file's first line"
+  }
+}
