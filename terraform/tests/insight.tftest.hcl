@@ -1,5 +1,7 @@
 # Insight: every SQL file of views/ becomes a curated view, rendered for BigQuery with nothing of
-# the template left (those over event tables wait for var.event_table_views).
+# the template left (those over event tables wait for var.event_table_views); the monitoring
+# dashboard charts this deployment's services and subscriptions; each view has a Looker Studio
+# link.
 
 mock_provider "google" {}
 
@@ -49,5 +51,22 @@ run "every_sql_file_is_a_rendered_view" {
   assert {
     condition     = google_bigquery_table.views["orders_hourly"].description == "Orders per hour: count, revenue and distinct customers (each event counted once)."
     error_message = "a view's description is its file's first line"
+  }
+}
+
+run "the_dashboard_and_report_links_name_this_deployment" {
+  command = apply
+
+  assert {
+    condition     = length(jsondecode(google_monitoring_dashboard.pulse.dashboard_json).mosaicLayout.tiles) == 7
+    error_message = "one tile per chart"
+  }
+  assert {
+    condition     = alltrue([for tile in jsondecode(google_monitoring_dashboard.pulse.dashboard_json).mosaicLayout.tiles : strcontains(tile.widget.xyChart.dataSets[0].timeSeriesQuery.timeSeriesFilter.filter, "metric.type = ")])
+    error_message = "every chart has a metric filter"
+  }
+  assert {
+    condition     = strcontains(output.looker_studio_report_urls["orders_hourly"], "ds.ds0.projectId=pulse-test&ds.ds0.datasetId=pulse&ds.ds0.tableId=orders_hourly")
+    error_message = "the report link opens the view in this project's dataset"
   }
 }
