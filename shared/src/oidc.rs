@@ -1,6 +1,11 @@
 //! Verification of the OIDC token Pub/Sub puts on push requests (`Authorization: Bearer …`):
 //! an RS256 signature by one of Google's keys (fetched and cached), then `aud`, `iss`, `exp`,
-//! `email` and `email_verified`.
+//! `iat`, `email` and `email_verified`.
+//!
+//! On Cloud Run (`K_SERVICE` set) a service that requires authentication verifies the token
+//! itself and hands the container the token with its signature replaced by
+//! [`SIGNATURE_REMOVED_BY_GOOGLE`]: there the claims are checked and the signature is not
+//! (Cloud Run already did). Anywhere else such a token is refused, since nobody checked it.
 //!
 //! Cloud Run already refuses a request whose token does not grant `run.invoker` (no Pulse service
 //! allows unauthenticated calls); this check is defence in depth: only the push identity, with
@@ -28,6 +33,12 @@ use crate::config::ConfigError;
 /// Google's signing keys for the ID tokens it issues, Pub/Sub push tokens among them.
 pub const GOOGLE_JWKS_URL: &str = "https://www.googleapis.com/oauth2/v3/certs";
 
+/// What Cloud Run puts in place of a token's signature once it has verified it.
+pub const SIGNATURE_REMOVED_BY_GOOGLE: &str = "SIGNATURE_REMOVED_BY_GOOGLE";
+
+/// Clock skew allowed on `exp` and `iat`.
+const CLOCK_LEEWAY_SECS: u64 = 60;
+
 /// The `iss` of a Google-signed ID token (both spellings occur).
 const ISSUERS: [&str; 2] = ["accounts.google.com", "https://accounts.google.com"];
 
@@ -54,6 +65,9 @@ pub struct PushAuthConfig {
     pub jwks_url: String,
     /// The shortest time between two fetches of the key set ([`MIN_REFRESH_INTERVAL`]).
     pub min_refresh_interval: Duration,
+    /// True on Cloud Run (`K_SERVICE` set): tokens arrive with their signature already
+    /// verified and replaced by [`SIGNATURE_REMOVED_BY_GOOGLE`].
+    pub behind_cloud_run: bool,
 }
 
 impl PushAuthConfig {
@@ -69,6 +83,7 @@ impl PushAuthConfig {
     ) -> Result<Option<Self>, ConfigError> {
         let get = |var: &str| lookup(var).filter(|v| !v.is_empty());
         let jwks_url = get("PULSE_PUSH_JWKS_URL").unwrap_or_else(|| GOOGLE_JWKS_URL.to_owned());
+        let behind_cloud_run = get("K_SERVICE").is_some();
         match (
             get("PULSE_PUSH_AUDIENCE"),
             get("PULSE_PUSH_SERVICE_ACCOUNT"),
@@ -79,6 +94,7 @@ impl PushAuthConfig {
                 service_account,
                 jwks_url,
                 min_refresh_interval: MIN_REFRESH_INTERVAL,
+                behind_cloud_run,
             })),
             (Some(_), None) => Err(ConfigError::Missing {
                 var: "PULSE_PUSH_SERVICE_ACCOUNT",
@@ -109,7 +125,8 @@ pub enum PushAuthError {
     /// Signed by a key Google does not list, even after fetching the keys again: refused (401).
     #[error("token signed by unknown key `{0}`")]
     UnknownKey(String),
-    /// Bad signature, wrong `aud` or `iss`, or expired: refused (401).
+    /// Bad or removed signature, wrong `aud` or `iss`, expired or issued in the future:
+    /// refused (401).
     #[error("token rejected: {0}")]
     Invalid(String),
     /// Signed by Google for another identity: refused (401).
@@ -151,11 +168,39 @@ pub struct PushClaims {
 #[derive(Deserialize)]
 struct TokenClaims {
     #[serde(default)]
+    aud: Audience,
+    #[serde(default)]
+    iss: Option<String>,
+    #[serde(default)]
+    exp: Option<u64>,
+    #[serde(default)]
+    iat: Option<u64>,
+    #[serde(default)]
     email: Option<String>,
     #[serde(default)]
     email_verified: Option<bool>,
     #[serde(default)]
     sub: String,
+}
+
+/// `aud` is one string or a list of them (RFC 7519 §4.1.3).
+#[derive(Default, Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    #[default]
+    Missing,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn contains(&self, audience: &str) -> bool {
+        match self {
+            Self::Missing => false,
+            Self::One(one) => one == audience,
+            Self::Many(many) => many.iter().any(|one| one == audience),
+        }
+    }
 }
 
 /// Checks push tokens against one configuration, sharing a cache of Google's keys.
@@ -198,10 +243,13 @@ impl PushVerifier {
         // Names the provider outright, in case feature unification ever enables a second one
         // (jsonwebtoken then cannot pick by itself). An `Err` means one is installed already.
         let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+        // The library checks the signature; the claims are checked in one place for both kinds
+        // of token ([`check_claims`]), since a token whose signature Cloud Run removed cannot go
+        // through the library's checks.
         let mut validation = Validation::new(Algorithm::RS256);
-        validation.set_audience(&[&config.audience]);
-        validation.set_issuer(&ISSUERS);
-        validation.set_required_spec_claims(&["exp", "aud", "iss"]);
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.set_required_spec_claims::<&str>(&[]);
         let http = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
             .build()
@@ -240,24 +288,27 @@ impl PushVerifier {
                 header.alg
             )));
         }
-        let kid = header
-            .kid
-            .ok_or_else(|| PushAuthError::Malformed("no `kid` in the header".to_owned()))?;
-        let key = self.key(&kid).await?;
-        let claims = jsonwebtoken::decode::<TokenClaims>(token, &key, &self.inner.validation)
-            .map_err(|e| PushAuthError::Invalid(e.to_string()))?
-            .claims;
-        let email = claims.email.unwrap_or_default();
-        if !email.eq_ignore_ascii_case(&self.inner.config.service_account) {
-            return Err(PushAuthError::WrongAccount(email));
-        }
-        if claims.email_verified != Some(true) {
-            return Err(PushAuthError::EmailNotVerified);
-        }
-        Ok(PushClaims {
-            email,
-            sub: claims.sub,
-        })
+        let claims = if token.rsplit('.').next() == Some(SIGNATURE_REMOVED_BY_GOOGLE) {
+            if !self.inner.config.behind_cloud_run {
+                return Err(PushAuthError::Invalid(
+                    "the signature was removed, and only Cloud Run removes it after checking \
+                     it: this process is not on Cloud Run (K_SERVICE unset)"
+                        .to_owned(),
+                ));
+            }
+            jsonwebtoken::dangerous::insecure_decode::<TokenClaims>(token)
+                .map_err(|e| PushAuthError::Malformed(e.to_string()))?
+                .claims
+        } else {
+            let kid = header
+                .kid
+                .ok_or_else(|| PushAuthError::Malformed("no `kid` in the header".to_owned()))?;
+            let key = self.key(&kid).await?;
+            jsonwebtoken::decode::<TokenClaims>(token, &key, &self.inner.validation)
+                .map_err(|e| PushAuthError::Invalid(e.to_string()))?
+                .claims
+        };
+        check_claims(claims, &self.inner.config, unix_now())
     }
 
     /// The key `kid`: from the cache while it is fresh; else after fetching the key set again,
@@ -353,6 +404,52 @@ impl PushVerifier {
     }
 }
 
+/// The claims a push token must carry, signed or with its signature removed by Cloud Run.
+fn check_claims(
+    claims: TokenClaims,
+    config: &PushAuthConfig,
+    now: u64,
+) -> Result<PushClaims, PushAuthError> {
+    let invalid = |why: String| Err(PushAuthError::Invalid(why));
+    if !claims.aud.contains(&config.audience) {
+        return invalid(format!("audience is not `{}`", config.audience));
+    }
+    if !claims
+        .iss
+        .as_deref()
+        .is_some_and(|iss| ISSUERS.contains(&iss))
+    {
+        return invalid(format!("issuer {:?} is not Google", claims.iss));
+    }
+    match claims.exp {
+        Some(exp) if exp + CLOCK_LEEWAY_SECS > now => {}
+        Some(exp) => return invalid(format!("expired at {exp}, now {now}")),
+        None => return invalid("no `exp`".to_owned()),
+    }
+    match claims.iat {
+        Some(iat) if iat <= now + CLOCK_LEEWAY_SECS => {}
+        Some(iat) => return invalid(format!("issued in the future ({iat}, now {now})")),
+        None => return invalid("no `iat`".to_owned()),
+    }
+    let email = claims.email.unwrap_or_default();
+    if !email.eq_ignore_ascii_case(&config.service_account) {
+        return Err(PushAuthError::WrongAccount(email));
+    }
+    if claims.email_verified != Some(true) {
+        return Err(PushAuthError::EmailNotVerified);
+    }
+    Ok(PushClaims {
+        email,
+        sub: claims.sub,
+    })
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
+
 /// `max-age` of a `Cache-Control` value.
 fn max_age(cache_control: &str) -> Option<Duration> {
     cache_control.split(',').find_map(|directive| {
@@ -414,6 +511,19 @@ mod tests {
         .unwrap();
         assert_eq!(config.audience, "pulse-preprocess-push");
         assert_eq!(config.jwks_url, GOOGLE_JWKS_URL);
+        assert!(!config.behind_cloud_run);
+    }
+
+    #[test]
+    fn k_service_says_cloud_run_checked_the_signature() {
+        let config = load(&[
+            ("PULSE_PUSH_AUDIENCE", "a"),
+            ("PULSE_PUSH_SERVICE_ACCOUNT", "s"),
+            ("K_SERVICE", "pulse-preprocess"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert!(config.behind_cloud_run);
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! The HTTP runtime every function shares: `GET /healthz`, `GET /metrics`, a body limit, a
-//! request timeout, the request span and its metrics, push-token verification on the trigger
-//! route, and serving on `$PORT` until SIGTERM, draining requests in flight.
+//! The HTTP runtime every function shares: `GET /healthz` and `GET /health`, `GET /metrics`, a
+//! body limit, a request timeout, the request span and its metrics, push-token verification on
+//! the trigger route, and serving on `$PORT` until SIGTERM, draining requests in flight.
 
 use std::net::SocketAddr;
 
@@ -16,6 +16,10 @@ use crate::metrics;
 use crate::oidc::{PushVerifier, require_push_token};
 use crate::telemetry::{self, RequestContext};
 
+/// The health routes every function answers: `/healthz` for Cloud Run's probes, and `/health`
+/// for everyone else, since Cloud Run keeps paths ending in `z` from outside callers.
+pub const HEALTH_ROUTES: [&str; 2] = ["/healthz", "/health"];
+
 /// Adds the shared routes and layers to the router of `function` (its name labels its metrics).
 ///
 /// A request that outlives `PULSE_REQUEST_TIMEOUT_SECS` is answered 503, so the sender delivers
@@ -25,8 +29,11 @@ use crate::telemetry::{self, RequestContext};
 pub fn with_runtime_layers(router: Router, config: &Config, function: &'static str) -> Router {
     // Installed before the first request, so that nothing is counted by a recorder nobody reads.
     metrics::handle();
-    router
-        .route("/healthz", get(|| async { "ok" }))
+    HEALTH_ROUTES
+        .iter()
+        .fold(router, |router, path| {
+            router.route(path, get(|| async { "ok" }))
+        })
         .route("/metrics", get(metrics::render))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(

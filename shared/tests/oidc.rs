@@ -15,7 +15,9 @@ use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use pulse_shared::oidc::{PushAuthConfig, PushAuthError, PushVerifier, require_push_token};
+use pulse_shared::oidc::{
+    PushAuthConfig, PushAuthError, PushVerifier, SIGNATURE_REMOVED_BY_GOOGLE, require_push_token,
+};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tower::ServiceExt as _;
@@ -64,11 +66,21 @@ impl KeyServer {
             service_account: PUSH_ACCOUNT.to_owned(),
             jwks_url: self.url.clone(),
             min_refresh_interval,
+            behind_cloud_run: false,
         }
     }
 
     fn verifier(&self) -> PushVerifier {
         PushVerifier::new(self.config(Duration::ZERO)).unwrap()
+    }
+
+    /// A verifier in a process Cloud Run started (`K_SERVICE` set).
+    fn cloud_run_verifier(&self) -> PushVerifier {
+        PushVerifier::new(PushAuthConfig {
+            behind_cloud_run: true,
+            ..self.config(Duration::ZERO)
+        })
+        .unwrap()
     }
 }
 
@@ -118,6 +130,12 @@ fn sign(claims: &Value, kid: &str, pem: &str) -> String {
         &EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
     )
     .unwrap()
+}
+
+/// The token as Cloud Run hands it to the container after checking it.
+fn strip_signature(token: &str) -> String {
+    let (message, _signature) = token.rsplit_once('.').unwrap();
+    format!("{message}.{SIGNATURE_REMOVED_BY_GOOGLE}")
 }
 
 fn with(changes: &[(&str, Value)]) -> Value {
@@ -214,6 +232,26 @@ async fn every_wrong_token_is_refused_with_401_and_no_detail() {
                 "test-key-1",
                 KEY_1,
             )),
+        ),
+        (
+            "issued in the future",
+            Some(sign(
+                &with(&[("iat", json!(now() + 600))]),
+                "test-key-1",
+                KEY_1,
+            )),
+        ),
+        (
+            "no iat",
+            Some(sign(&with(&[("iat", Value::Null)]), "test-key-1", KEY_1)),
+        ),
+        (
+            "signature removed, but not on Cloud Run",
+            Some(strip_signature(&sign(
+                &google_claims(),
+                "test-key-1",
+                KEY_1,
+            ))),
         ),
         (
             "expired",
@@ -344,4 +382,65 @@ async fn unreachable_keys_answer_503_so_pubsub_retries() {
     keys.answer(StatusCode::OK, JWKS_1).await;
     let (status, _) = push(app(verifier), Some(&token)).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn on_cloud_run_a_token_whose_signature_google_removed_is_checked_by_its_claims() {
+    let keys = KeyServer::start(JWKS_1).await;
+    let verifier = keys.cloud_run_verifier();
+    let token = strip_signature(&sign(&google_claims(), "test-key-1", KEY_1));
+    let (status, body) = push(app(verifier.clone()), Some(&token)).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "delivered"));
+    assert_eq!(
+        keys.fetches(),
+        0,
+        "Cloud Run checked the signature: no key is needed"
+    );
+
+    // A list audience naming ours is fine too.
+    let token = strip_signature(&sign(
+        &with(&[("aud", json!(["https://other.example", AUDIENCE]))]),
+        "test-key-1",
+        KEY_1,
+    ));
+    let (status, _) = push(app(verifier.clone()), Some(&token)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Every claim still counts.
+    for (case, claims) in [
+        (
+            "other audience",
+            with(&[("aud", json!("https://x.a.run.app"))]),
+        ),
+        (
+            "other issuer",
+            with(&[("iss", json!("https://evil.example.com"))]),
+        ),
+        (
+            "expired",
+            with(&[("exp", json!(now() - 3600)), ("iat", json!(now() - 7200))]),
+        ),
+        ("issued in the future", with(&[("iat", json!(now() + 600))])),
+        (
+            "another account",
+            with(&[("email", json!("someone@acme.iam.gserviceaccount.com"))]),
+        ),
+        (
+            "email not verified",
+            with(&[("email_verified", json!(false))]),
+        ),
+    ] {
+        let token = strip_signature(&sign(&claims, "test-key-1", KEY_1));
+        let (status, _) = push(app(verifier.clone()), Some(&token)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}");
+    }
+
+    // A signed token (a direct call that did not go through Cloud Run's check) is still
+    // verified against Google's keys.
+    let (status, _) = push(
+        app(verifier),
+        Some(&sign(&google_claims(), "test-key-1", KEY_2)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use pulse_shared::runtime;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -76,11 +77,16 @@ pub const FUNCTION: &str = "predictor";
 /// The predictor's HTTP surface over `models`.
 pub fn app(models: Models, routes: &Routes) -> Router {
     let models = Arc::new(models);
-    Router::new()
+    let router = Router::new()
         .route("/v1/{*endpoint}", post(vertex_path))
-        .route(&routes.predict, post(predict))
-        .route(&routes.health, get(|| async { "ok" }))
-        .with_state(models)
+        .route(&routes.predict, post(predict));
+    // The runtime answers its own health routes; Vertex AI may ask for another one.
+    let router = if runtime::HEALTH_ROUTES.contains(&routes.health.as_str()) {
+        router
+    } else {
+        router.route(&routes.health, get(|| async { "ok" }))
+    };
+    router.with_state(models)
 }
 
 /// `POST /v1/projects/P/locations/R/endpoints/E:predict`: the path inference calls on Vertex AI.

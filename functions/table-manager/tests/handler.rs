@@ -383,6 +383,7 @@ async fn with_push_auth_configured_the_trigger_needs_a_push_token_and_other_rout
             service_account: "push@p.iam.gserviceaccount.com".to_owned(),
             jwks_url: "http://127.0.0.1:1/certs".to_owned(),
             min_refresh_interval: MIN_REFRESH_INTERVAL,
+            behind_cloud_run: false,
         });
     });
     let event = order("o1");
