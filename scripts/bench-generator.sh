@@ -8,6 +8,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/pulse-target}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 cargo build --release --quiet -p event-generator --example pace
 RUST_LOG=warn "$CARGO_TARGET_DIR/release/examples/pace" "${1:-5000/s}" "${2:-60s}"

@@ -12,7 +12,7 @@
 # PostgreSQL ~2.5 GB per copy of the 1 GB file's rows), on top of the 8 GB the machine keeps free.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/pulse-target}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 PYTHON=${PYTHON:-$HOME/.cache/pulse-venv/bin/python}
 # What the script started or made, stopped and removed on exit.
 PG_PID=

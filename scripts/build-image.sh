@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 function=${1:?usage: scripts/build-image.sh FUNCTION [IMAGE]}
 image=${2:-localhost/pulse-$function:dev}
 target=x86_64-unknown-linux-gnu
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/pulse-target}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 
 if [ ! -f "functions/$function/Cargo.toml" ]; then
   echo "no function named '$function' (functions/$function/Cargo.toml is missing)" >&2

@@ -8,7 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/pulse-target}
+# The build directory is cargo's default (./target) unless CARGO_TARGET_DIR says otherwise, so
+# this reuses what `cargo run -p pulse -- demo` built, DuckDB included.
 venv=${PULSE_VENV:-$HOME/.cache/pulse-venv}
 
 # Reinstall when the pinned versions change (the copy of the requirements marks what is there).
