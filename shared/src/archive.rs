@@ -1,20 +1,26 @@
 //! Slices of the raw archive (`<raw prefix><event_type>/YYYY/MM/DD/HH/MM/<event_id>.json`, see
-//! preprocess): which objects hold the events of one type in a time range. Replays read them.
+//! preprocess): which objects hold the events of one type in a time range, or only the named
+//! events among them. Replays and the reconciliation read them.
+
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::FunctionError;
 use crate::registry::is_valid_event_type;
 use crate::storage::ObjectStore;
 
-/// A slice of the raw archive: one event type, event time in `[from, to)`.
-#[derive(Clone, Debug, Deserialize)]
+/// A slice of the raw archive: one event type, event time in `[from, to)`; when `event_ids` is
+/// given, only those events of the slice (a repair re-drives just the missing ones).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSlice {
     pub event_type: String,
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_ids: Option<BTreeSet<String>>,
 }
 
 impl RawSlice {
@@ -54,9 +60,20 @@ impl RawSlice {
             .filter(|name| {
                 object_time(name.strip_prefix(&type_prefix).unwrap_or_default())
                     .is_some_and(|t| self.from.naive_utc() <= t && t < self.to.naive_utc())
+                    && self
+                        .event_ids
+                        .as_ref()
+                        .is_none_or(|ids| event_id_of(name).is_some_and(|id| ids.contains(id)))
             })
             .collect())
     }
+}
+
+/// The event id an archive object is named after (`…/<event_id>.json`).
+pub fn event_id_of(name: &str) -> Option<&str> {
+    name.rsplit_once('/')
+        .map_or(name, |(_, file)| file)
+        .strip_suffix(".json")
 }
 
 /// The directories an event of time `t` is filed under: `YYYY/MM/DD/HH/MM/` (with chrono's
@@ -74,6 +91,19 @@ fn object_time(relative: &str) -> Option<NaiveDateTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn objects_are_named_after_their_event() {
+        assert_eq!(
+            event_id_of("raw/order/2026/12/01/10/05/e-1.json"),
+            Some("e-1")
+        );
+        assert_eq!(
+            event_id_of("raw/order/2026/12/01/10/05/e.1.json"),
+            Some("e.1")
+        );
+        assert_eq!(event_id_of("raw/order/2026/12/01/10/05/e-1"), None);
+    }
 
     /// Every time the registry accepts, including years past 9999 that a UTC offset reaches,
     /// is filed under a path a replay reads back to the same minute.

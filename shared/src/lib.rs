@@ -19,5 +19,7 @@ pub mod registry;
 pub mod runtime;
 pub mod storage;
 pub mod telemetry;
+#[cfg(feature = "test-kit")]
+pub mod testing;
 pub mod views;
 pub mod warehouse;

@@ -2,6 +2,7 @@
 //! ids so repeats are dropped, and queries. BigQuery on Google Cloud, DuckDB locally.
 
 pub mod bigquery;
+pub mod dedup;
 #[cfg(feature = "duckdb")]
 pub mod duckdb;
 pub mod group_commit;
@@ -13,6 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{BackendError, Retry};
 pub use bigquery::BigQueryWarehouse;
+pub use dedup::{Compaction, DateRange, RowIdentity, TimeWindow};
 #[cfg(feature = "duckdb")]
 pub use duckdb::DuckDbWarehouse;
 pub use schema::{Addition, Column, ColumnType, Fit, Mode, TableSpec};
@@ -116,6 +118,31 @@ pub trait Warehouse: Send + Sync {
 
     /// Every table in the dataset, with row counts where cheap.
     async fn list_tables(&self) -> Result<Vec<TableSummary>, BackendError>;
+
+    /// Creates the deduplicated view over `table` (`unique_<table>`, each id once) unless it
+    /// exists. The view selects every column, so columns added to the table later appear in it.
+    async fn ensure_unique_view(
+        &self,
+        table: &str,
+        identity: RowIdentity,
+    ) -> Result<(), BackendError>;
+
+    /// Removes the repeats of each id from the partitions `dates` of `table`, keeping each id's
+    /// first row, in one transaction; a second call finds nothing to remove.
+    async fn compact(
+        &self,
+        table: &str,
+        identity: RowIdentity,
+        dates: DateRange,
+    ) -> Result<Compaction, BackendError>;
+
+    /// How many rows each id has among the rows of event table `table` whose event time lies in
+    /// `window`, in no particular order; ids without rows are absent.
+    async fn id_counts(
+        &self,
+        table: &str,
+        window: TimeWindow,
+    ) -> Result<Vec<(String, u64)>, BackendError>;
 
     /// Runs a query (in the warehouse's SQL dialect) and returns its rows as JSON objects.
     async fn query(&self, sql: &str) -> Result<Vec<Map<String, Value>>, BackendError>;

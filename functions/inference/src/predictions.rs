@@ -1,10 +1,12 @@
 //! The predictions table (`PULSE_PREDICTIONS_TABLE`): one row per scored event, keyed by
-//! `event_id` so a redelivered event adds no row. Terraform creates it on BigQuery with the same
-//! columns; locally the first prediction creates it.
+//! `event_id` so a redelivered event adds no row (on BigQuery, its view `unique_predictions`
+//! shows each event's first prediction). Terraform creates both on BigQuery with the same
+//! columns; locally the first prediction creates them.
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use pulse_shared::warehouse::dedup::PREDICTION_ROWS;
 use pulse_shared::warehouse::group_commit::TableShape;
-use pulse_shared::warehouse::{Column, ColumnType, Mode, TableSpec};
+use pulse_shared::warehouse::{Column, ColumnType, Mode, RowIdentity, TableSpec};
 use serde_json::{Map, Value};
 
 use crate::coalesce::Scored;
@@ -21,6 +23,10 @@ impl TableShape for PredictionsTable {
 
     fn table_spec(&self, _kind: &str, _sample: &Map<String, Value>) -> TableSpec {
         spec(&self.name)
+    }
+
+    fn identity(&self) -> RowIdentity {
+        PREDICTION_ROWS
     }
 }
 

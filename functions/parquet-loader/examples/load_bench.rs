@@ -24,7 +24,8 @@ use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
 use pulse_shared::error::BackendError;
 use pulse_shared::warehouse::{
-    Addition, InsertError, LoadError, LoadOutcome, Row, TableSpec, TableSummary, Warehouse,
+    Addition, Compaction, DateRange, InsertError, LoadError, LoadOutcome, Row, RowIdentity,
+    TableSpec, TableSummary, TimeWindow, Warehouse,
 };
 use serde_json::{Map, Value, json};
 use tower::ServiceExt as _;
@@ -152,6 +153,20 @@ impl Warehouse for NoWarehouse {
     }
     async fn list_tables(&self) -> Result<Vec<TableSummary>, BackendError> {
         Ok(Vec::new())
+    }
+    async fn ensure_unique_view(&self, _: &str, _: RowIdentity) -> Result<(), BackendError> {
+        unreachable!("loads make no views")
+    }
+    async fn compact(
+        &self,
+        _: &str,
+        _: RowIdentity,
+        _: DateRange,
+    ) -> Result<Compaction, BackendError> {
+        unreachable!("loads compact nothing")
+    }
+    async fn id_counts(&self, _: &str, _: TimeWindow) -> Result<Vec<(String, u64)>, BackendError> {
+        unreachable!("loads count no ids")
     }
     async fn query(&self, _: &str) -> Result<Vec<Map<String, Value>>, BackendError> {
         Ok(Vec::new())

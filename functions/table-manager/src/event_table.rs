@@ -4,9 +4,10 @@
 //! row id.
 
 use pulse_shared::registry::{FieldKind, FieldSpec, known_type};
+use pulse_shared::warehouse::dedup::EVENT_ROWS;
 use pulse_shared::warehouse::group_commit::TableShape;
 use pulse_shared::warehouse::schema::infer_column;
-use pulse_shared::warehouse::{Column, ColumnType, Mode, TableSpec};
+use pulse_shared::warehouse::{Column, ColumnType, Mode, RowIdentity, TableSpec};
 use serde_json::{Map, Value};
 
 /// The columns every event table starts with or ends with, set by preprocess.
@@ -74,6 +75,10 @@ impl TableShape for EventTables {
 
     fn table_spec(&self, event_type: &str, sample: &Map<String, Value>) -> TableSpec {
         table_spec(event_type, sample)
+    }
+
+    fn identity(&self) -> RowIdentity {
+        EVENT_ROWS
     }
 }
 

@@ -1,9 +1,12 @@
 //! table-manager: processed events in, one row per event out. Writes each event to the table of
-//! its type, creating the table on first sight and adding columns as new fields appear;
-//! coalesces concurrent requests into one write per table; dead-letters rows that conflict with
-//! their table.
+//! its type, creating the table (and its deduplicated view) on first sight and adding columns as
+//! new fields appear; coalesces concurrent requests into one write per table; dead-letters rows
+//! that conflict with their table. Keeps the promise checkable: compacts repeats away and
+//! reconciles the tables with the raw archive.
 
+mod compact;
 mod event_table;
+mod reconcile;
 mod tables;
 mod trigger;
 mod views;
@@ -16,10 +19,13 @@ use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
 use pulse_shared::deadletter::DeadLetterStore;
 use pulse_shared::runtime::{trigger_route, with_runtime_layers};
+use pulse_shared::storage::ObjectStore;
 use pulse_shared::warehouse::Warehouse;
 use pulse_shared::warehouse::group_commit::Writers;
 
+pub use compact::{CompactReport, CompactRequest};
 pub use event_table::{table_name, table_spec};
+pub use reconcile::{ReconcileRequest, Reconciliation};
 pub use tables::EnsureRequest;
 pub use trigger::TriggerResponse;
 
@@ -35,12 +41,14 @@ pub struct AppState {
 struct Settings {
     config: Config,
     warehouse: Arc<dyn Warehouse>,
+    /// The raw archive, read by the reconciliation.
+    objects: Arc<dyn ObjectStore>,
     writers: Writers,
     dead_letters: DeadLetterStore,
 }
 
 impl AppState {
-    /// `backends` provide the dead-letter store; `warehouse` holds the tables.
+    /// `backends` provide the dead-letter store and the raw archive; `warehouse` holds the tables.
     pub fn new(config: Config, backends: &Backends, warehouse: Arc<dyn Warehouse>) -> Self {
         let dead_letters = Backends::dead_letters(&config, &backends.objects);
         let writers = Writers::new(
@@ -52,6 +60,7 @@ impl AppState {
             inner: Arc::new(Settings {
                 config,
                 warehouse,
+                objects: backends.objects.clone(),
                 writers,
                 dead_letters,
             }),
@@ -60,7 +69,8 @@ impl AppState {
 }
 
 /// The function's HTTP surface: `POST /` (the trigger), `POST /tables/{event_type}:ensure`,
-/// `GET /tables`, `GET /views`, `GET /views/{name}`, `GET /healthz`, `GET /metrics`.
+/// `GET /tables`, `GET /views`, `GET /views/{name}`, `POST /compact`, `POST /reconcile`,
+/// `GET /healthz`, `GET /metrics`.
 pub fn app(state: AppState) -> Router {
     let router = Router::new()
         .route(
@@ -71,6 +81,8 @@ pub fn app(state: AppState) -> Router {
         .route("/tables/{action}", post(tables::ensure))
         .route("/views", get(views::list))
         .route("/views/{name}", get(views::read))
+        .route("/compact", post(compact::handle))
+        .route("/reconcile", post(reconcile::handle))
         .with_state(state.clone());
     with_runtime_layers(router, &state.inner.config, FUNCTION)
 }

@@ -1,12 +1,14 @@
 //! Manual table management over HTTP: `GET /tables` lists the dataset's tables (schema,
 //! partitioning, clustering, rows where cheap); `POST /tables/{event_type}:ensure` creates or
-//! evolves an event type's table from a sample event or from BigQuery-style columns.
+//! evolves an event type's table (and its deduplicated view) from a sample event or from
+//! BigQuery-style columns.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use pulse_shared::error::FunctionError;
 use pulse_shared::registry::is_valid_event_type;
+use pulse_shared::warehouse::dedup::EVENT_ROWS;
 use pulse_shared::warehouse::{Addition, Column, Mode, TableSpec, TableSummary};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -71,6 +73,9 @@ pub async fn ensure(
     };
     let warehouse = &state.inner.warehouse;
     let mut table = warehouse.ensure_table(&wanted).await?;
+    warehouse
+        .ensure_unique_view(&table.name, EVENT_ROWS)
+        .await?;
 
     let mut additions = Vec::new();
     let mut conflicts = Vec::new();

@@ -12,6 +12,7 @@ use gcp_bigquery_client::auth::Authenticator;
 use gcp_bigquery_client::client_builder::ClientBuilder;
 use gcp_bigquery_client::error::BQError;
 use gcp_bigquery_client::model::clustering::Clustering;
+use gcp_bigquery_client::model::get_query_results_parameters::GetQueryResultsParameters;
 use gcp_bigquery_client::model::job::Job;
 use gcp_bigquery_client::model::job_configuration::JobConfiguration;
 use gcp_bigquery_client::model::job_configuration_load::JobConfigurationLoad;
@@ -24,13 +25,19 @@ use gcp_bigquery_client::model::table_list::TableList;
 use gcp_bigquery_client::model::table_reference::TableReference;
 use gcp_bigquery_client::model::table_schema::TableSchema;
 use gcp_bigquery_client::model::time_partitioning::TimePartitioning;
+use gcp_bigquery_client::model::view_definition::ViewDefinition;
 use gcp_bigquery_client::table::ListOptions;
 use serde_json::{Map, Value};
 
+use super::dedup::{CompactionSql, EVENT_TIME, PARTITION, unique_view_query};
 use super::schema::{Addition, Column, ColumnType, Mode, TableSpec, apply_additions};
-use super::{InsertError, LoadError, LoadOutcome, Row, TableSummary, Warehouse};
+use super::{
+    Compaction, DateRange, InsertError, LoadError, LoadOutcome, Row, RowIdentity, TableSummary,
+    TimeWindow, Warehouse,
+};
 use crate::auth::AccessTokens;
 use crate::error::{BackendError, Retry};
+use crate::namespace;
 
 /// How long a column added by a schema patch may take to reach the streaming back end; rows
 /// naming it are retried with backoff meanwhile.
@@ -88,6 +95,11 @@ impl BigQueryWarehouse {
 
     fn path(&self, table: &str) -> String {
         format!("{}.{}.{table}", self.project, self.dataset)
+    }
+
+    /// The table as a query names it.
+    fn quoted(&self, table: &str) -> String {
+        format!("`{}`", self.path(table))
     }
 
     /// The spec of `table` as found. A column whose type Pulse does not know fails the read,
@@ -405,7 +417,13 @@ impl Warehouse for BigQueryWarehouse {
             .await
             .map_err(|e| classify(format!("list tables of {}", self.dataset), &e))?;
         let mut tables = Vec::new();
-        for entry in listed.tables.unwrap_or_default() {
+        // Views (the deduplicated ones, the curated ones) hold no rows of their own.
+        let entries = listed
+            .tables
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|entry| entry.r#type.as_deref() != Some("VIEW"));
+        for entry in entries {
             let name = entry.table_reference.table_id;
             if let Some(table) = self.get(&name).await? {
                 tables.push(TableSummary {
@@ -415,6 +433,118 @@ impl Warehouse for BigQueryWarehouse {
             }
         }
         Ok(tables)
+    }
+
+    async fn ensure_unique_view(
+        &self,
+        table: &str,
+        identity: RowIdentity,
+    ) -> Result<(), BackendError> {
+        let view = namespace::unique_view(table);
+        let operation = || format!("create view {}", self.path(&view));
+        // Created blind, an existing view answering 409: reading a view back through the
+        // client's `Table` model fails to decode on the emulator, and one call is cheaper anyway.
+        let definition = Table {
+            table_reference: TableReference {
+                project_id: self.project.clone(),
+                dataset_id: self.dataset.clone(),
+                table_id: view.clone(),
+            },
+            description: Some(format!(
+                "`{table}` with each {} once (its first row by {}); query this, not the table.",
+                identity.key, identity.first_by
+            )),
+            view: Some(ViewDefinition {
+                query: unique_view_query(&self.quoted(table), identity),
+                use_legacy_sql: Some(false),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        match self.client.table().create(definition).await {
+            Ok(_) => Ok(()),
+            // It exists: made by an earlier start or another instance, from the same query.
+            Err(err) if status(&err) == Some(409) => Ok(()),
+            Err(err) => Err(classify(operation(), &err)),
+        }
+    }
+
+    async fn compact(
+        &self,
+        table: &str,
+        identity: RowIdentity,
+        dates: DateRange,
+    ) -> Result<Compaction, BackendError> {
+        let filter = format!(
+            "{PARTITION} BETWEEN DATE '{}' AND DATE '{}'",
+            dates.from, dates.to
+        );
+        // A script's temporary tables are its own on BigQuery; the name is unique anyway, as
+        // the emulator keeps them in the dataset.
+        let keep = format!("pulse_keep_{}", uuid::Uuid::new_v4().simple());
+        let script = CompactionSql::new(&self.quoted(table), identity, &filter, &keep).script();
+        let rows = self.query(&script).await.map_err(|err| {
+            if err.message.contains("streaming buffer") {
+                BackendError::new(
+                    format!("compact {}", self.path(table)),
+                    Retry::Transient,
+                    format!(
+                        "{}; rows streamed in the last 30 to 90 minutes cannot be changed: \
+                         compact this range later",
+                        err.message
+                    ),
+                )
+            } else {
+                err
+            }
+        })?;
+        let count = |name: &str| {
+            rows.first()
+                .and_then(|row| row.get(name))
+                .and_then(Value::as_u64)
+                .ok_or_else(|| {
+                    BackendError::new(
+                        format!("compact {}", self.path(table)),
+                        Retry::Permanent,
+                        format!("the compaction script returned no `{name}`"),
+                    )
+                })
+        };
+        Ok(Compaction {
+            table: table.to_owned(),
+            dates,
+            duplicated_ids: count("duplicated_ids")?,
+            rows_removed: count("rows_removed")?,
+        })
+    }
+
+    async fn id_counts(
+        &self,
+        table: &str,
+        window: TimeWindow,
+    ) -> Result<Vec<(String, u64)>, BackendError> {
+        let dates = window.dates();
+        let instant = |t: chrono::DateTime<chrono::Utc>| {
+            format!("TIMESTAMP '{}'", t.format("%Y-%m-%d %H:%M:%S%.6f+00"))
+        };
+        let sql = format!(
+            "SELECT event_id, COUNT(*) AS copies FROM {} \
+             WHERE {PARTITION} BETWEEN DATE '{}' AND DATE '{}' \
+             AND `{EVENT_TIME}` >= {} AND `{EVENT_TIME}` < {} GROUP BY event_id",
+            self.quoted(table),
+            dates.from,
+            dates.to,
+            instant(window.from),
+            instant(window.to),
+        );
+        let rows = self.query(&sql).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                let id = row.get("event_id")?.as_str()?.to_owned();
+                Some((id, row.get("copies")?.as_u64()?))
+            })
+            .collect())
     }
 
     async fn query(&self, sql: &str) -> Result<Vec<Map<String, Value>>, BackendError> {
@@ -452,15 +582,39 @@ impl Warehouse for BigQueryWarehouse {
             })?,
             None => Vec::new(),
         };
-        Ok(response
+        let record = |row: gcp_bigquery_client::model::table_row::TableRow| {
+            let cells = row.columns.unwrap_or_default();
+            record_from_cells(&columns, cells.into_iter().map(|c| c.value))
+        };
+        let mut records: Vec<Map<String, Value>> = response
             .rows
             .unwrap_or_default()
             .into_iter()
-            .map(|row| {
-                let cells = row.columns.unwrap_or_default();
-                record_from_cells(&columns, cells.into_iter().map(|c| c.value))
-            })
-            .collect())
+            .map(record)
+            .collect();
+        // A result larger than one response (about 10 MB) comes in pages.
+        let mut page_token = response.page_token;
+        let job = response.job_reference.unwrap_or_default();
+        while let Some(token) = page_token.take() {
+            let job_id = job.job_id.as_deref().unwrap_or_default();
+            let page = self
+                .client
+                .job()
+                .get_query_results(
+                    &self.project,
+                    job_id,
+                    GetQueryResultsParameters {
+                        page_token: Some(token),
+                        location: job.location.clone(),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| classify("read a page of query results", &e))?;
+            records.extend(page.rows.unwrap_or_default().into_iter().map(record));
+            page_token = page.page_token;
+        }
+        Ok(records)
     }
 
     fn describe(&self) -> String {

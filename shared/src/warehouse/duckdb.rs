@@ -18,13 +18,18 @@ use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::vtab::arrow::{ArrowBatchRegistration, ArrowVTab};
-use duckdb::{Connection, params};
+use duckdb::{Connection, params, params_from_iter};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::dedup::{CompactionSql, EVENT_TIME, PARTITION, unique_view_query};
 use super::schema::{Addition, Column, ColumnType, Mode, TableSpec, columns_from_arrow};
-use super::{InsertError, LoadError, LoadOutcome, Row, TableSummary, Warehouse};
+use super::{
+    Compaction, DateRange, InsertError, LoadError, LoadOutcome, Row, RowIdentity, TableSummary,
+    TimeWindow, Warehouse,
+};
 use crate::error::{BackendError, Retry};
+use crate::namespace;
 
 /// A DuckDB database shared by every function of the local stack (one process may open the
 /// file once; every caller gets its own connection to it).
@@ -459,6 +464,89 @@ impl Warehouse for DuckDbWarehouse {
                 Ok(tables)
             },
         )
+        .await
+    }
+
+    async fn ensure_unique_view(
+        &self,
+        table: &str,
+        identity: RowIdentity,
+    ) -> Result<(), BackendError> {
+        let view = self.table_name(&namespace::unique_view(table));
+        let sql = format!(
+            "CREATE VIEW IF NOT EXISTS {view} AS {};",
+            unique_view_query(&self.table_name(table), identity)
+        );
+        self.with_connection(format!("create view {view}"), move |connection, _| {
+            connection.execute_batch(&sql)
+        })
+        .await
+    }
+
+    async fn compact(
+        &self,
+        table: &str,
+        identity: RowIdentity,
+        dates: DateRange,
+    ) -> Result<Compaction, BackendError> {
+        let name = self.table_name(table);
+        let filter = format!(
+            "{PARTITION} BETWEEN DATE '{}' AND DATE '{}'",
+            dates.from, dates.to
+        );
+        // Temporary tables belong to their connection, so concurrent compactions cannot meet.
+        let sql = CompactionSql::new(&name, identity, &filter, "pulse_keep");
+        let table = table.to_owned();
+        self.with_connection(format!("compact {name}"), move |connection, _| {
+            let transaction = connection.transaction()?;
+            transaction.execute_batch(&sql.create_keep)?;
+            let ids: u64 = transaction.query_row(
+                &format!("SELECT COUNT(*) FROM {}", sql.keep),
+                [],
+                |row| row.get(0),
+            )?;
+            let deleted = transaction.execute(&sql.delete, [])?;
+            transaction.execute(&sql.reinsert, [])?;
+            transaction.execute_batch(&format!("DROP TABLE {};", sql.keep))?;
+            transaction.commit()?;
+            Ok(Compaction {
+                table,
+                dates,
+                duplicated_ids: ids,
+                rows_removed: (deleted as u64).saturating_sub(ids),
+            })
+        })
+        .await
+    }
+
+    async fn id_counts(
+        &self,
+        table: &str,
+        window: TimeWindow,
+    ) -> Result<Vec<(String, u64)>, BackendError> {
+        let name = self.table_name(table);
+        let time = quote(EVENT_TIME);
+        let sql = format!(
+            "SELECT event_id, COUNT(*) FROM {name} \
+             WHERE {PARTITION} BETWEEN ?::DATE AND ?::DATE \
+             AND {time} >= ?::TIMESTAMPTZ AND {time} < ?::TIMESTAMPTZ \
+             GROUP BY event_id"
+        );
+        let dates = window.dates();
+        let parameters = [
+            dates.from.to_string(),
+            dates.to.to_string(),
+            window.from.to_rfc3339(),
+            window.to.to_rfc3339(),
+        ];
+        self.with_connection(format!("count the ids of {name}"), move |connection, _| {
+            connection
+                .prepare_cached(&sql)?
+                .query_map(params_from_iter(parameters), |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?
+                .collect()
+        })
         .await
     }
 

@@ -15,7 +15,7 @@ use crate::config::BatchLimits;
 use crate::error::{BackendError, Retry};
 use crate::metrics;
 use crate::warehouse::schema::{apply_additions, fit_row};
-use crate::warehouse::{Addition, Fit, InsertError, Row, TableSpec, Warehouse};
+use crate::warehouse::{Addition, Fit, InsertError, Row, RowIdentity, TableSpec, Warehouse};
 
 /// Where the rows of a kind (an event type, say) go, and the table to create for them.
 pub trait TableShape: Send + Sync + 'static {
@@ -24,6 +24,9 @@ pub trait TableShape: Send + Sync + 'static {
 
     /// The table to create for `kind` when `sample` is the first row it sees.
     fn table_spec(&self, kind: &str, sample: &Map<String, Value>) -> TableSpec;
+
+    /// How the table's rows are told apart, for its deduplicated view.
+    fn identity(&self) -> RowIdentity;
 }
 
 /// Why a row was not written.
@@ -190,7 +193,17 @@ impl TableWriter {
             None => {
                 let first = &batch[0];
                 let spec = self.shape.table_spec(&first.kind, &first.row.values);
-                match self.warehouse.ensure_table(&spec).await {
+                let ensured = match self.warehouse.ensure_table(&spec).await {
+                    // Every start ensures the view too, so a table made before views existed
+                    // gets one.
+                    Ok(schema) => self
+                        .warehouse
+                        .ensure_unique_view(&schema.name, self.shape.identity())
+                        .await
+                        .map(|()| schema),
+                    Err(err) => Err(err),
+                };
+                match ensured {
                     Ok(schema) => schema,
                     Err(err) => return Err((err, batch)),
                 }

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use pulse_shared::error::{BackendError, Retry};
 use pulse_shared::warehouse::{
-    Addition, DuckDbWarehouse, InsertError, LoadError, LoadOutcome, Row, TableSpec, TableSummary,
-    Warehouse,
+    Addition, Compaction, DateRange, DuckDbWarehouse, InsertError, LoadError, LoadOutcome, Row,
+    RowIdentity, TableSpec, TableSummary, TimeWindow, Warehouse,
 };
 use serde_json::{Map, Value};
 
@@ -21,7 +21,7 @@ pub struct Observed {
     pub inserts: AtomicU64,
     /// Rows passed to `insert_rows`.
     pub rows: AtomicU64,
-    /// `ensure_table`, `table` and `add_columns` calls.
+    /// `ensure_table`, `table`, `add_columns` and `ensure_unique_view` calls.
     pub metadata_calls: AtomicU64,
     /// While set, `insert_rows` fails with a transient error and writes nothing.
     pub failing: AtomicBool,
@@ -78,6 +78,21 @@ impl Warehouse for Observed {
     }
     async fn list_tables(&self) -> Result<Vec<TableSummary>, BackendError> {
         self.inner.list_tables().await
+    }
+    async fn ensure_unique_view(&self, t: &str, id: RowIdentity) -> Result<(), BackendError> {
+        self.metadata_calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.ensure_unique_view(t, id).await
+    }
+    async fn compact(
+        &self,
+        t: &str,
+        id: RowIdentity,
+        dates: DateRange,
+    ) -> Result<Compaction, BackendError> {
+        self.inner.compact(t, id, dates).await
+    }
+    async fn id_counts(&self, t: &str, w: TimeWindow) -> Result<Vec<(String, u64)>, BackendError> {
+        self.inner.id_counts(t, w).await
     }
     async fn query(&self, sql: &str) -> Result<Vec<Map<String, Value>>, BackendError> {
         self.inner.query(sql).await
