@@ -7,8 +7,8 @@ use clap::{Parser, Subcommand};
 use pulse_shared::config::{BackendKind, Config};
 use pulse_shared::telemetry;
 
-use pulse::demo;
 use pulse::stack::{LocalStack, PortChoice};
+use pulse::{demo, verify};
 
 #[derive(Parser)]
 #[command(name = "pulse", version, about = "Run the Pulse pipeline locally")]
@@ -35,6 +35,13 @@ enum Command {
     /// Print the BigQuery DDL of every known table and curated view (partitioning, clustering,
     /// descriptions), from the registry the functions use.
     Ddl(ddl::DdlArgs),
+    /// Compare a running stack's raw archive with its event table for one type and time range:
+    /// archived, stored, missing, doubled and unexpected events; `--repair` re-drives the
+    /// missing and compacts the doubled.
+    Verify(verify::VerifyArgs),
+    /// Remove doubled rows from closed days of a running stack's tables, keeping each event's
+    /// first row.
+    Compact(verify::CompactArgs),
 }
 
 #[tokio::main]
@@ -64,6 +71,23 @@ async fn main() -> anyhow::Result<()> {
                 &report.mismatches(),
                 "the pipeline stored something other than the plan says",
             )?;
+        }
+        Command::Verify(args) => {
+            let report = verify::verify(&args, args.json).await?;
+            print_report(
+                args.json
+                    .then(|| serde_json::to_value(&report))
+                    .transpose()?,
+                &report,
+                &report.problems(),
+                "the warehouse does not match the raw archive",
+            )?;
+        }
+        Command::Compact(args) => {
+            let report = verify::compact(&args).await?;
+            let json = serde_json::to_value(&report)?;
+            let text = serde_json::to_string_pretty(&json)?;
+            print_report(args.json.then_some(json), &text, &[], "")?;
         }
         Command::Generate(args) => {
             let json = args.json;

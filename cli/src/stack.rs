@@ -58,7 +58,8 @@ pub struct LocalStack {
     pub config: Config,
     pub bus: LocalBus,
     pub objects: Arc<dyn ObjectStore>,
-    /// The DuckDB warehouse, opened once and shared by every function that writes tables.
+    /// The warehouse (DuckDB unless started with another), opened once and shared by every
+    /// function that writes tables.
     pub warehouse: Arc<dyn Warehouse>,
     pub control: SocketAddr,
     pub preprocess: SocketAddr,
@@ -77,8 +78,17 @@ pub struct LocalStack {
 impl LocalStack {
     /// Starts every function and subscribes it to its topic on the bus.
     pub async fn start(config: Config, ports: PortChoice) -> anyhow::Result<Self> {
-        let objects = Backends::local_objects(&config)?;
         let warehouse = Backends::local_warehouse(&config)?;
+        Self::start_with_warehouse(config, ports, warehouse).await
+    }
+
+    /// Starts the stack over another warehouse (a BigQuery emulator in tests).
+    pub async fn start_with_warehouse(
+        config: Config,
+        ports: PortChoice,
+        warehouse: Arc<dyn Warehouse>,
+    ) -> anyhow::Result<Self> {
+        let objects = Backends::local_objects(&config)?;
         let bus = Backends::local_bus(&config, &objects);
         let backends = Backends {
             objects: objects.clone(),
@@ -224,7 +234,7 @@ impl LocalStack {
         );
         let _ = writeln!(
             text,
-            "  table-manager  http://{}/  (tables: GET /tables)",
+            "  table-manager  http://{}/  (tables: GET /tables; pulse verify, pulse compact)",
             self.table_manager
         );
         let _ = writeln!(
