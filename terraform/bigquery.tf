@@ -1,6 +1,8 @@
 # The dataset. Event tables (orders, inventory, user_activity, device_telemetry, and any new type)
-# are created and evolved by table-manager; the predictions table and the curated views for
-# Looker Studio are Terraform's.
+# and their deduplicated views `unique_<table>` are created and evolved by table-manager; the
+# predictions table, its view `unique_predictions` and the curated views for Looker Studio are
+# Terraform's. Queries read each event once: BigQuery drops repeated `insertId`s only for about a
+# minute, so a table may hold an event twice until compaction (docs/delivery.md).
 
 resource "google_bigquery_dataset" "pulse" {
   #checkov:skip=CKV_GCP_81:Google-managed encryption is the choice here; add default_encryption_configuration for CMEK.
@@ -40,6 +42,23 @@ resource "google_bigquery_table" "predictions" {
     { name = "latency_ms", type = "FLOAT", mode = "NULLABLE", description = "Time the predict call took." },
     { name = "predicted_at", type = "TIMESTAMP", mode = "REQUIRED", description = "When the prediction was made." },
   ])
+}
+
+# Each scored event once, its first prediction: the same query inference uses when it creates the
+# view itself (shared/src/warehouse/dedup.rs). In the same apply as the table it reads.
+resource "google_bigquery_table" "unique_predictions" {
+  #checkov:skip=CKV_GCP_80:A view stores no data of its own to encrypt.
+  project             = var.project
+  dataset_id          = google_bigquery_dataset.pulse.dataset_id
+  table_id            = "unique_predictions"
+  description         = "`predictions` with each event_id once (its first row by predicted_at); query this, not the table."
+  deletion_protection = var.deletion_protection
+  labels              = local.labels
+
+  view {
+    query          = "SELECT * FROM `${var.project}.${var.dataset_id}.${google_bigquery_table.predictions.table_id}` WHERE TRUE QUALIFY ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY predicted_at NULLS LAST) = 1"
+    use_legacy_sql = false
+  }
 }
 
 locals {
@@ -84,5 +103,5 @@ resource "google_bigquery_table" "views" {
     use_legacy_sql = false
   }
 
-  depends_on = [google_bigquery_table.predictions]
+  depends_on = [google_bigquery_table.predictions, google_bigquery_table.unique_predictions]
 }
