@@ -16,6 +16,7 @@ use pulse_shared::runtime::{serve_until, with_runtime_layers};
 use pulse_shared::storage::ObjectStore;
 use pulse_shared::views::{CURATED_VIEWS, Dialect};
 use pulse_shared::warehouse::Warehouse;
+use pulse_shared::warehouse::dedup::{EVENT_ROWS, PREDICTION_ROWS};
 use serde_json::Map;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -79,10 +80,13 @@ impl LocalStack {
     /// Starts every function and subscribes it to its topic on the bus.
     pub async fn start(config: Config, ports: PortChoice) -> anyhow::Result<Self> {
         let warehouse = Backends::local_warehouse(&config)?;
-        Self::start_with_warehouse(config, ports, warehouse).await
+        let stack = Self::start_with_warehouse(config, ports, warehouse).await?;
+        create_curated_views(&stack.config, stack.warehouse.as_ref()).await?;
+        Ok(stack)
     }
 
-    /// Starts the stack over another warehouse (a BigQuery emulator in tests).
+    /// Starts the stack over another warehouse (a BigQuery emulator in tests), without the
+    /// curated views: on BigQuery they are Terraform's.
     pub async fn start_with_warehouse(
         config: Config,
         ports: PortChoice,
@@ -191,7 +195,6 @@ impl LocalStack {
 
         backends.log();
         tracing::info!(warehouse = %warehouse.describe(), "warehouse chosen");
-        create_curated_views(&config, warehouse.as_ref()).await?;
         Ok(Self {
             config,
             bus,
@@ -287,15 +290,22 @@ impl LocalStack {
 
 /// Creates the curated views in DuckDB from the SQL Terraform gives BigQuery. A view needs its
 /// tables, so the tables of the known event types and the predictions table are created first,
-/// empty and exactly as table-manager and inference would create them on their first row.
+/// empty and exactly as table-manager and inference would create them on their first row, with
+/// their `unique_*` views.
 async fn create_curated_views(config: &Config, warehouse: &dyn Warehouse) -> anyhow::Result<()> {
     for spec in KNOWN_TYPES {
-        warehouse
+        let table = warehouse
             .ensure_table(&table_manager::table_spec(spec.name, &Map::new()))
             .await?;
+        warehouse
+            .ensure_unique_view(&table.name, EVENT_ROWS)
+            .await?;
     }
-    warehouse
+    let predictions = warehouse
         .ensure_table(&inference::predictions_table_spec(&config.prediction.table))
+        .await?;
+    warehouse
+        .ensure_unique_view(&predictions.name, PREDICTION_ROWS)
         .await?;
     for view in CURATED_VIEWS {
         warehouse
