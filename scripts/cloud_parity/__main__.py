@@ -23,7 +23,8 @@ NOT_SHOWN = [
     "Cloud SQL (the DATABASE_URL secret and the connector), Secret Manager, Artifact Registry, "
     "alerting and the dashboard",
     "BigQuery: insertId de-duplication, partitioning of load-created tables, tables.patch "
-    "columns, autodetect loads; view SQL is DuckDB's, not BigQuery's",
+    "columns, autodetect loads, whether insertAll takes a JSON column's value as an object "
+    "(the proxy sends it as text); view SQL is DuckDB's, not BigQuery's",
     "Cloud Run scaling: cpu_idle throttling, scale to zero and min/max instances (one "
     "instance per service, never throttled)",
 ]

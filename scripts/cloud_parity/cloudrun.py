@@ -114,7 +114,9 @@ class CloudRunService:
             return self.refuse(401, request, "no bearer token")
         token = authorization[len("bearer "):].strip()
         try:
-            claims = self.issuer.verify(token, s.audiences)
+            # The front door's own address stands for the service URL (see container_env), so a
+            # caller that took its audience from the URL it was given names that address.
+            claims = self.issuer.verify(token, [*s.audiences, self.door_url])
         except identity.Refused as e:
             return self.refuse(401, request, f"token refused: {e}")
         if identity.member(claims.get("email", "")) not in s.invokers:

@@ -10,7 +10,7 @@ from pathlib import Path
 from aiohttp import web
 
 from . import identity, procs
-from .bigquery import BigQueryEmulator
+from .bigquery import BigQueryEmulator, BigQueryProxy
 from .cloudrun import CloudRunService
 from .eventarc import Eventarc
 from .plan import Deployment
@@ -46,6 +46,7 @@ class Stack:
         self.pubsub = PubsubEmulator(tools.pubsub_emulator, self.logs)
         self.bigquery = BigQueryEmulator(tools.emulator_python, tools.bqemulator_wrapper,
                                          self.storage.objects_root, deployment.project, self.logs)
+        self.bigquery_proxy = BigQueryProxy(self.bigquery)
         self.signers: dict[str, PushSigner] = {}
         for s in deployment.subscriptions:
             if s.push_endpoint:
@@ -71,7 +72,7 @@ class Stack:
             # endpoint also makes the SDK clients use anonymous credentials.
             "PUBSUB_ENDPOINT": self.pubsub.endpoint,
             "STORAGE_ENDPOINT": self.proxy.url,
-            "BIGQUERY_ENDPOINT": self.bigquery.endpoint,
+            "BIGQUERY_ENDPOINT": self.bigquery_proxy.url,
             # Google's signing keys, which a function off Cloud Run fetches to check a push
             # token: here the keys of this run's issuer (www.googleapis.com is unreachable).
             "PULSE_PUSH_JWKS_URL": self.jwks_url,
@@ -85,6 +86,7 @@ class Stack:
         await asyncio.gather(self.storage.start(self.d.project, list(self.d.buckets)),
                              self.pubsub.start(self.d.project), self.bigquery.start())
         await self.proxy.start()
+        await self.bigquery_proxy.start()
         self.refused_triggers = await self.eventarc.start()
         self.gaps += await self.bigquery.create(self.d)
         procs.log(f"starting {len(self.services)} Cloud Run services: {', '.join(self.services)}")
@@ -106,6 +108,7 @@ class Stack:
             await signer.stop()
         await self.eventarc.stop()
         await self.proxy.stop()
+        await self.bigquery_proxy.stop()
         for runner in self.runners:
             await runner.cleanup()
         for process in (self.pubsub.process, self.storage.process, self.bigquery.process):
