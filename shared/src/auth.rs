@@ -2,8 +2,16 @@
 //! (BigQuery through `gcp-bigquery-client`, Vertex AI prediction), from the official
 //! `google-cloud-auth` crate: Application Default Credentials, i.e. the service account of the
 //! Cloud Run service. Emulators take no token.
+//!
+//! A Cloud Run service that requires authentication (the built-in predictor) takes no access
+//! token: only an ID token whose audience is its URL, which [`MetadataIdTokens`] gets from the
+//! metadata server, as a service running on Cloud Run does.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use google_cloud_auth::credentials::{AccessTokenCredentials, Builder};
+use tokio::sync::Mutex;
 
 use crate::error::{BackendError, Retry};
 
@@ -16,6 +24,8 @@ pub enum AccessTokens {
     Fixed(String),
     /// An emulator: requests carry no credentials worth the name.
     Anonymous,
+    /// ID tokens for one audience from the metadata server: calls to a Cloud Run service.
+    IdToken(MetadataIdTokens),
 }
 
 impl AccessTokens {
@@ -52,6 +62,83 @@ impl AccessTokens {
                 }),
             AccessTokens::Fixed(token) => Ok(token.clone()),
             AccessTokens::Anonymous => Ok("anonymous".to_owned()),
+            AccessTokens::IdToken(tokens) => tokens.token().await,
         }
+    }
+}
+
+/// Google ID tokens live an hour; one is reused for this long.
+const ID_TOKEN_REUSE: Duration = Duration::from_secs(45 * 60);
+/// Deadline of one metadata server request.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// ID tokens of the service's own account for `audience`, from the metadata server
+/// (`GCE_METADATA_HOST`, else `metadata.google.internal`): what Cloud Run accepts from another
+/// service. Off Google Cloud there is no metadata server and every call fails as transient.
+#[derive(Clone, Debug)]
+pub struct MetadataIdTokens {
+    audience: String,
+    url: String,
+    http: reqwest::Client,
+    cached: Arc<Mutex<Option<(String, Instant)>>>,
+}
+
+impl MetadataIdTokens {
+    /// Tokens for `audience` (a Cloud Run service's URL).
+    pub fn new(audience: &str) -> anyhow::Result<Self> {
+        let host = std::env::var("GCE_METADATA_HOST")
+            .ok()
+            .filter(|host| !host.is_empty())
+            .unwrap_or_else(|| "metadata.google.internal".to_owned());
+        let http = reqwest::Client::builder()
+            .timeout(METADATA_TIMEOUT)
+            .build()?;
+        Ok(Self {
+            audience: audience.to_owned(),
+            url: format!(
+                "http://{host}/computeMetadata/v1/instance/service-accounts/default/identity"
+            ),
+            http,
+            cached: Arc::default(),
+        })
+    }
+
+    async fn token(&self) -> Result<String, BackendError> {
+        let mut cached = self.cached.lock().await;
+        if let Some((token, at)) = cached.as_ref()
+            && at.elapsed() < ID_TOKEN_REUSE
+        {
+            return Ok(token.clone());
+        }
+        let operation = || {
+            format!(
+                "get an ID token for {} from the metadata server",
+                self.audience
+            )
+        };
+        let response = self
+            .http
+            .get(&self.url)
+            .query(&[("audience", self.audience.as_str())])
+            .header("Metadata-Flavor", "Google")
+            .send()
+            .await
+            .map_err(|e| BackendError::new(operation(), Retry::Transient, e))?;
+        let status = response.status();
+        let body = response
+            .text()
+            .await
+            .map_err(|e| BackendError::new(operation(), Retry::Transient, e))?;
+        if !status.is_success() {
+            let retry = Retry::from_http_status(status.as_u16());
+            return Err(BackendError::new(
+                operation(),
+                retry,
+                format!("{status}: {body}"),
+            ));
+        }
+        let token = body.trim().to_owned();
+        *cached = Some((token.clone(), Instant::now()));
+        Ok(token)
     }
 }

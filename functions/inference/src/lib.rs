@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::post;
-use pulse_shared::auth::AccessTokens;
+use pulse_shared::auth::{AccessTokens, MetadataIdTokens};
 use pulse_shared::backends::Backends;
 use pulse_shared::config::{BackendKind, BatchLimits, Config, endpoint_location};
 use pulse_shared::deadletter::DeadLetterStore;
@@ -105,15 +105,27 @@ impl AppState {
     }
 }
 
-/// The tokens predict calls carry: Application Default Credentials on Google Cloud, none for
-/// the local predictor.
+/// The tokens predict calls carry: on Google Cloud an access token for Vertex AI
+/// (`*.googleapis.com`), and for the built-in predictor on Cloud Run an ID token whose audience
+/// is its URL (Cloud Run refuses access tokens); none for the local predictor.
 pub fn default_tokens(config: &Config) -> anyhow::Result<AccessTokens> {
+    let base_url = &config.prediction.base_url;
     match config.backend {
-        BackendKind::Gcp => {
+        BackendKind::Gcp if is_google_api(base_url) => {
             AccessTokens::google(&["https://www.googleapis.com/auth/cloud-platform"])
         }
+        BackendKind::Gcp => Ok(AccessTokens::IdToken(MetadataIdTokens::new(base_url)?)),
         BackendKind::Local => Ok(AccessTokens::Anonymous),
     }
+}
+
+/// True for a Google API endpoint (`https://R-aiplatform.googleapis.com`), which takes access
+/// tokens; false for a Cloud Run service's URL.
+fn is_google_api(base_url: &str) -> bool {
+    reqwest::Url::parse(base_url)
+        .ok()
+        .and_then(|url| url.host_str().map(|host| host.ends_with(".googleapis.com")))
+        .unwrap_or(false)
 }
 
 /// The function's HTTP surface: `POST /` (the trigger), `POST /predict-replay`, `GET /healthz`.
@@ -126,4 +138,21 @@ pub fn app(state: AppState) -> Router {
         .route("/predict-replay", post(replay::handle))
         .with_state(state.clone());
     with_runtime_layers(router, &state.inner.config, FUNCTION)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vertex_ai_takes_access_tokens_and_cloud_run_id_tokens() {
+        assert!(is_google_api(
+            "https://europe-west1-aiplatform.googleapis.com"
+        ));
+        assert!(!is_google_api(
+            "https://pulse-predictor-123456.europe-west1.run.app"
+        ));
+        assert!(!is_google_api("https://googleapis.com.example.org"));
+        assert!(!is_google_api("not a url"));
+    }
 }
