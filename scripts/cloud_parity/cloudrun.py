@@ -182,5 +182,8 @@ class CloudRunService:
         }
         for path, handler in routes.items():
             app.router.add_get(path, flavoured(handler))
+        # The SDKs' probe (is there a metadata server?), answered as Google's answers it.
+        app.router.add_get("/", lambda _: web.Response(text="computeMetadata/\n",
+                                                       headers={"Metadata-Flavor": "Google"}))
         app.router.add_route("*", "/{tail:.*}", unknown)
         return app

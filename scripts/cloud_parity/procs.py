@@ -20,10 +20,19 @@ class Failure(Exception):
 STOP_GRACE_SECONDS = 10
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on, never the same one twice in a run (the OS may offer
+    a port again once the probe socket is closed, before its first taker binds it)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def log(message: str) -> None:
