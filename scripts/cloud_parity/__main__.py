@@ -105,7 +105,7 @@ def print_report(rows, refused, cloud, stack: Stack, work: Path) -> list[str]:
             failures.append(what)
         mark = "" if same else "  <-- DIFFERS"
         print(f"  {what:<52} {local!s:>7} {cloud_value!s:>7}{mark}{'  (' + note + ')' if note else ''}")
-    print("\nRefusals")
+    print("\nRefusals, and what an operator reaches")
     for what, expected, got in refused:
         ok = expected == got
         if not ok:

@@ -126,7 +126,8 @@ async def count_stored(stack: Stack, counts: CloudCounts) -> None:
 
 # --- the refusals ----------------------------------------------------------------------------
 async def refusals(stack: Stack) -> list[tuple[str, int, int]]:
-    """(what, expected status, status got) for requests Cloud Run or a function must refuse."""
+    """(what, expected status, status got): requests Cloud Run or a function must refuse, and
+the health route an operator must reach from outside."""
     preprocess = stack.d.service_by_binary("preprocess")
     door = stack.doors[preprocess.name]
     push = next(s for s in stack.d.subscriptions if s.push_endpoint and s.push_endpoint.startswith(preprocess.url))
@@ -150,6 +151,11 @@ async def refusals(stack: Stack) -> list[tuple[str, int, int]]:
         operator = operator_of(preprocess)
         checks.append((f"GET /healthz on {preprocess.name} from outside (reserved path)", 404,
                        await status(door + "/healthz", stack.issuer.id_token(operator, preprocess.url), "GET")))
+        # Paths ending in `z` stay inside Cloud Run; people and smoke tests need another.
+        for service in stack.d.services.values():
+            token = stack.issuer.id_token(operator_of(service), service.url)
+            checks.append((f"GET /health on {service.name} by an operator", 200,
+                           await status(stack.doors[service.name] + "/health", token, "GET")))
         stripped = identity.strip_signature(stack.issuer.id_token(push.oidc_service_account, push.oidc_audience))
         off_cloud_run = await start_off_cloud_run(stack, preprocess)
         try:
