@@ -50,13 +50,14 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/pulse-cloud-parity.XXXXXX")
 echo "cloud-parity: working in $work (kept on failure)"
 
 # The binaries the images ship: Cloud Run images are built without the local DuckDB feature.
-# They are copied out at once: another build in the same directory (a workspace build turns
-# the feature on for every function) may replace target/debug/FUNCTION at any time.
+# They are linked out at once: another build in the same directory (a workspace build turns
+# the feature on for every function) may replace target/debug/FUNCTION at any time; a hard link
+# keeps this build's file and costs no space (a copy where the run's directory is elsewhere).
 functions=(preprocess table-manager parquet-loader inference event-generator predictor)
 cargo build --locked --bins "${functions[@]/#/--package=}"
 mkdir -p "$work/bin"
 for function in "${functions[@]}"; do
-  cp "$target_dir/debug/$function" "$work/bin/"
+  ln "$target_dir/debug/$function" "$work/bin/" 2>/dev/null || cp "$target_dir/debug/$function" "$work/bin/"
   if grep -a -q -F duckdb_open_ext "$work/bin/$function"; then
     echo "cloud-parity: $target_dir/debug/$function has DuckDB in it: another build replaced it; run again" >&2
     exit 1
