@@ -38,49 +38,48 @@ impl BqEmulator {
         };
         let wrapper =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/bqemulator-offline.py");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .map(|address| address.port())
-            .expect("a free loopback port");
-        let child = Command::new(&python)
-            .arg(&wrapper)
-            .args([
-                "start",
-                "--rest-port",
-                &port.to_string(),
-                "--grpc-port",
-                "0",
-            ])
-            .args(["--project", project, "--log-level", "warning"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {python} {}: {e}", wrapper.display()));
-        let emulator = Self {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-            project: project.to_owned(),
-            dataset: dataset.to_owned(),
-        };
         let http = reqwest::Client::new();
+        // A free port can be taken by another process before the emulator binds it: an emulator
+        // that exits at start is started again on another port.
+        let mut attempts = 3;
+        let emulator = loop {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|listener| listener.local_addr())
+                .map(|address| address.port())
+                .expect("a free loopback port");
+            let child = Command::new(&python)
+                .arg(&wrapper)
+                .args([
+                    "start",
+                    "--rest-port",
+                    &port.to_string(),
+                    "--grpc-port",
+                    "0",
+                ])
+                .args(["--project", project, "--log-level", "warning"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {python} {}: {e}", wrapper.display()));
+            let mut emulator = Self {
+                child,
+                endpoint: format!("http://127.0.0.1:{port}"),
+                project: project.to_owned(),
+                dataset: dataset.to_owned(),
+            };
+            if emulator.answers(&http).await {
+                break emulator;
+            }
+            attempts -= 1;
+            assert!(
+                attempts > 0,
+                "bqemulator did not start on a free port in 3 attempts"
+            );
+        };
         let datasets = format!(
             "{}/bigquery/v2/projects/{project}/datasets",
             emulator.endpoint
         );
-        let started = Instant::now();
-        while !http
-            .get(&datasets)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "bqemulator did not answer on {} within 60 s",
-                emulator.endpoint
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
         let created = http
             .post(&datasets)
             .json(&serde_json::json!({
@@ -95,6 +94,35 @@ impl BqEmulator {
             created.text().await
         );
         Some(emulator)
+    }
+
+    /// Waits until the emulator answers (true) or its process has exited (false); panics when it
+    /// neither answers nor exits within 60 s.
+    async fn answers(&mut self, http: &reqwest::Client) -> bool {
+        let datasets = format!(
+            "{}/bigquery/v2/projects/{}/datasets",
+            self.endpoint, self.project
+        );
+        let started = Instant::now();
+        loop {
+            if http
+                .get(&datasets)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return true;
+            }
+            if self.child.try_wait().ok().flatten().is_some() {
+                return false;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "bqemulator did not answer on {} within 60 s",
+                self.endpoint
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// The dataset as a warehouse.
