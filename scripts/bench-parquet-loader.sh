@@ -72,8 +72,8 @@ for _ in $(seq 100); do psql "$URL" -c 'SELECT 1' >/dev/null 2>&1 && break; slee
 /usr/bin/time -f '{"mode": "postgres_rss", "max_rss_kb": %M}' "$BENCH" postgres "$BENCH_DIR/one_gb.parquet" "$URL"
 # Room for the CSV copy: the loader's rows are counted, then dropped (PostgreSQL holds ~2.5 GB per
 # copy of the 19 million rows), with the files nothing reads any more.
-psql "$URL" -At -c 'SELECT count(*) FROM pulse.bench' | sed 's/^/{"mode": "postgres_rows_in_table", "rows": /; s/$/}/'
-psql "$URL" -q -c 'DROP TABLE pulse.bench'
+psql "$URL" -At -c 'SELECT count(*) FROM pulse.load_bench' | sed 's/^/{"mode": "postgres_rows_in_table", "rows": /; s/$/}/'
+psql "$URL" -q -c 'DROP TABLE pulse.load_bench'
 rm -f "$BENCH_DIR/rows5m.parquet" "$BENCH_DIR/one_mb.parquet"
 psql "$URL" -q -c 'CREATE TABLE csv_copy (id bigint, name text, amount numeric(38, 9),
                                           event_time timestamptz, event_date date)'

@@ -12,7 +12,7 @@ use chrono::Utc;
 use event_generator::pacer::{self, Finish, Progress};
 use event_generator::{Generator, Intent, Plan, RunRequest};
 use pulse_shared::config::Config;
-use pulse_shared::registry::known_type;
+use pulse_shared::namespace::{event_table, load_table};
 use pulse_shared::storage::{ByteRange, Created};
 use serde::Serialize;
 
@@ -24,11 +24,8 @@ pub const SCENARIO: &str = "quick_sample";
 /// The sample Parquet file (Impala's `alltypes_plain`, 8 rows; see `cli/fixtures/README.md`).
 const SAMPLE_PARQUET: &[u8] = include_bytes!("../fixtures/alltypes_plain.parquet");
 
-/// The table the sample file loads into: the folder it is dropped in names it.
-pub const SAMPLE_PARQUET_TABLE: &str = "alltypes_plain";
-
-/// The table inference writes its predictions to.
-pub const PREDICTIONS_TABLE: &str = "predictions";
+/// The landing folder the sample file is dropped in: it loads into `load_<folder>`.
+pub const SAMPLE_PARQUET_FOLDER: &str = "alltypes_plain";
 
 /// How long the demo waits for every delivery to be acknowledged or dead-lettered.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -175,10 +172,11 @@ async fn run_on(
     let after = StoredCounts::read(stack).await?;
     let rows_written = increase(&before.table_rows, &after.table_rows);
     // Present only once something has created the table (inference, when it runs).
+    let predictions = &config.prediction.table;
     let predictions_written = after
         .table_rows
-        .contains_key(PREDICTIONS_TABLE)
-        .then(|| rows_written.get(PREDICTIONS_TABLE).copied().unwrap_or(0));
+        .contains_key(predictions)
+        .then(|| rows_written.get(predictions).copied().unwrap_or(0));
     let sent = progress.snapshot();
     Ok(DemoReport {
         scenario: scenario.name.clone(),
@@ -209,8 +207,7 @@ impl Expected {
         for message in plan {
             match message.intent {
                 Intent::Valid { event_type, .. } => {
-                    let table = known_type(event_type).map_or(event_type, |spec| spec.table);
-                    *expected.rows.entry(table.to_owned()).or_default() += 1;
+                    *expected.rows.entry(event_table(event_type)).or_default() += 1;
                     expected.raw_objects += 1;
                     expected.processed_messages += 1;
                 }
@@ -232,7 +229,7 @@ impl Expected {
 async fn drop_sample_parquet(stack: &LocalStack) -> anyhow::Result<(String, i64)> {
     let config = &stack.config;
     let name = format!(
-        "{}{SAMPLE_PARQUET_TABLE}/demo-{}.parquet",
+        "{}{SAMPLE_PARQUET_FOLDER}/demo-{}.parquet",
         config.landing_prefix,
         Utc::now().format("%Y%m%dT%H%M%S%.6fZ")
     );
@@ -276,7 +273,7 @@ async fn wait_for_load(
         if let Some(rows) = ledger_rows(stack, &load_id).await? {
             return Ok(ParquetLoad {
                 object: name,
-                table: SAMPLE_PARQUET_TABLE.to_owned(),
+                table: load_table(SAMPLE_PARQUET_FOLDER),
                 rows,
                 load_id,
             });
@@ -533,7 +530,7 @@ impl fmt::Display for DemoReport {
             Some(n) => writeln!(f, "  predictions written              {n}")?,
             None => writeln!(
                 f,
-                "  predictions written              none: the `{PREDICTIONS_TABLE}` table does not exist yet"
+                "  predictions written              none: the predictions table does not exist yet"
             )?,
         }
         let mismatches = self.mismatches();

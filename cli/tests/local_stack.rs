@@ -151,7 +151,7 @@ async fn the_demo_command_reports_what_the_pipeline_stored() {
 
     // The Parquet file: loaded once, with as many rows as its own footer states.
     let parquet = &report["parquet"];
-    assert_eq!(parquet["table"], "alltypes_plain");
+    assert_eq!(parquet["table"], "load_alltypes_plain");
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/alltypes_plain.parquet");
     let footer = warehouse
         .query(&format!(
@@ -162,11 +162,11 @@ async fn the_demo_command_reports_what_the_pipeline_stored() {
         .unwrap();
     assert_eq!(parquet["rows"], footer[0]["n"], "{report:#}");
     assert_eq!(
-        table_rows(&warehouse, "alltypes_plain").await,
+        table_rows(&warehouse, "load_alltypes_plain").await,
         parquet["rows"].as_u64()
     );
     assert_eq!(
-        rows.get("alltypes_plain").copied(),
+        rows.get("load_alltypes_plain").copied(),
         parquet["rows"].as_u64()
     );
     let object = parquet["object"].as_str().unwrap();
@@ -195,7 +195,7 @@ async fn the_demo_command_reports_what_the_pipeline_stored() {
     assert_eq!(again["raw_objects_written"], valid as u64);
     let warehouse = DuckDbWarehouse::open(&data.join("warehouse.duckdb"), "pulse").unwrap();
     assert_eq!(
-        table_rows(&warehouse, "alltypes_plain").await,
+        table_rows(&warehouse, "load_alltypes_plain").await,
         Some(2 * parquet["rows"].as_u64().unwrap())
     );
     let again_rows = counts(&again["rows_written"]);
@@ -319,7 +319,7 @@ async fn raw_events_become_rows_once_and_new_fields_become_columns() {
 
     let rows = stack
         .warehouse
-        .query("SELECT event_id, weight_kg, scanned_at FROM pulse.parcel_scan ORDER BY event_id")
+        .query("SELECT event_id, weight_kg, scanned_at FROM pulse.events_parcel_scan ORDER BY event_id")
         .await
         .unwrap();
     let ids: Vec<&str> = rows

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::namespace;
 use crate::oidc::PushAuthConfig;
 
 /// Which implementation backs each outside system.
@@ -285,10 +286,20 @@ fn prediction_settings(
             reason: "at most 10: every scored event waits this long for company".to_owned(),
         });
     }
+    let table = env.identifier("PULSE_PREDICTIONS_TABLE", "predictions")?;
+    if !namespace::is_own_table_name(&table) {
+        return Err(ConfigError::Invalid {
+            var: "PULSE_PREDICTIONS_TABLE",
+            value: table,
+            reason: "names a table that events or Parquet loads own (a known event table, or \
+                     `events_…`, `load_…`, `unique_…`): predictions need a table of their own"
+                .to_owned(),
+        });
+    }
     Ok(PredictionSettings {
         endpoint,
         base_url: base_url.trim_end_matches('/').to_owned(),
-        table: env.identifier("PULSE_PREDICTIONS_TABLE", "predictions")?,
+        table,
         features: env.string_or(
             "PULSE_INFERENCE_FEATURES",
             "device_telemetry=device_id,sensor_type,reading;user_activity=activity_type,metadata",
@@ -480,5 +491,24 @@ mod tests {
         );
         let err = load(&[("PULSE_PREDICT_LINGER_MS", "50")]).unwrap_err();
         assert!(err.to_string().contains("PULSE_PREDICT_LINGER_MS"), "{err}");
+    }
+
+    #[test]
+    fn the_predictions_table_must_be_outside_the_input_namespaces() {
+        let own = load(&[("PULSE_PREDICTIONS_TABLE", "scores")]).unwrap();
+        assert_eq!(own.prediction.table, "scores");
+        for taken in [
+            "orders",
+            "events_scores",
+            "load_scores",
+            "unique_predictions",
+        ] {
+            let err = load(&[("PULSE_PREDICTIONS_TABLE", taken)]).unwrap_err();
+            assert!(
+                err.to_string().contains("PULSE_PREDICTIONS_TABLE")
+                    && err.to_string().contains("own"),
+                "{taken}: {err}"
+            );
+        }
     }
 }

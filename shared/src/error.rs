@@ -110,16 +110,23 @@ pub enum Retry {
     Transient,
     /// The backend is pushing back (429 / resource exhausted): answer 429.
     Throttled,
-    /// Retrying cannot help (bad request, permission denied, not found).
+    /// Retrying cannot help until an operator acts (permission denied, not found, a
+    /// misconfiguration): answered 500, whatever the input.
     Permanent,
+    /// The backend refuses this input (a value, a name, a file it cannot take): the same input
+    /// will fail again, other inputs may pass. The caller dead-letters or quarantines the input
+    /// alone.
+    InvalidInput,
 }
 
 impl Retry {
-    /// Classifies an HTTP status from a backend: 408, 429 and 5xx may pass; the rest will not.
+    /// Classifies an HTTP status from a backend: 408, 429 and 5xx may pass; 400, 413 and 422
+    /// refuse the request's content; the rest (401, 403, 404, …) refuse any request.
     pub fn from_http_status(status: u16) -> Self {
         match status {
             429 => Retry::Throttled,
             408 | 500..=599 => Retry::Transient,
+            400 | 413 | 422 => Retry::InvalidInput,
             _ => Retry::Permanent,
         }
     }
@@ -167,6 +174,7 @@ impl BackendError {
                 | Code::Aborted
                 | Code::Internal
                 | Code::Unknown => Retry::Transient,
+                Code::InvalidArgument | Code::OutOfRange => Retry::InvalidInput,
                 _ => Retry::Permanent,
             }
         } else {
@@ -202,7 +210,9 @@ impl IntoResponse for FunctionError {
                 let status = match err.retry {
                     Retry::Transient => StatusCode::SERVICE_UNAVAILABLE,
                     Retry::Throttled => StatusCode::TOO_MANY_REQUESTS,
-                    Retry::Permanent => StatusCode::INTERNAL_SERVER_ERROR,
+                    // An input the caller should have set aside alone reaches here only when
+                    // it could not: it is retried like an operator's problem.
+                    Retry::Permanent | Retry::InvalidInput => StatusCode::INTERNAL_SERVER_ERROR,
                 };
                 tracing::error!(operation = %err.operation, "{err}; answering {status} so the delivery is retried");
                 // The operation names what failed, never how: backend messages stay in the log.
@@ -214,7 +224,7 @@ impl IntoResponse for FunctionError {
                     ),
                 )
                     .into_response();
-                if err.retry != Retry::Permanent {
+                if matches!(err.retry, Retry::Transient | Retry::Throttled) {
                     response.headers_mut().insert(
                         header::RETRY_AFTER,
                         HeaderValue::from(RETRY_AFTER.as_secs()),
@@ -247,7 +257,10 @@ mod tests {
         for status in [408, 500, 502, 503, 504] {
             assert_eq!(Retry::from_http_status(status), Retry::Transient);
         }
-        for status in [400, 401, 403, 404, 409, 412] {
+        for status in [400, 413, 422] {
+            assert_eq!(Retry::from_http_status(status), Retry::InvalidInput);
+        }
+        for status in [401, 403, 404, 409, 412] {
             assert_eq!(Retry::from_http_status(status), Retry::Permanent);
         }
     }

@@ -4,7 +4,7 @@
 //! Parquet load into `<name>` is `load_<name>`, Pulse's own tables are a fixed list, and the
 //! deduplicated view of table `T` is `unique_T`.
 
-use crate::registry::{KNOWN_TYPES, known_type};
+use crate::registry::{KNOWN_TYPES, is_valid_event_type, known_type};
 
 /// Prefix of the tables of event types the registry does not know.
 pub const DISCOVERED_EVENT_PREFIX: &str = "events_";
@@ -23,7 +23,19 @@ pub fn event_table(event_type: &str) -> String {
     }
 }
 
-/// The table a Parquet load naming `name` (already a safe identifier) is stored in.
+/// The longest identifier PostgreSQL keeps whole: it truncates longer ones, so two long names
+/// could meet in one table. Parquet loads are copied to PostgreSQL, so their tables fit it.
+pub const POSTGRES_IDENTIFIER_MAX: usize = 63;
+/// The longest name a Parquet load may give: `load_<name>` stays within PostgreSQL's limit.
+pub const LOAD_NAME_MAX: usize = POSTGRES_IDENTIFIER_MAX - LOAD_PREFIX.len();
+
+/// True when `name` may name a Parquet load's table: a safe identifier (the event-type rule)
+/// of at most [`LOAD_NAME_MAX`] bytes.
+pub fn is_valid_load_name(name: &str) -> bool {
+    is_valid_event_type(name) && name.len() <= LOAD_NAME_MAX
+}
+
+/// The table a Parquet load naming `name` (already a valid load name) is stored in.
 pub fn load_table(name: &str) -> String {
     format!("{LOAD_PREFIX}{name}")
 }
@@ -72,5 +84,15 @@ mod tests {
         assert!(!is_own_table_name("events_x"));
         assert!(!is_own_table_name("load_x"));
         assert!(!is_own_table_name("unique_predictions"));
+    }
+
+    #[test]
+    fn load_tables_fit_postgres_identifiers() {
+        let longest = "a".repeat(LOAD_NAME_MAX);
+        assert!(is_valid_load_name(&longest));
+        assert_eq!(load_table(&longest).len(), POSTGRES_IDENTIFIER_MAX);
+        assert!(!is_valid_load_name(&format!("{longest}b")));
+        assert!(!is_valid_load_name("Orders"));
+        assert!(!is_valid_load_name(""));
     }
 }

@@ -72,14 +72,42 @@ pub enum LoadError {
 }
 
 impl LoadError {
-    /// A backend failure that says the data is at fault (a permanent one) refuses the file;
-    /// the rest may pass.
+    /// A backend failure that says the file is at fault refuses it; the rest may pass, or are
+    /// an operator's to fix.
     pub fn from_backend(err: BackendError) -> Self {
         match err.retry {
-            Retry::Permanent => LoadError::Refused(err.message),
+            Retry::InvalidInput => LoadError::Refused(err.message),
             _ => LoadError::Backend(err),
         }
     }
+}
+
+/// Characters a warehouse's Parquet reader takes as a pattern in a path or URI: DuckDB's
+/// `read_parquet` globs on `*`, `?` and `[`; a BigQuery load's source URI on `*`. Neither has an
+/// escape, so a path holding one is never handed to them: the loader reads such an object
+/// through a copy under a plain name.
+pub const PATTERN_CHARS: [char; 3] = ['*', '?', '['];
+
+/// True when `uri` names exactly one file to every warehouse (no pattern character in it).
+pub fn is_literal_uri(uri: &str) -> bool {
+    !uri.contains(PATTERN_CHARS)
+}
+
+/// The failure of a load handed a pattern: permanent, since the same path will glob again.
+fn pattern_refused(uri: &str) -> BackendError {
+    BackendError::new(
+        format!("load {uri}"),
+        Retry::Permanent,
+        "the path holds `*`, `?` or `[`, which the warehouse would read as a pattern of several \
+         files; object names are copied to a plain name before a load, so this comes from the \
+         data directory or bucket name: rename it",
+    )
+}
+
+/// A table change refused before it reached the warehouse: its columns fail
+/// [`schema::check_columns`].
+fn refused_columns(operation: String, problem: String) -> BackendError {
+    BackendError::new(operation, Retry::InvalidInput, problem)
 }
 
 /// Tables, rows and queries.
@@ -90,13 +118,15 @@ pub trait Warehouse: Send + Sync {
 
     /// Creates the table from `spec` unless it exists (a concurrent creation is success), and
     /// returns the table as it now is, which may differ from `spec` if it existed already.
+    /// Columns failing [`schema::check_columns`] are refused (`Retry::InvalidInput`).
     async fn ensure_table(&self, spec: &TableSpec) -> Result<TableSpec, BackendError>;
 
     /// The table as it is, or `None` if it does not exist.
     async fn table(&self, name: &str) -> Result<Option<TableSpec>, BackendError>;
 
     /// Adds nullable columns (top-level or inside records), skipping any that another writer
-    /// added first, and returns the table as it now is.
+    /// added first, and returns the table as it now is. Additions that would leave the table
+    /// failing [`schema::check_columns`] are refused (`Retry::InvalidInput`).
     async fn add_columns(
         &self,
         table: &str,
@@ -108,7 +138,8 @@ pub trait Warehouse: Send + Sync {
 
     /// Appends every row of the Parquet file at `uri` (`gs://…` for BigQuery, a local path for
     /// DuckDB) to `table`, all or nothing, once per `load_id`: a repeat finds the first load and
-    /// loads nothing. The table must already have every column of the file.
+    /// loads nothing. The table must already have every column of the file. A `uri` that is not
+    /// literal ([`is_literal_uri`]) is refused, never read as a pattern.
     async fn load_parquet(
         &self,
         table: &str,

@@ -126,7 +126,7 @@ impl VertexClient {
                 String::from_utf8_lossy(&body[..body.len().min(512)])
             );
             return Err(match Retry::from_http_status(status.as_u16()) {
-                Retry::Permanent => {
+                Retry::Permanent | Retry::InvalidInput => {
                     CallError::Refused(BackendError::new(operation(), Retry::Permanent, detail))
                 }
                 // 429 included: the contract is 503 for anything that may pass later.

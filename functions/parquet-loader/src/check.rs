@@ -2,7 +2,7 @@
 //! cannot go in. New tables are partitioned by day on a date or timestamp column.
 
 use arrow_schema::{DataType, Field, Schema};
-use pulse_shared::warehouse::schema::{columns_from_arrow, is_valid_column_name};
+use pulse_shared::warehouse::schema::{check_columns, column_name_problem, columns_from_arrow};
 use pulse_shared::warehouse::{Addition, Column, ColumnType, Mode, TableSpec};
 
 use crate::quarantine::{Refusal, RefusalCode};
@@ -19,21 +19,33 @@ pub enum Plan {
 /// The warehouse columns of a file, or why it has none: a name that cannot be a column, or a
 /// type the warehouse has no column for.
 pub fn file_columns(schema: &Schema) -> Result<Vec<Column>, Refusal> {
+    if schema.fields().is_empty() {
+        return Err(Refusal::new(
+            RefusalCode::BadName,
+            "the file has no columns: there is nothing a table could hold",
+        ));
+    }
     for field in schema.fields() {
         check_field(field, &mut Vec::new())?;
     }
-    Ok(columns_from_arrow(schema.fields()))
+    let columns = columns_from_arrow(schema.fields());
+    check_columns(&columns).map_err(|problem| {
+        Refusal::new(
+            RefusalCode::BadName,
+            format!("{problem} (rename it in the writer)"),
+        )
+    })?;
+    Ok(columns)
 }
 
 fn check_field(field: &Field, path: &mut Vec<String>) -> Result<(), Refusal> {
     path.push(field.name().clone());
     let dotted = || path.join(".");
-    if !is_valid_column_name(field.name()) {
+    if let Some(problem) = column_name_problem(field.name()) {
         return Err(Refusal::new(
             RefusalCode::BadName,
             format!(
-                "column `{}` cannot be a warehouse column: names are letters, digits and \
-                 underscores, starting with a letter or `_` (rename it in the writer)",
+                "column `{}` cannot be a warehouse column: {problem} (rename it in the writer)",
                 dotted()
             ),
         ));
@@ -126,11 +138,26 @@ fn fit(
 ) -> Result<(), Refusal> {
     for column in file {
         path.push(column.name.clone());
-        match table.iter().find(|t| t.name == column.name) {
+        match table
+            .iter()
+            .find(|t| t.name.eq_ignore_ascii_case(&column.name))
+        {
             None => additions.push(Addition {
                 parents: path[..path.len() - 1].to_vec(),
                 column: nullable(column.clone()),
             }),
+            Some(existing) if existing.name != column.name => {
+                return Err(Refusal::new(
+                    RefusalCode::BadName,
+                    format!(
+                        "column `{}` differs from the table's `{}` only in case, which the \
+                         warehouses take as one name; nothing was loaded (use the table's \
+                         spelling)",
+                        path.join("."),
+                        existing.name
+                    ),
+                ));
+            }
             Some(existing) => fit_column(existing, column, path, additions)?,
         }
         path.pop();
@@ -323,6 +350,50 @@ mod tests {
                 true
             )]))
             .is_ok()
+        );
+    }
+
+    #[test]
+    fn names_the_warehouses_take_as_one_are_refused() {
+        let refused = |fields: Vec<Field>| file_columns(&schema(fields)).unwrap_err();
+        let twice = refused(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("ID", DataType::Int64, true),
+        ]);
+        assert_eq!(twice.reason, RefusalCode::BadName);
+        assert!(
+            twice.detail.contains("differ only in case"),
+            "{}",
+            twice.detail
+        );
+        let nested = refused(vec![Field::new(
+            "s",
+            DataType::Struct(
+                vec![
+                    Field::new("a", DataType::Int64, true),
+                    Field::new("A", DataType::Int64, true),
+                ]
+                .into(),
+            ),
+            true,
+        )]);
+        assert!(nested.detail.contains("in record `s`"), "{}", nested.detail);
+        assert_eq!(refused(vec![]).reason, RefusalCode::BadName);
+        let reserved = refused(vec![Field::new("_FILE_NAME", DataType::Int64, true)]);
+        assert!(
+            reserved.detail.contains("BigQuery keeps"),
+            "{}",
+            reserved.detail
+        );
+
+        let table = spec(vec![Column::new("id", ColumnType::Int64, Mode::Nullable)]);
+        let file = vec![Column::new("Id", ColumnType::Int64, Mode::Nullable)];
+        let refusal = plan("t", &file, Some(&table), None).unwrap_err();
+        assert_eq!(refusal.reason, RefusalCode::BadName);
+        assert!(
+            refusal.detail.contains("only in case"),
+            "{}",
+            refusal.detail
         );
     }
 }

@@ -2,15 +2,15 @@
 //! warehouse (and PostgreSQL), or quarantine. Every step may run again for the same object and
 //! generation without loading anything twice.
 
-use pulse_shared::error::BackendError;
+use pulse_shared::error::{BackendError, Retry};
 use pulse_shared::metrics;
-use pulse_shared::warehouse::{LoadError, Warehouse};
+use pulse_shared::warehouse::{LoadError, LoadOutcome, Warehouse, is_literal_uri};
 use serde::Serialize;
 
 use crate::AppState;
 use crate::check::{Plan, file_columns, plan};
 use crate::footer::{Footer, FooterError, read_footer};
-use crate::postgres::CopyError;
+use crate::postgres::{CopyError, PostgresCopy};
 use crate::quarantine::{Refusal, RefusalCode, quarantine};
 use crate::target::{Target, target};
 
@@ -124,14 +124,8 @@ async fn decide(state: &AppState, object: &LandingObject) -> Result<Outcome, Bac
     }
     let table = match target(&config.landing_prefix, &object.name) {
         Target::Ignore(reason) => return ignored(object, reason),
-        Target::BadTableName(name) => {
-            let refusal = Refusal::new(
-                RefusalCode::BadName,
-                format!(
-                    "table folder `{name}` is not a table name (a lower-case letter, then up to \
-                     63 lower-case letters, digits or underscores)"
-                ),
-            );
+        Target::BadTableName(detail) => {
+            let refusal = Refusal::new(RefusalCode::BadName, detail);
             let generation = object.generation.unwrap_or(0);
             return refuse(state, object, generation, refusal).await;
         }
@@ -193,6 +187,11 @@ async fn load_checked(
         Ok(columns) => columns,
         Err(refusal) => return Ok(Err(refusal)),
     };
+    if settings.postgres.is_some()
+        && let Err(refusal) = PostgresCopy::check_columns(&columns)
+    {
+        return Ok(Err(refusal));
+    }
     if let Err(refusal) = prepare_table(warehouse.as_ref(), table, &columns, state).await? {
         return Ok(Err(refusal));
     }
@@ -214,16 +213,14 @@ async fn load_checked(
         },
     };
     let id = load_id(&object.bucket, &object.name, footer.generation);
-    let uri = settings.objects.uri(&object.bucket, &object.name);
-    let loaded = match warehouse.load_parquet(table, &uri, &id).await {
+    let loaded = match load_literal(state, object, footer.generation, table, &id).await? {
         Ok(loaded) => loaded,
-        Err(LoadError::Refused(detail)) => {
+        Err(detail) => {
             return Ok(Err(Refusal::new(
                 RefusalCode::Corrupt,
                 format!("the warehouse could not read the file: {detail}"),
             )));
         }
-        Err(LoadError::Backend(err)) => return Err(err),
     };
     let mut destinations = vec![Destination {
         destination: WAREHOUSE_DESTINATION,
@@ -247,6 +244,54 @@ async fn load_checked(
     Ok(Ok(destinations))
 }
 
+/// Where an object is copied when its name is not literal to the warehouse: outside the landing
+/// prefix and without `.parquet`, so neither the trigger nor the watcher takes it for a drop.
+const STAGING_PREFIX: &str = "_pulse_staging/";
+
+/// Loads the object's generation into `table`. An object whose name holds a pattern character
+/// (`*`, `?`, `[`) is loaded from a copy named by the load id: the warehouses have no escape for
+/// them, and must read this file and no other. The inner `Err` is the warehouse's refusal.
+async fn load_literal(
+    state: &AppState,
+    object: &LandingObject,
+    generation: i64,
+    table: &str,
+    id: &str,
+) -> Result<Result<LoadOutcome, String>, BackendError> {
+    let settings = &state.inner;
+    let objects = &settings.objects;
+    let uri = objects.uri(&object.bucket, &object.name);
+    if is_literal_uri(&uri) {
+        return finish_load(settings.warehouse.load_parquet(table, &uri, id).await);
+    }
+    let staged = format!("{STAGING_PREFIX}{id}");
+    if !objects
+        .copy(&object.bucket, &object.name, Some(generation), &staged)
+        .await?
+    {
+        return Err(BackendError::new(
+            format!("copy {} to {staged}", object.name),
+            Retry::Transient,
+            "the generation whose footer was read is gone; the redelivery finds out why",
+        ));
+    }
+    let uri = objects.uri(&object.bucket, &staged);
+    let loaded = finish_load(settings.warehouse.load_parquet(table, &uri, id).await)?;
+    // Kept while a retry may still need it (a load job that is still running reads it).
+    objects.delete(&object.bucket, &staged, None).await?;
+    Ok(loaded)
+}
+
+fn finish_load(
+    loaded: Result<LoadOutcome, LoadError>,
+) -> Result<Result<LoadOutcome, String>, BackendError> {
+    match loaded {
+        Ok(loaded) => Ok(Ok(loaded)),
+        Err(LoadError::Refused(detail)) => Ok(Err(detail)),
+        Err(LoadError::Backend(err)) => Err(err),
+    }
+}
+
 /// Creates the table or adds the file's new columns. Another loader may create the table at the
 /// same moment: the plan is made again against the table that won.
 async fn prepare_table(
@@ -261,7 +306,10 @@ async fn prepare_table(
         Err(refusal) => return Ok(Err(refusal)),
         Ok(Plan::Evolve(additions)) => additions,
         Ok(Plan::Create(spec)) => {
-            let created = warehouse.ensure_table(&spec).await?;
+            let created = match refused_by_warehouse(warehouse.ensure_table(&spec).await)? {
+                Ok(created) => created,
+                Err(refusal) => return Ok(Err(refusal)),
+            };
             match plan(table, columns, Some(&created), partition) {
                 Err(refusal) => return Ok(Err(refusal)),
                 Ok(Plan::Evolve(additions)) => additions,
@@ -269,10 +317,30 @@ async fn prepare_table(
             }
         }
     };
-    if !additions.is_empty() {
-        warehouse.add_columns(table, &additions).await?;
+    if !additions.is_empty()
+        && let Err(refusal) = refused_by_warehouse(warehouse.add_columns(table, &additions).await)?
+    {
+        return Ok(Err(refusal));
     }
     Ok(Ok(()))
+}
+
+/// A table change the warehouse refuses for what the file brings (a column it cannot hold)
+/// refuses the file; any other failure stands.
+fn refused_by_warehouse<T>(
+    result: Result<T, BackendError>,
+) -> Result<Result<T, Refusal>, BackendError> {
+    match result {
+        Ok(value) => Ok(Ok(value)),
+        Err(err) if err.retry == Retry::InvalidInput => Ok(Err(Refusal::new(
+            RefusalCode::SchemaConflict,
+            format!(
+                "the warehouse cannot make the table hold this file: {}; nothing was loaded",
+                err.message
+            ),
+        ))),
+        Err(err) => Err(err),
+    }
 }
 
 fn ignored(object: &LandingObject, reason: &str) -> Result<Outcome, BackendError> {

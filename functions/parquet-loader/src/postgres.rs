@@ -12,6 +12,7 @@ use futures_util::TryStreamExt as _;
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use pulse_shared::error::{BackendError, Retry};
+use pulse_shared::namespace::POSTGRES_IDENTIFIER_MAX;
 use pulse_shared::storage::ObjectStore;
 use pulse_shared::warehouse::Column;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -63,6 +64,27 @@ impl PostgresCopy {
             config,
             schema: schema.to_owned(),
         })
+    }
+
+    /// Refuses a file with a column name PostgreSQL would cut short: it keeps the first 63
+    /// bytes of an identifier, so two long names could meet in one column. Nested fields are
+    /// `jsonb` keys there, of any length.
+    pub fn check_columns(columns: &[Column]) -> Result<(), Refusal> {
+        match columns
+            .iter()
+            .find(|c| c.name.len() > POSTGRES_IDENTIFIER_MAX)
+        {
+            Some(long) => Err(Refusal::new(
+                RefusalCode::BadName,
+                format!(
+                    "column `{}` has {} bytes; the rows are copied to PostgreSQL, which keeps the \
+                     first {POSTGRES_IDENTIFIER_MAX} bytes of a name (shorten it in the writer)",
+                    long.name,
+                    long.name.len()
+                ),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Where the rows go, for start-up logs (no credentials).

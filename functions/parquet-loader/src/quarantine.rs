@@ -26,6 +26,8 @@ pub enum RefusalCode {
     UnsupportedType,
     /// The table folder or a column is not a safe identifier.
     BadName,
+    /// The footer is larger, or its schema deeper or wider, than the loader reads.
+    OverBudget,
 }
 
 /// A file that can never load, and what a person must change.

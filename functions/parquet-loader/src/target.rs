@@ -1,21 +1,23 @@
-//! Which table a landing object loads into, from its name: `<landing-prefix>/<table>/<…>.parquet`.
+//! Which table a landing object loads into, from its name: `<landing-prefix>/<name>/<…>.parquet`
+//! loads into `load_<name>` (`pulse_shared::namespace`), so no landing folder can reach an event
+//! table or Pulse's own tables.
 
-use pulse_shared::registry::is_valid_event_type;
+use pulse_shared::namespace::{LOAD_NAME_MAX, is_valid_load_name, load_table};
 
 /// What an object name asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
-    /// Load into this table.
+    /// Load into this table (already in the load namespace).
     Table(String),
-    /// A Parquet file under the landing prefix whose table name is not a safe identifier: it is
-    /// refused (quarantined with the reason), so whoever dropped it sees why.
+    /// A Parquet file under the landing prefix whose folder is not a load name: it is refused
+    /// (quarantined with this reason), so whoever dropped it sees why.
     BadTableName(String),
     /// Not ours to load (another prefix, not Parquet, a marker): acknowledged with a log line.
     Ignore(&'static str),
 }
 
-/// Reads the target from `name`. The table name follows the event-type rule
-/// (`^[a-z][a-z0-9_]{0,63}$`): both kinds of table share one dataset, and the name reaches DDL.
+/// Reads the target from `name`. The folder is a safe identifier (`^[a-z][a-z0-9_]*$`, it
+/// reaches DDL) short enough that `load_<folder>` is a whole PostgreSQL identifier.
 pub fn target(landing_prefix: &str, name: &str) -> Target {
     let Some(rest) = name.strip_prefix(landing_prefix) else {
         return Target::Ignore("outside the landing prefix");
@@ -30,10 +32,14 @@ pub fn target(landing_prefix: &str, name: &str) -> Target {
     if !base.ends_with(".parquet") || base.len() == ".parquet".len() {
         return Target::Ignore("not a `.parquet` file");
     }
-    if is_valid_event_type(table) {
-        Target::Table(table.to_owned())
+    if is_valid_load_name(table) {
+        Target::Table(load_table(table))
     } else {
-        Target::BadTableName(table.to_owned())
+        Target::BadTableName(format!(
+            "table folder `{table}` is not a load name: a lower-case letter, then lower-case \
+             letters, digits or underscores, {LOAD_NAME_MAX} bytes at most (it loads into \
+             `load_<folder>`, which PostgreSQL must hold whole)"
+        ))
     }
 }
 
@@ -43,23 +49,28 @@ mod tests {
 
     #[test]
     fn names_choose_a_table_or_are_ignored() {
-        let t = |name| target("landing/", name);
+        let t = |name: &str| target("landing/", name);
         assert_eq!(
             t("landing/orders/2024/part-0.parquet"),
-            Target::Table("orders".into())
+            Target::Table("load_orders".into())
         );
         assert_eq!(
-            t("landing/orders/a.parquet"),
-            Target::Table("orders".into())
+            t("landing/predictions/a.parquet"),
+            Target::Table("load_predictions".into())
         );
+        let longest = "a".repeat(LOAD_NAME_MAX);
         assert_eq!(
-            t("landing/Orders-X/a.parquet"),
-            Target::BadTableName("Orders-X".into())
+            t(&format!("landing/{longest}/a.parquet")),
+            Target::Table(format!("load_{longest}"))
         );
-        assert_eq!(
-            t("landing/x;drop/a.parquet"),
-            Target::BadTableName("x;drop".into())
-        );
+        for bad in ["Orders-X", "x;drop", &format!("{longest}b")] {
+            match t(&format!("landing/{bad}/a.parquet")) {
+                Target::BadTableName(detail) => {
+                    assert!(detail.contains(&format!("`{bad}`")), "{detail}");
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
         for ignored in [
             "quarantine/orders/a.parquet",
             "landing/a.parquet",

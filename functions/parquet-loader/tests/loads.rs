@@ -6,7 +6,13 @@
 
 mod common;
 
-use common::{Loader, fixture, written};
+use std::sync::Arc;
+
+use arrow_array::ArrayRef;
+use arrow_array::RecordBatch;
+use arrow_array::builder::{ArrayBuilder, Int64Builder, ListBuilder, StructBuilder};
+use arrow_schema::{DataType, Field};
+use common::{LANDING, Loader, fixture, integers, parquet_of, written};
 use http::StatusCode;
 use serde_json::Value;
 
@@ -41,7 +47,7 @@ async fn every_fixture_loads_with_its_rows() {
         assert_eq!(body["outcome"], "loaded", "{file}: {body}");
         assert_eq!(body["rows"], rows, "{file}");
         assert_eq!(body["destinations"][0]["rows"], rows, "{file}");
-        assert_eq!(loader.count(table).await, rows, "{file}");
+        assert_eq!(loader.count(&format!("load_{table}")).await, rows, "{file}");
         // Only the footer was read, never the data (the warehouse reads the file itself).
         let size = std::fs::metadata(loader.path(&name)).unwrap().len();
         assert!(
@@ -52,13 +58,13 @@ async fn every_fixture_loads_with_its_rows() {
 
     let value = |sql: &'static str| loader.scalar(sql);
     assert_eq!(
-        value("SELECT sum(id) AS s FROM pulse.alltypes_plain").await,
+        value("SELECT sum(id) AS s FROM pulse.load_alltypes_plain").await,
         28
     );
     // INT96 (Impala's timestamp) is an instant: a TIMESTAMP column, in UTC.
     let spec = loader
         .warehouse
-        .table("alltypes_plain")
+        .table("load_alltypes_plain")
         .await
         .unwrap()
         .unwrap();
@@ -68,41 +74,43 @@ async fn every_fixture_loads_with_its_rows() {
     );
     assert_eq!(spec.partition_column.as_deref(), Some("timestamp_col"));
     assert_eq!(
-        value("SELECT min(timestamp_col)::VARCHAR AS t FROM pulse.alltypes_plain").await,
+        value("SELECT min(timestamp_col)::VARCHAR AS t FROM pulse.load_alltypes_plain").await,
         "2009-01-01 00:00:00+00"
     );
     for table in ["fixed_length_decimal", "int64_decimal"] {
         let sum = loader
             .scalar(&format!(
-                "SELECT sum(value)::DOUBLE AS s FROM pulse.{table}"
+                "SELECT sum(value)::DOUBLE AS s FROM pulse.load_{table}"
             ))
             .await;
         assert_eq!(sum, 300.0, "{table}");
     }
     assert_eq!(
-        value("SELECT sum(nation_key) AS s FROM pulse.nation").await,
+        value("SELECT sum(nation_key) AS s FROM pulse.load_nation").await,
         300
     );
     // The README calls it a NaN; DuckDB and pyarrow both read the one value as null.
     assert_eq!(
-        value("SELECT mycol IS NULL AS n FROM pulse.single_nan").await,
+        value("SELECT mycol IS NULL AS n FROM pulse.load_single_nan").await,
         true
     );
     assert_eq!(
-        value("SELECT count(*) AS n FROM pulse.nulls WHERE b_struct.b_c_int IS NULL").await,
+        value("SELECT count(*) AS n FROM pulse.load_nulls WHERE b_struct.b_c_int IS NULL").await,
         8
     );
     assert_eq!(
-        value("SELECT int64_list::VARCHAR AS l FROM pulse.list_columns WHERE utf8_list IS NULL")
-            .await,
+        value(
+            "SELECT int64_list::VARCHAR AS l FROM pulse.load_list_columns WHERE utf8_list IS NULL"
+        )
+        .await,
         "[NULL, 1]"
     );
     assert_eq!(
-        value("SELECT count(DISTINCT c_customer_id) AS n FROM pulse.delta_byte_array").await,
+        value("SELECT count(DISTINCT c_customer_id) AS n FROM pulse.load_delta_byte_array").await,
         1000
     );
     assert_eq!(
-        value("SELECT sum(b) AS s FROM pulse.nested_lists").await,
+        value("SELECT sum(b) AS s FROM pulse.load_nested_lists").await,
         3,
         "lists of lists load (as JSON), beside their scalar column"
     );
@@ -123,42 +131,42 @@ async fn files_of_other_writers_load_nested_types_decimals_and_zones() {
             (StatusCode::OK, &Value::from("loaded")),
             "{body}"
         );
-        assert_eq!(loader.count(table).await, 3000, "{file}");
+        assert_eq!(loader.count(&format!("load_{table}")).await, 3000, "{file}");
     }
     let value = |sql: &'static str| loader.scalar(sql);
     // pyarrow: three row groups, dictionary-encoded strings, a decimal, a zoned and a zoneless
     // timestamp, a list, a struct, a map.
     assert_eq!(
-        value("SELECT sum(price)::VARCHAR AS s FROM pulse.pyarrow_nested").await,
+        value("SELECT sum(price)::VARCHAR AS s FROM pulse.load_pyarrow_nested").await,
         "44985.000000000"
     );
     assert_eq!(
-        value("SELECT count(tags) AS n FROM pulse.pyarrow_nested").await,
+        value("SELECT count(tags) AS n FROM pulse.load_pyarrow_nested").await,
         2400
     );
     assert_eq!(
-        value("SELECT sum(point.x) AS s FROM pulse.pyarrow_nested").await,
+        value("SELECT sum(point.x) AS s FROM pulse.load_pyarrow_nested").await,
         4_498_500.0
     );
     assert_eq!(
-        value("SELECT count(DISTINCT name) AS n FROM pulse.pyarrow_nested").await,
+        value("SELECT count(DISTINCT name) AS n FROM pulse.load_pyarrow_nested").await,
         7
     );
     assert_eq!(
-        value("SELECT max(seen_at)::VARCHAR AS t FROM pulse.pyarrow_nested").await,
+        value("SELECT max(seen_at)::VARCHAR AS t FROM pulse.load_pyarrow_nested").await,
         "2024-05-01 00:49:59+00"
     );
     assert_eq!(
-        value("SELECT max(local_time)::VARCHAR AS t FROM pulse.pyarrow_nested").await,
+        value("SELECT max(local_time)::VARCHAR AS t FROM pulse.load_pyarrow_nested").await,
         "2024-05-03 01:59:00"
     );
     assert_eq!(
-        value("SELECT attrs::VARCHAR AS m FROM pulse.pyarrow_nested WHERE id = 7").await,
+        value("SELECT attrs::VARCHAR AS m FROM pulse.load_pyarrow_nested WHERE id = 7").await,
         "{\"k\":7}"
     );
     let spec = loader
         .warehouse
-        .table("pyarrow_nested")
+        .table("load_pyarrow_nested")
         .await
         .unwrap()
         .unwrap();
@@ -186,15 +194,15 @@ async fn files_of_other_writers_load_nested_types_decimals_and_zones() {
     assert_eq!(spec.partition_column.as_deref(), Some("seen_at"));
     // DuckDB's COPY TO: two row groups, DECIMAL(18, 3), TIMESTAMPTZ, a list, a struct.
     assert_eq!(
-        value("SELECT sum(amount)::VARCHAR AS s FROM pulse.duckdb_copy").await,
+        value("SELECT sum(amount)::VARCHAR AS s FROM pulse.load_duckdb_copy").await,
         "1124625.000000000"
     );
     assert_eq!(
-        value("SELECT sum(rec.a) AS s FROM pulse.duckdb_copy").await,
+        value("SELECT sum(rec.a) AS s FROM pulse.load_duckdb_copy").await,
         4_498_500
     );
     assert_eq!(
-        value("SELECT sum(pair[2]) AS s FROM pulse.duckdb_copy").await,
+        value("SELECT sum(pair[2]) AS s FROM pulse.load_duckdb_copy").await,
         4_501_500
     );
 }
@@ -212,20 +220,22 @@ async fn a_redelivered_event_loads_once_and_a_new_generation_loads_again() {
         already.push(body["destinations"][0]["already_loaded"].as_bool().unwrap());
     }
     assert_eq!(already, [false, true, true]);
-    assert_eq!(loader.count("orders").await, 8);
+    assert_eq!(loader.count("load_orders").await, 8);
+    // The `orders` folder names a load table: the event table `orders` is out of its reach.
+    assert_eq!(loader.warehouse.table("orders").await.unwrap(), None);
 
     // A manual reload of the same generation is a redelivery too.
     let (status, body) = loader.post_load(serde_json::json!({"name": name})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["destinations"][0]["already_loaded"], true, "{body}");
-    assert_eq!(loader.count("orders").await, 8);
+    assert_eq!(loader.count("load_orders").await, 8);
 
     // The same name uploaded again is a new object.
     let newer = loader.drop_file(name, &fixture("alltypes_plain.parquet"));
     assert_ne!(newer, generation);
     let (_, body) = loader.finalize(name, newer).await;
     assert_eq!(body["destinations"][0]["already_loaded"], false, "{body}");
-    assert_eq!(loader.count("orders").await, 16);
+    assert_eq!(loader.count("load_orders").await, 16);
     // The old generation's event, late: that generation is gone, nothing to do.
     let (status, body) = loader.finalize(name, generation).await;
     assert_eq!(
@@ -233,7 +243,44 @@ async fn a_redelivered_event_loads_once_and_a_new_generation_loads_again() {
         (StatusCode::OK, &Value::from("ignored")),
         "{body}"
     );
-    assert_eq!(loader.count("orders").await, 16);
+    assert_eq!(loader.count("load_orders").await, 16);
+}
+
+#[tokio::test]
+async fn an_object_name_is_data_never_a_pattern() {
+    let loader = Loader::new();
+    // Files every pattern below would match, dropped but not (yet) announced.
+    for bystander in ["landing/globs/a1.parquet", "landing/globs/ab.parquet"] {
+        loader.drop_file(bystander, &fixture("alltypes_plain.parquet"));
+    }
+    let mut expected = 0;
+    for name in [
+        "landing/globs/a*.parquet",
+        "landing/globs/a?.parquet",
+        "landing/globs/a[1].parquet",
+        "landing/globs/**.parquet",
+    ] {
+        let generation = loader.drop_file(name, &fixture("alltypes_plain.parquet"));
+        let (status, body) = loader.finalize(name, generation).await;
+        assert_eq!(status, StatusCode::OK, "{name}: {body}");
+        assert_eq!(body["outcome"], "loaded", "{name}: {body}");
+        expected += 8;
+        assert_eq!(
+            loader.count("load_globs").await,
+            expected,
+            "{name} read other files"
+        );
+        // A redelivery loads nothing more.
+        let (_, body) = loader.finalize(name, generation).await;
+        assert_eq!(body["destinations"][0]["already_loaded"], true, "{body}");
+        assert_eq!(loader.count("load_globs").await, expected, "{name}");
+    }
+    let left: Vec<String> = loader
+        .objects
+        .list(LANDING, "_pulse_staging/")
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "the staged copies are removed: {left:?}");
 }
 
 #[tokio::test]
@@ -251,8 +298,13 @@ async fn a_new_table_evolves_with_new_columns() {
         (StatusCode::OK, &Value::from("loaded")),
         "{body}"
     );
-    assert_eq!(loader.count("evolving").await, 3);
-    let spec = loader.warehouse.table("evolving").await.unwrap().unwrap();
+    assert_eq!(loader.count("load_evolving").await, 3);
+    let spec = loader
+        .warehouse
+        .table("load_evolving")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(spec.column("mycol").is_some());
 }
 
@@ -312,7 +364,7 @@ async fn files_that_cannot_load_are_quarantined_with_nothing_loaded() {
         let generation = loader.drop_bytes(name, &bytes);
         let (status, body) = loader.finalize(name, generation).await;
         assert_eq!(status, StatusCode::OK, "{name}: {body}");
-        assert_quarantined(&loader, name, &body, reason, "refused").await;
+        assert_quarantined(&loader, name, &body, reason, "load_refused").await;
         // A redelivery finds nothing left to do.
         let (status, body) = loader.finalize(name, generation).await;
         assert_eq!(
@@ -322,10 +374,20 @@ async fn files_that_cannot_load_are_quarantined_with_nothing_loaded() {
         );
     }
 
-    let bad_table = "landing/Not-A-Table/x.parquet";
-    let generation = loader.drop_file(bad_table, &fixture("single_nan.parquet"));
-    let (_, body) = loader.finalize(bad_table, generation).await;
-    assert_quarantined(&loader, bad_table, &body, "bad_name", "refused").await;
+    // `load_` and 59 bytes would be truncated by PostgreSQL, where two such names could meet.
+    let too_long = format!("landing/{}/x.parquet", "a".repeat(59));
+    for bad_table in ["landing/Not-A-Table/x.parquet", too_long.as_str()] {
+        let generation = loader.drop_file(bad_table, &fixture("single_nan.parquet"));
+        let (_, body) = loader.finalize(bad_table, generation).await;
+        assert_quarantined(&loader, bad_table, &body, "bad_name", "load_refused").await;
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("58 bytes at most"),
+            "{body}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -351,7 +413,89 @@ async fn a_file_that_conflicts_with_its_table_is_refused() {
     assert_eq!(body["outcome"], "quarantined", "{body}");
     assert_eq!(body["reason"], "schema_conflict", "{body}");
     assert!(body["detail"].as_str().unwrap().contains("`id`"), "{body}");
-    assert_eq!(loader.count("alltypes").await, 8, "only the first file");
+    assert_eq!(
+        loader.count("load_alltypes").await,
+        8,
+        "only the first file"
+    );
+}
+
+/// One row with `items`, a list of one record whose integer fields are `fields`.
+fn list_of_records(fields: &[&str]) -> Vec<u8> {
+    let fields: Vec<Field> = fields
+        .iter()
+        .map(|name| Field::new(*name, DataType::Int64, true))
+        .collect();
+    let builders: Vec<Box<dyn ArrayBuilder>> = fields
+        .iter()
+        .map(|_| Box::new(Int64Builder::new()) as Box<dyn ArrayBuilder>)
+        .collect();
+    let mut items = ListBuilder::new(StructBuilder::new(fields.clone(), builders));
+    let record = items.values();
+    for index in 0..fields.len() {
+        record
+            .field_builder::<Int64Builder>(index)
+            .unwrap()
+            .append_value(7);
+    }
+    record.append(true);
+    items.append(true);
+    let items: ArrayRef = Arc::new(items.finish());
+    parquet_of(&RecordBatch::try_from_iter([("items", items)]).unwrap())
+}
+
+#[tokio::test]
+async fn columns_the_warehouse_cannot_take_are_quarantined_not_retried() {
+    let loader = Loader::new();
+    let first = "landing/cases/a.parquet";
+    let generation = loader.drop_bytes(first, &integers(&["id"]));
+    let (_, body) = loader.finalize(first, generation).await;
+    assert_eq!(body["outcome"], "loaded", "{body}");
+    for (name, bytes, reason) in [
+        // `ID` beside the table's `id`: one name to both warehouses.
+        ("landing/cases/b.parquet", integers(&["ID"]), "bad_name"),
+        (
+            "landing/twice/a.parquet",
+            integers(&["id", "ID"]),
+            "bad_name",
+        ),
+        (
+            "landing/reserved/a.parquet",
+            integers(&["_PARTITIONTIME"]),
+            "bad_name",
+        ),
+    ] {
+        let table = format!("load_{}", name.split('/').nth(1).unwrap());
+        let before = loader.count(&table).await;
+        let generation = loader.drop_bytes(name, &bytes);
+        let (status, body) = loader.finalize(name, generation).await;
+        assert_eq!(status, StatusCode::OK, "{name}: {body}");
+        assert_quarantined(&loader, name, &body, reason, "load_none").await;
+        assert_eq!(loader.count(&table).await, before, "{name}");
+    }
+    assert_eq!(loader.count("load_cases").await, 2);
+
+    // DuckDB cannot add a field to records inside a list: the file is refused, not retried.
+    let listed = "landing/listed/a.parquet";
+    let generation = loader.drop_bytes(listed, &list_of_records(&["a"]));
+    let (_, body) = loader.finalize(listed, generation).await;
+    assert_eq!(body["outcome"], "loaded", "{body}");
+    let wider = "landing/listed/b.parquet";
+    let generation = loader.drop_bytes(wider, &list_of_records(&["a", "b"]));
+    let (status, body) = loader.finalize(wider, generation).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_quarantined(&loader, wider, &body, "schema_conflict", "load_none").await;
+    assert_eq!(loader.count("load_listed").await, 1);
+}
+
+#[tokio::test]
+async fn an_object_name_the_loader_cannot_address_is_dead_lettered() {
+    let loader = Loader::new();
+    let name = "landing/orders/../x.parquet";
+    let (status, body) = loader.finalize(name, 1).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["outcome"], "dead_lettered", "{body}");
+    assert_eq!(body["reason"], "bad_value", "{body}");
 }
 
 #[tokio::test]

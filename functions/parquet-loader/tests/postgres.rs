@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Loader, fixture, written};
+use common::{Loader, fixture, integers, written};
 use http::StatusCode;
 use serde_json::Value;
 use tokio_postgres::NoTls;
@@ -153,7 +153,7 @@ async fn rows_are_copied_to_postgres_once_per_generation() {
         let pg = &pg;
         async move {
             let row = pg
-                .query_one(&format!("SELECT count(*) FROM pulse.{table}"), &[])
+                .query_one(&format!("SELECT count(*) FROM pulse.load_{table}"), &[])
                 .await
                 .unwrap();
             row.get::<_, i64>(0)
@@ -174,7 +174,7 @@ async fn rows_are_copied_to_postgres_once_per_generation() {
     let row = pg
         .query_one(
             "SELECT sum(id)::bigint, min(timestamp_col)::text, string_agg(encode(string_col, 'escape'), '' ORDER BY id)
-             FROM pulse.alltypes",
+             FROM pulse.load_alltypes",
             &[],
         )
         .await
@@ -223,44 +223,44 @@ async fn types_reach_postgres_with_their_values() {
         async move { pg.query_one(sql, &[]).await.unwrap().get::<_, String>(0) }
     };
     assert_eq!(
-        text("SELECT sum(value)::text FROM pulse.decimals").await,
+        text("SELECT sum(value)::text FROM pulse.load_decimals").await,
         "300.000000000"
     );
     assert_eq!(
-        text("SELECT int64_list::text FROM pulse.lists WHERE utf8_list IS NULL").await,
+        text("SELECT int64_list::text FROM pulse.load_lists WHERE utf8_list IS NULL").await,
         "[null, 1]"
     );
     assert_eq!(
-        text("SELECT a::text FROM pulse.maps LIMIT 1").await,
+        text("SELECT a::text FROM pulse.load_maps LIMIT 1").await,
         r#"{"a": {"1": true, "2": false}}"#
     );
     // Called a NaN by its README; every reader finds a null.
     assert_eq!(
-        text("SELECT coalesce(mycol::text, 'null') FROM pulse.nan").await,
+        text("SELECT coalesce(mycol::text, 'null') FROM pulse.load_nan").await,
         "null"
     );
     assert_eq!(
-        text("SELECT sum(price)::text FROM pulse.pyarrow_nested").await,
+        text("SELECT sum(price)::text FROM pulse.load_pyarrow_nested").await,
         "44985.000000000"
     );
     assert_eq!(
-        text("SELECT max(seen_at)::text FROM pulse.pyarrow_nested").await,
+        text("SELECT max(seen_at)::text FROM pulse.load_pyarrow_nested").await,
         "2024-05-01 00:49:59+00"
     );
     assert_eq!(
-        text("SELECT max(local_time)::text FROM pulse.pyarrow_nested").await,
+        text("SELECT max(local_time)::text FROM pulse.load_pyarrow_nested").await,
         "2024-05-03 01:59:00"
     );
     assert_eq!(
-        text("SELECT max(day)::text FROM pulse.pyarrow_nested").await,
+        text("SELECT max(day)::text FROM pulse.load_pyarrow_nested").await,
         "2024-05-30"
     );
     assert_eq!(
-        text("SELECT (point->>'x') FROM pulse.pyarrow_nested WHERE id = 3").await,
+        text("SELECT (point->>'x') FROM pulse.load_pyarrow_nested WHERE id = 3").await,
         "3.0"
     );
     assert_eq!(
-        text("SELECT sum((rec->>'a')::int)::text FROM pulse.duckdb_copy").await,
+        text("SELECT sum((rec->>'a')::int)::text FROM pulse.load_duckdb_copy").await,
         "4498500"
     );
 }
@@ -287,7 +287,37 @@ async fn a_refused_file_leaves_nothing_in_postgres() {
         .unwrap();
     assert_eq!(ledger.get::<_, i64>(0), 0, "the copy was rolled back");
     let table = pg
-        .query_opt("SELECT 1 FROM pulse.refused LIMIT 1", &[])
+        .query_opt("SELECT 1 FROM pulse.load_refused LIMIT 1", &[])
         .await;
     assert!(!matches!(table, Ok(Some(_))), "no rows: {table:?}");
+}
+
+#[tokio::test]
+async fn a_column_name_postgres_would_cut_short_is_refused() {
+    let Some(server) = Postgres::start("a_column_name_postgres_would_cut_short_is_refused").await
+    else {
+        return;
+    };
+    let loader = Loader::with(|config| config.database_url = Some(server.url.clone()));
+    // 64 bytes: PostgreSQL keeps 63, and `…_a`, `…_b` would become one column.
+    let long = format!("{}_a", "x".repeat(62));
+    let name = "landing/long_names/a.parquet";
+    let generation = loader.drop_bytes(name, &integers(&[&long]));
+    let (status, body) = loader.finalize(name, generation).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["outcome"], "quarantined", "{body}");
+    assert_eq!(body["reason"], "bad_name", "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("64 bytes"),
+        "{body}"
+    );
+    assert_eq!(
+        loader.warehouse.table("load_long_names").await.unwrap(),
+        None
+    );
+    // Without the copy, BigQuery's 300 characters are the limit.
+    let alone = Loader::new();
+    let generation = alone.drop_bytes(name, &integers(&[&long]));
+    let (_, body) = alone.finalize(name, generation).await;
+    assert_eq!(body["outcome"], "loaded", "{body}");
 }

@@ -25,14 +25,14 @@ async fn a_dropped_file_is_announced_and_loaded_once() {
         &fixture("alltypes_plain.parquet"),
     );
     let deadline = Instant::now() + Duration::from_secs(30);
-    while loader.count("watched").await < 8 {
+    while loader.count("load_watched").await < 8 {
         assert!(Instant::now() < deadline, "the file was not loaded");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Several polls later the file has not been announced again (a repeat would be a no-op
     // anyway; the ledger shows one load).
     tokio::time::sleep(parquet_loader::POLL * 4).await;
-    assert_eq!(loader.count("watched").await, 8);
+    assert_eq!(loader.count("load_watched").await, 8);
     let loads = loader
         .scalar("SELECT count(*) AS n FROM _pulse.parquet_loads")
         .await;

@@ -1,8 +1,9 @@
-//! Which table an event goes to, and what that table looks like when the event is the first of
-//! its type: the registry's columns for the known types, columns inferred from the event for any
-//! other type; always the ingest metadata, daily partitions on `event_date`, `event_id` as the
-//! row id.
+//! Which table an event goes to (its namespace: `pulse_shared::namespace::event_table`), and
+//! what that table looks like when the event is the first of its type: the registry's columns
+//! for the known types, columns inferred from the event for any other type; always the ingest
+//! metadata, daily partitions on `event_date`, `event_id` as the row id.
 
+use pulse_shared::namespace;
 use pulse_shared::registry::{FieldKind, FieldSpec, known_type};
 use pulse_shared::warehouse::dedup::EVENT_ROWS;
 use pulse_shared::warehouse::group_commit::TableShape;
@@ -59,10 +60,10 @@ const METADATA: &[(&str, ColumnType, Mode, &str)] = &[
 /// Where the metadata columns sit: the identifying ones first, the ingest ones last.
 const LEADING_METADATA: usize = 4;
 
-/// The table of an event type: the registry's name for the known types, the type itself
-/// otherwise (a safe identifier by the time it gets here).
-pub fn table_name(event_type: &str) -> &str {
-    known_type(event_type).map_or(event_type, |spec| spec.table)
+/// The table of an event type: the registry's name for the known types, `events_<type>`
+/// otherwise, so no event type can reach a known type's, a load's or Pulse's own table.
+pub fn table_name(event_type: &str) -> String {
+    namespace::event_table(event_type)
 }
 
 /// The event tables, for the group-commit writers: one per event type.
@@ -70,7 +71,7 @@ pub struct EventTables;
 
 impl TableShape for EventTables {
     fn table_name(&self, event_type: &str) -> String {
-        table_name(event_type).to_owned()
+        table_name(event_type)
     }
 
     fn table_spec(&self, event_type: &str, sample: &Map<String, Value>) -> TableSpec {
@@ -101,7 +102,7 @@ pub fn table_spec(event_type: &str, sample: &Map<String, Value>) -> TableSpec {
     }
     columns.extend(METADATA[LEADING_METADATA..].iter().map(metadata_column));
     TableSpec {
-        name: table_name(event_type).to_owned(),
+        name: table_name(event_type),
         description: Some(match known {
             Some(spec) => spec.description.to_owned(),
             None => {
@@ -219,7 +220,7 @@ mod tests {
             "delivered_at": "2026-11-22T08:00:00Z", "dims": {"w": 1, "h": 2}, "tags": ["a"]
         }));
         let spec = table_spec("shipment", &event);
-        assert_eq!(spec.name, "shipment");
+        assert_eq!(spec.name, "events_shipment");
         assert!(spec.clustering.is_empty());
         let kind = |name: &str| spec.column(name).unwrap().kind.clone();
         assert_eq!(kind("carrier"), ColumnType::String);

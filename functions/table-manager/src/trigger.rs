@@ -65,7 +65,7 @@ pub async fn handle(
         .await
     {
         Ok(()) => Ok(Json(TriggerResponse::Written {
-            table: event_table::table_name(&event_type).to_owned(),
+            table: event_table::table_name(&event_type),
             event_id,
         })),
         Err(WriteError::Conflict(detail)) => {

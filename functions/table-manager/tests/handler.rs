@@ -230,12 +230,12 @@ async fn an_unknown_type_gets_an_inferred_table_that_evolves() {
     assert_eq!(status, StatusCode::OK, "{body}");
 
     let rows = h
-        .query("SELECT event_id, parcels, delivered_at, dims FROM pulse.shipment ORDER BY event_id")
+        .query("SELECT event_id, parcels, delivered_at, dims FROM pulse.events_shipment ORDER BY event_id")
         .await;
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0]["delivered_at"], Value::Null);
     assert_eq!(rows[1]["dims"]["w"], 1.5);
-    let table = h.warehouse.table("shipment").await.unwrap().unwrap();
+    let table = h.warehouse.table("events_shipment").await.unwrap().unwrap();
     assert_eq!(
         table.column("delivered_at").unwrap().kind,
         pulse_shared::warehouse::ColumnType::Timestamp
@@ -249,12 +249,113 @@ async fn an_unknown_type_gets_an_inferred_table_that_evolves() {
 }
 
 #[tokio::test]
+async fn an_event_type_named_like_another_table_cannot_reach_it() {
+    let h = Harness::new();
+    // Arriving first, these would have defined `orders` and `predictions` with their own schema.
+    for (i, event_type) in ["orders", "predictions", "load_orders"].iter().enumerate() {
+        let forged = json!({"event_id": format!("f{i}"), "event_type": event_type,
+            "timestamp": "2026-11-21T10:00:00Z", "order_id": 7, "score": 0.99});
+        let (status, body) = h.deliver(format!("f{i}"), &forged).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["table"], format!("events_{event_type}"), "{body}");
+    }
+    assert_eq!(h.warehouse.table("orders").await.unwrap(), None);
+    assert_eq!(h.warehouse.table("predictions").await.unwrap(), None);
+    assert_eq!(h.warehouse.table("load_orders").await.unwrap(), None);
+    let (status, body) = h.deliver("o1", &order("o1")).await;
+    assert_eq!(
+        (status, &body["table"]),
+        (StatusCode::OK, &json!("orders")),
+        "{body}"
+    );
+    assert_eq!(h.count("orders").await, 1);
+    assert_eq!(h.count("events_orders").await, 1);
+}
+
+/// A gadget event, the first of its type: its fields shape the table.
+fn gadget(event_id: &str, extra: Value) -> Value {
+    let mut event = json!({"event_id": event_id, "event_type": "gadget",
+        "timestamp": "2026-11-21T10:00:00Z", "size": 3});
+    event
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    event
+}
+
+#[tokio::test]
+async fn a_poison_row_is_dead_lettered_alone_and_its_batch_mates_are_stored() {
+    // A long linger puts every concurrent delivery in one batch.
+    let h =
+        Harness::with_config(|config| config.batch.linger = std::time::Duration::from_millis(300));
+    let poisons = [
+        gadget("p1", json!({"Colour": "red", "colour": "blue"})),
+        gadget("p2", json!({"_PARTITIONTIME": 1})),
+        gadget("p3", json!({"SIZE": 4})),
+        gadget("p4", json!({"dims": {"W": 1, "w": 2}, "Dims": 1})),
+    ];
+    let good: Vec<Value> = (0..6)
+        .map(|i| gadget(&format!("g{i}"), json!({"colour": "red"})))
+        .collect();
+    // The poison rows first, so one of them is the sample the table would be made from.
+    let deliveries = poisons
+        .iter()
+        .chain(&good)
+        .enumerate()
+        .map(|(i, event)| h.deliver(format!("m{i}"), event));
+    let answers = futures_util::future::join_all(deliveries).await;
+    for (i, (status, body)) in answers.iter().enumerate() {
+        assert_eq!(*status, StatusCode::OK, "{i}: {body}");
+        let expected = if i < poisons.len() {
+            "dead_lettered"
+        } else {
+            "written"
+        };
+        assert_eq!(body["outcome"], expected, "{i}: {body}");
+    }
+    assert_eq!(h.dead_letters("schema_conflict"), poisons.len());
+    assert_eq!(h.count("events_gadget").await, 6);
+}
+
+#[tokio::test]
+async fn a_field_differing_from_its_column_only_in_case_is_dead_lettered_not_retried() {
+    let h = Harness::new();
+    assert_eq!(
+        h.deliver("m1", &gadget("g1", json!({"colour": "red"})))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (status, body) = h
+        .deliver("m2", &gadget("g2", json!({"Colour": "blue"})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["outcome"], "dead_lettered", "{body}");
+    assert_eq!(h.dead_letters("schema_conflict"), 1);
+    // A field inside a list of records is one DuckDB cannot add: that row alone is refused.
+    let listed = |id: &str, item: Value| gadget(id, json!({"parts": [item]}));
+    assert_eq!(
+        h.deliver("m3", &listed("g3", json!({"a": 1}))).await.0,
+        StatusCode::OK
+    );
+    let (wider, other) = (
+        listed("g4", json!({"a": 1, "b": 2})),
+        gadget("g5", json!({"weight": 2.5})),
+    );
+    let deliveries = [h.deliver("m4", &wider), h.deliver("m5", &other)];
+    let answers = futures_util::future::join_all(deliveries).await;
+    assert_eq!(answers[0].1["outcome"], "dead_lettered", "{}", answers[0].1);
+    assert_eq!(answers[1].1["outcome"], "written", "{}", answers[1].1);
+    assert_eq!(h.count("events_gadget").await, 3);
+}
+
+#[tokio::test]
 async fn a_conflicting_field_is_dead_lettered_and_the_table_is_untouched() {
     let h = Harness::new();
     let first = json!({"event_id": "s1", "event_type": "shipment",
         "timestamp": "2026-11-21T10:00:00Z", "parcels": 2});
     assert_eq!(h.deliver("m1", &first).await.0, StatusCode::OK);
-    let before = h.warehouse.table("shipment").await.unwrap().unwrap();
+    let before = h.warehouse.table("events_shipment").await.unwrap().unwrap();
     let conflicting = json!({"event_id": "s2", "event_type": "shipment",
         "timestamp": "2026-11-21T10:00:00Z", "parcels": "two"});
     let (status, body) = h.deliver("m2", &conflicting).await;
@@ -262,9 +363,9 @@ async fn a_conflicting_field_is_dead_lettered_and_the_table_is_untouched() {
     assert_eq!(body["outcome"], "dead_lettered");
     assert_eq!(body["reason"], "schema_conflict");
     assert_eq!(h.dead_letters("schema_conflict"), 1);
-    assert_eq!(h.count("shipment").await, 1);
+    assert_eq!(h.count("events_shipment").await, 1);
     assert_eq!(
-        h.warehouse.table("shipment").await.unwrap().unwrap(),
+        h.warehouse.table("events_shipment").await.unwrap().unwrap(),
         before
     );
 }
@@ -350,7 +451,7 @@ async fn ensure_creates_and_evolves_a_table_by_hand() {
         .send(ensure(json!({"sample": {"carrier": "dhl", "parcels": 1}})))
         .await;
     assert_eq!(status, StatusCode::OK, "{report}");
-    assert_eq!(report["table"]["name"], "shipment");
+    assert_eq!(report["table"]["name"], "events_shipment");
     let (status, report) = h
         .send(ensure(json!({"columns": [
             {"name": "carrier", "type": "STRING"},

@@ -30,10 +30,12 @@ use gcp_bigquery_client::table::ListOptions;
 use serde_json::{Map, Value};
 
 use super::dedup::{CompactionSql, EVENT_TIME, PARTITION, unique_view_query};
-use super::schema::{Addition, Column, ColumnType, Mode, TableSpec, apply_additions};
+use super::schema::{
+    Addition, Column, ColumnType, Mode, TableSpec, apply_additions, check_columns,
+};
 use super::{
     Compaction, DateRange, InsertError, LoadError, LoadOutcome, Row, RowIdentity, TableSummary,
-    TimeWindow, Warehouse,
+    TimeWindow, Warehouse, refused_columns,
 };
 use crate::auth::AccessTokens;
 use crate::error::{BackendError, Retry};
@@ -202,9 +204,22 @@ impl BigQueryWarehouse {
             .insert_all(&self.project, &self.dataset, table, request)
             .await
             .map_err(|e| classify(format!("insert into {}", self.path(table)), &e))?;
-        let refused: Vec<(usize, String)> = response
-            .insert_errors
-            .unwrap_or_default()
+        let row_errors = response.insert_errors.unwrap_or_default();
+        // A row failing for a passing reason (`backendError`, `timeout`) is not refused: the
+        // request is retried, as its ids let BigQuery drop the rows it took.
+        let passing = row_errors
+            .iter()
+            .flat_map(|row| row.errors.iter().flatten())
+            .filter_map(|e| e.reason.as_deref().and_then(retry_of_reason))
+            .find(|retry| matches!(retry, Retry::Transient | Retry::Throttled));
+        if let Some(retry) = passing {
+            return Err(InsertError::Backend(BackendError::new(
+                format!("insert into {}", self.path(table)),
+                retry,
+                "BigQuery failed some rows for a passing reason",
+            )));
+        }
+        let refused: Vec<(usize, String)> = row_errors
             .into_iter()
             .filter_map(|row_errors| {
                 let index = usize::try_from(row_errors.index?).ok()?;
@@ -234,6 +249,9 @@ impl Warehouse for BigQueryWarehouse {
     }
 
     async fn ensure_table(&self, spec: &TableSpec) -> Result<TableSpec, BackendError> {
+        check_columns(&spec.columns).map_err(|problem| {
+            refused_columns(format!("create table {}", self.path(&spec.name)), problem)
+        })?;
         if let Some(existing) = self.get(&spec.name).await? {
             return self.spec(&spec.name, &existing);
         }
@@ -299,6 +317,8 @@ impl Warehouse for BigQueryWarehouse {
             if spec.columns == before {
                 return Ok(spec);
             }
+            check_columns(&spec.columns)
+                .map_err(|problem| refused_columns(operation(), problem))?;
             current.schema = TableSchema::new(fields(&self.path(table), &spec.columns)?);
             match self
                 .client
@@ -347,6 +367,9 @@ impl Warehouse for BigQueryWarehouse {
         uri: &str,
         load_id: &str,
     ) -> Result<LoadOutcome, LoadError> {
+        if !super::is_literal_uri(uri) {
+            return Err(LoadError::Backend(super::pattern_refused(uri)));
+        }
         let deadline = Instant::now() + LOAD_WAIT;
         for attempt in 1..=LOAD_ATTEMPTS {
             let job_id = match attempt {
@@ -753,13 +776,20 @@ fn status(err: &BQError) -> Option<i64> {
     }
 }
 
-/// HTTP status decides (429 throttled, 408/5xx transient, other answers permanent); a request
-/// that got no answer may pass.
+/// BigQuery's error reason decides where it says more than the status (a 403 is a rate limit
+/// as often as a missing permission), then the HTTP status; a request that got no answer may
+/// pass.
 fn classify(operation: impl Into<String>, err: &BQError) -> BackendError {
     let retry = match err {
-        BQError::ResponseError { error } => {
-            u16::try_from(error.error.code).map_or(Retry::Transient, Retry::from_http_status)
-        }
+        BQError::ResponseError { error } => error
+            .error
+            .errors
+            .iter()
+            .filter_map(|e| e.get("reason"))
+            .find_map(|reason| retry_of_reason(reason))
+            .unwrap_or_else(|| {
+                u16::try_from(error.error.code).map_or(Retry::Transient, Retry::from_http_status)
+            }),
         BQError::RequestError(_) | BQError::NoToken | BQError::ConnectionPoolError(_) => {
             Retry::Transient
         }
@@ -768,10 +798,49 @@ fn classify(operation: impl Into<String>, err: &BQError) -> BackendError {
     BackendError::new(operation, retry, err)
 }
 
+/// What an error reason of BigQuery's (`errors[].reason`, "Error messages" in its docs) says
+/// about retrying, where the status alone would mislead.
+fn retry_of_reason(reason: &str) -> Option<Retry> {
+    match reason {
+        "rateLimitExceeded" | "jobRateLimitExceeded" | "quotaExceeded" => Some(Retry::Throttled),
+        "backendError" | "internalError" | "timeout" => Some(Retry::Transient),
+        "invalid" | "invalidQuery" | "billingTierLimitExceeded" | "resourcesExceeded" => {
+            Some(Retry::InvalidInput)
+        }
+        "accessDenied" | "billingNotEnabled" | "notFound" => Some(Retry::Permanent),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_rate_limit_is_retried_whatever_its_status() {
+        let error = |code: i64, reason: &str| BQError::ResponseError {
+            error: gcp_bigquery_client::error::ResponseError {
+                error: gcp_bigquery_client::error::NestedResponseError {
+                    code,
+                    errors: vec![std::collections::HashMap::from([(
+                        "reason".to_owned(),
+                        reason.to_owned(),
+                    )])],
+                    message: "m".to_owned(),
+                    status: String::new(),
+                },
+            },
+        };
+        let retry = |code, reason| classify("x", &error(code, reason)).retry;
+        assert_eq!(retry(403, "rateLimitExceeded"), Retry::Throttled);
+        assert_eq!(retry(403, "quotaExceeded"), Retry::Throttled);
+        assert_eq!(retry(403, "accessDenied"), Retry::Permanent);
+        assert_eq!(retry(400, "invalid"), Retry::InvalidInput);
+        assert_eq!(retry(500, "backendError"), Retry::Transient);
+        assert_eq!(retry(404, "somethingNew"), Retry::Permanent);
+        assert_eq!(retry(503, "somethingNew"), Retry::Transient);
+    }
 
     #[test]
     fn columns_convert_to_bigquery_field_schemas_and_back() {
@@ -832,6 +901,23 @@ mod tests {
         assert!(
             detail.contains("column `outline` has type GEOGRAPHY"),
             "{detail}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_source_uri_with_a_wildcard_is_never_sent() {
+        // Nothing listens on port 1: a request sent would fail as transient, not permanent.
+        let warehouse = BigQueryWarehouse::connect("p", "d", Some("http://127.0.0.1:1"))
+            .await
+            .unwrap();
+        let err = warehouse
+            .load_parquet("t", "gs://b/landing/x/a*.parquet", "id")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, LoadError::Backend(e) if e.retry == Retry::Permanent
+                && e.message.contains("pattern")),
+            "{err}"
         );
     }
 

@@ -23,10 +23,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::dedup::{CompactionSql, EVENT_TIME, PARTITION, unique_view_query};
-use super::schema::{Addition, Column, ColumnType, Mode, TableSpec, columns_from_arrow};
+use super::schema::{
+    Addition, Column, ColumnType, Mode, TableSpec, apply_additions, check_columns,
+    columns_from_arrow,
+};
 use super::{
     Compaction, DateRange, InsertError, LoadError, LoadOutcome, Row, RowIdentity, TableSummary,
-    TimeWindow, Warehouse,
+    TimeWindow, Warehouse, refused_columns,
 };
 use crate::error::{BackendError, Retry};
 use crate::namespace;
@@ -250,8 +253,10 @@ impl Warehouse for DuckDbWarehouse {
     }
 
     async fn ensure_table(&self, spec: &TableSpec) -> Result<TableSpec, BackendError> {
-        let spec = spec.clone();
         let name = self.table_name(&spec.name);
+        check_columns(&spec.columns)
+            .map_err(|problem| refused_columns(format!("create table {name}"), problem))?;
+        let spec = spec.clone();
         self.with_connection(format!("create table {name}"), move |connection, inner| {
             let transaction = connection.transaction()?;
             if let Some(existing) = inner.describe(&transaction, &spec.name)? {
@@ -301,8 +306,13 @@ impl Warehouse for DuckDbWarehouse {
         table: &str,
         additions: &[Addition],
     ) -> Result<TableSpec, BackendError> {
+        let name = self.table_name(table);
+        if let Some(mut columns) = self.table(table).await?.map(|spec| spec.columns) {
+            apply_additions(&mut columns, additions);
+            check_columns(&columns)
+                .map_err(|problem| refused_columns(format!("add columns to {name}"), problem))?;
+        }
         let table = table.to_owned();
-        let name = self.table_name(&table);
         let additions = additions.to_vec();
         self.with_connection(
             format!("add columns to {name}"),
@@ -359,7 +369,7 @@ impl Warehouse for DuckDbWarehouse {
                             inner.remember_committed(&table_owned, &fresh);
                             Ok(Vec::new())
                         }
-                        Err(err) if classify("", &err).retry == Retry::Permanent => {
+                        Err(err) if classify("", &err).retry == Retry::InvalidInput => {
                             let refused = refused_rows(connection, &write, &fresh, err)?;
                             Ok(refused
                                 .into_iter()
@@ -387,6 +397,9 @@ impl Warehouse for DuckDbWarehouse {
         uri: &str,
         load_id: &str,
     ) -> Result<LoadOutcome, LoadError> {
+        if !super::is_literal_uri(uri) {
+            return Err(LoadError::Backend(super::pattern_refused(uri)));
+        }
         let name = self.table_name(table);
         let (table, uri, load_id) = (table.to_owned(), uri.to_owned(), load_id.to_owned());
         let operation = format!("load {uri} into {name}");
@@ -784,12 +797,6 @@ fn arrow_error(err: ArrowError) -> duckdb::Error {
     duckdb::Error::ToSqlConversionFailure(Box::new(err))
 }
 
-/// A primary-key violation: an id the table already holds.
-fn is_repeated_key(err: &duckdb::Error) -> bool {
-    let message = err.to_string().to_lowercase();
-    message.contains("constraint") && message.contains("duplicate key")
-}
-
 /// After a permanent batch failure: which rows fail on their own (each tried in a transaction
 /// that is rolled back, so nothing is written). If none does alone, the batch error stands.
 fn refused_rows(
@@ -801,9 +808,14 @@ fn refused_rows(
     let mut refused = Vec::new();
     for (index, row) in rows.iter().enumerate() {
         let transaction = connection.transaction()?;
-        // A repeat is not refused: it is stored already.
-        if let Err(err) = write.insert_ignoring_repeats(&transaction, &[row]) {
-            refused.push((index, err.to_string()));
+        // A repeat is not refused: it is stored already. A failure that may pass fails the
+        // whole batch (the transaction rolls back as it is dropped).
+        match write.insert_ignoring_repeats(&transaction, &[row]) {
+            Ok(()) => {}
+            Err(err) if classify("", &err).retry == Retry::InvalidInput => {
+                refused.push((index, err.to_string()));
+            }
+            Err(err) => return Err(err),
         }
         transaction.rollback()?;
     }
@@ -878,25 +890,100 @@ fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-/// DuckDB's transaction conflicts and I/O troubles may pass; anything else (a binder,
-/// conversion or constraint error) will fail the same way again.
+/// DuckDB's error type: the first words of its message, `"<Type> Error: "`, which DuckDB writes
+/// from the exception's type (`ErrorData::ConstructFinalMessage`). The Rust crate's statement
+/// errors carry no code of their own (`ffi::Error` is always `Unknown`), so the type is read from
+/// there, and only from there: a value or name later in the message is never taken for it.
+fn error_type(err: &duckdb::Error) -> Option<&str> {
+    match err {
+        duckdb::Error::DuckDBFailure(_, Some(message)) => message
+            .split_once(" Error: ")
+            .map(|(kind, _)| kind)
+            .filter(|kind| DUCKDB_ERROR_TYPES.contains(kind)),
+        _ => None,
+    }
+}
+
+/// Every exception type DuckDB names (`EXCEPTION_MAP` in `common/exception.cpp`).
+const DUCKDB_ERROR_TYPES: &[&str] = &[
+    "Invalid",
+    "Out of Range",
+    "Conversion",
+    "Unknown Type",
+    "Decimal",
+    "Mismatch Type",
+    "Divide by Zero",
+    "Object Size",
+    "Invalid type",
+    "Serialization",
+    "TransactionContext",
+    "Not implemented",
+    "Expression",
+    "Catalog",
+    "Parser",
+    "Binder",
+    "Planner",
+    "Scheduler",
+    "Executor",
+    "Constraint",
+    "Index",
+    "Stat",
+    "Connection",
+    "Syntax",
+    "Settings",
+    "Optimizer",
+    "NullPointer",
+    "IO",
+    "INTERRUPT",
+    "FATAL",
+    "INTERNAL",
+    "Invalid Input",
+    "Out of Memory",
+    "Permission",
+    "Parameter Not Resolved",
+    "Parameter Not Allowed",
+    "Dependency",
+    "Missing Extension",
+    "HTTP",
+    "Extension Autoloading",
+    "Sequence",
+    "Invalid Configuration",
+    "Data Corruption",
+    "Resource In Use",
+];
+
+/// A primary-key violation: an id the table already holds.
+fn is_repeated_key(err: &duckdb::Error) -> bool {
+    // DuckDB's two wordings (`art.cpp`): a key already stored, and one repeated in the batch.
+    const REPEATED_KEY: [&str; 2] = [
+        "Constraint Error: Duplicate key ",
+        "Constraint Error: PRIMARY KEY or UNIQUE constraint violation: duplicate key ",
+    ];
+    matches!(err, duckdb::Error::DuckDBFailure(_, Some(message))
+        if REPEATED_KEY.iter().any(|start| message.starts_with(start)))
+}
+
+/// Classifies by DuckDB's error type: transaction conflicts, I/O, memory and interrupts may
+/// pass; the local warehouse has no permissions to lack, so every other DuckDB error is a
+/// statement DuckDB refuses for what it carries (a value, a name, a file).
 fn classify(operation: impl Into<String>, err: &duckdb::Error) -> BackendError {
-    let message = err.to_string();
-    let transient = [
-        "Conflict",
-        "TransactionContext",
-        "IO Error",
-        "Out of Memory",
-        "lock",
-    ]
-    .iter()
-    .any(|marker| message.contains(marker));
-    let retry = if transient {
-        Retry::Transient
-    } else {
-        Retry::Permanent
+    let retry = match (error_type(err), err) {
+        (
+            Some(
+                "TransactionContext" | "IO" | "Out of Memory" | "INTERRUPT" | "Connection" | "HTTP"
+                | "Resource In Use",
+            ),
+            _,
+        ) => Retry::Transient,
+        (Some("FATAL" | "INTERNAL"), _) => Retry::Permanent,
+        (Some(_), _) => Retry::InvalidInput,
+        // A described table that is gone: it is made again on the next attempt.
+        (None, duckdb::Error::QueryReturnedNoRows) => Retry::Transient,
+        // Rows that do not decode to the table's Arrow schema.
+        (None, duckdb::Error::ToSqlConversionFailure(_)) => Retry::InvalidInput,
+        (None, _) => Retry::Permanent,
     };
-    BackendError::new(operation, retry, message)
+    BackendError::new(operation, retry, err)
 }
 
 #[cfg(test)]
@@ -926,6 +1013,115 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(rows.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_path_with_a_pattern_character_is_never_globbed() {
+        let (dir, warehouse) = open();
+        let spec = TableSpec {
+            name: "t".to_owned(),
+            description: None,
+            columns: vec![Column::new("n", ColumnType::Int64, Mode::Nullable)],
+            partition_column: None,
+            clustering: Vec::new(),
+            row_id_column: None,
+        };
+        warehouse.ensure_table(&spec).await.unwrap();
+        for file in ["a1.parquet", "a*.parquet"] {
+            let path = dir.path().join(file).display().to_string();
+            warehouse
+                .with_connection("write a file".to_owned(), move |connection, _| {
+                    connection.execute_batch(&format!(
+                        "COPY (SELECT 1::BIGINT AS n) TO {} (FORMAT parquet)",
+                        literal(&path)
+                    ))
+                })
+                .await
+                .unwrap();
+        }
+        let pattern = dir.path().join("a*.parquet").display().to_string();
+        let err = warehouse
+            .load_parquet("t", &pattern, "l1")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, LoadError::Backend(e) if e.retry == Retry::Permanent),
+            "{err}"
+        );
+        let literal_path = dir.path().join("a1.parquet").display().to_string();
+        let loaded = warehouse
+            .load_parquet("t", &literal_path, "l2")
+            .await
+            .unwrap();
+        assert_eq!(loaded.rows, 1);
+    }
+
+    #[test]
+    fn errors_are_classified_by_their_type_never_by_what_they_quote() {
+        let failure = |message: &str| {
+            duckdb::Error::DuckDBFailure(duckdb::ffi::Error::new(1), Some(message.to_owned()))
+        };
+        let retry = |message: &str| classify("", &failure(message)).retry;
+        assert_eq!(
+            retry("Conversion Error: invalid timestamp \"IO Error: lock Conflict\" in unlock_at"),
+            Retry::InvalidInput
+        );
+        assert_eq!(
+            retry("Constraint Error: NOT NULL constraint failed: t.lock"),
+            Retry::InvalidInput
+        );
+        assert_eq!(
+            retry("TransactionContext Error: Catalog write-write conflict"),
+            Retry::Transient
+        );
+        assert_eq!(
+            retry("IO Error: Could not set lock on file"),
+            Retry::Transient
+        );
+        assert_eq!(retry("INTERNAL Error: assertion"), Retry::Permanent);
+        assert_eq!(retry("not DuckDB's shape: IO Error: x"), Retry::Permanent);
+        assert!(is_repeated_key(&failure(
+            "Constraint Error: Duplicate key \"id: a\" violates primary key constraint."
+        )));
+        assert!(is_repeated_key(&failure(
+            "Constraint Error: PRIMARY KEY or UNIQUE constraint violation: duplicate key \"a\""
+        )));
+        assert!(!is_repeated_key(&failure(
+            "Conversion Error: \"Constraint Error: Duplicate key\""
+        )));
+    }
+
+    #[tokio::test]
+    async fn a_row_quoting_an_io_error_in_a_lock_column_is_refused_alone() {
+        let (_dir, warehouse) = open();
+        let spec = TableSpec {
+            name: "t".to_owned(),
+            description: None,
+            columns: vec![
+                Column::new("id", ColumnType::String, Mode::Required),
+                Column::new("unlock_at", ColumnType::Timestamp, Mode::Nullable),
+            ],
+            partition_column: None,
+            clustering: Vec::new(),
+            row_id_column: Some("id".to_owned()),
+        };
+        warehouse.ensure_table(&spec).await.unwrap();
+        let row = |id: &str, at: &str| Row {
+            id: id.to_owned(),
+            values: serde_json::from_value(json!({"id": id, "unlock_at": at})).unwrap(),
+        };
+        let good = row("good", "2026-01-01T00:00:00Z");
+        let bad = row("bad", "IO Error: TransactionContext lock Conflict");
+        match warehouse.insert_rows("t", &[good.clone(), bad]).await {
+            Err(InsertError::RowsRefused(refused)) => {
+                assert_eq!(refused.len(), 1, "{refused:?}");
+                assert_eq!(refused[0].0, 1, "{refused:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        warehouse.insert_rows("t", &[good]).await.unwrap();
+        let rows = warehouse.query("SELECT id FROM pulse.t").await.unwrap();
+        assert_eq!(rows.len(), 1);
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@ use tokio::time::{Instant, timeout_at};
 use crate::config::BatchLimits;
 use crate::error::{BackendError, Retry};
 use crate::metrics;
-use crate::warehouse::schema::{apply_additions, fit_row};
+use crate::warehouse::schema::{apply_additions, check_columns, fit_row};
 use crate::warehouse::{Addition, Fit, InsertError, Row, RowIdentity, TableSpec, Warehouse};
 
 /// Where the rows of a kind (an event type, say) go, and the table to create for them.
@@ -90,7 +90,7 @@ impl Writers {
             queued: Instant::now(),
             reply,
         };
-        // A writer that stopped (it never should) is replaced once.
+        // A writer that retired (idle) as this row was sent is replaced once.
         for _ in 0..2 {
             match self.sender(&table).send(pending).await {
                 Ok(()) => {
@@ -130,6 +130,8 @@ impl Writers {
                     shape: self.shape.clone(),
                     limits: self.limits,
                     schema: None,
+                    tables: Arc::downgrade(&self.tables),
+                    own: sender.downgrade(),
                 };
                 tokio::spawn(writer.run(receiver));
                 sender
@@ -150,11 +152,29 @@ struct TableWriter {
     limits: BatchLimits,
     /// The table as last seen; `None` until the first batch, and after a failed one.
     schema: Option<TableSpec>,
+    /// Where this writer is registered, to leave when idle (`Weak`: the writers may go first).
+    tables: std::sync::Weak<Mutex<HashMap<String, mpsc::Sender<Pending>>>>,
+    /// This writer's own channel, to tell its entry from a successor's.
+    own: mpsc::WeakSender<Pending>,
 }
+
+/// How long a table's writer waits for a row before it stops: every event type ever seen would
+/// otherwise keep a task and its cached schema for the life of the instance.
+pub const WRITER_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl TableWriter {
     async fn run(mut self, mut receiver: mpsc::Receiver<Pending>) {
-        while let Some(first) = receiver.recv().await {
+        loop {
+            let first = match tokio::time::timeout(WRITER_IDLE, receiver.recv()).await {
+                Ok(Some(first)) => first,
+                Ok(None) => return,
+                Err(_idle) => {
+                    self.retire();
+                    // Rows sent before the entry went are still received, then `None`.
+                    receiver.close();
+                    continue;
+                }
+            };
             let deadline = first.queued + self.limits.linger;
             let mut bytes = first.bytes;
             let mut batch = vec![first];
@@ -168,6 +188,21 @@ impl TableWriter {
                 }
             }
             self.commit(batch).await;
+        }
+    }
+
+    /// Removes this writer's entry (not a successor's), so the next row starts a new writer.
+    fn retire(&self) {
+        let (Some(tables), Some(own)) = (self.tables.upgrade(), self.own.upgrade()) else {
+            return;
+        };
+        let mut tables = tables.lock().unwrap_or_else(PoisonError::into_inner);
+        if tables
+            .get(&self.table)
+            .is_some_and(|current| current.same_channel(&own))
+        {
+            tables.remove(&self.table);
+            tracing::debug!(table = %self.table, "writer idle for {WRITER_IDLE:?}: stopped");
         }
     }
 
@@ -186,75 +221,40 @@ impl TableWriter {
     /// conflict with it and returns the others.
     async fn evolve(
         &mut self,
-        batch: Vec<Pending>,
+        mut batch: Vec<Pending>,
     ) -> Result<Vec<Pending>, (BackendError, Vec<Pending>)> {
         let schema = match self.schema.take() {
             Some(schema) => schema,
-            None => {
-                let first = &batch[0];
-                let spec = self.shape.table_spec(&first.kind, &first.row.values);
-                let ensured = match self.warehouse.ensure_table(&spec).await {
-                    // Every start ensures the view too, so a table made before views existed
-                    // gets one.
-                    Ok(schema) => self
-                        .warehouse
-                        .ensure_unique_view(&schema.name, self.shape.identity())
-                        .await
-                        .map(|()| schema),
-                    Err(err) => Err(err),
-                };
-                match ensured {
-                    Ok(schema) => schema,
-                    Err(err) => return Err((err, batch)),
-                }
-            }
+            None => match self.create(&mut batch).await {
+                Ok(Some(schema)) => schema,
+                Ok(None) => return Ok(Vec::new()),
+                Err(err) => return Err((err, batch)),
+            },
         };
         // Fit every row to the schema as it will be once the earlier rows' columns are added,
         // so two rows that add the same field with different types cannot both pass.
         let mut planned = schema.columns.clone();
-        let mut additions: Vec<Addition> = Vec::new();
-        let mut fitting = Vec::with_capacity(batch.len());
+        let mut fitting: Vec<(Pending, Vec<Addition>)> = Vec::with_capacity(batch.len());
         for mut pending in batch {
             match fit_row(&planned, &mut pending.row.values) {
                 Fit::Fits(new) => {
-                    let needs_columns = !new.is_empty();
                     apply_additions(&mut planned, &new);
-                    additions.extend(new);
-                    fitting.push((pending, needs_columns));
+                    fitting.push((pending, new));
                 }
-                Fit::Conflict(detail) => {
-                    let _ = pending.reply.send(Err(WriteError::Conflict(detail)));
-                }
+                Fit::Conflict(detail) => conflict(pending, detail),
             }
         }
-        if additions.is_empty() {
+        if fitting.iter().all(|(_, new)| new.is_empty()) {
             self.schema = Some(schema);
             return Ok(fitting.into_iter().map(|(pending, _)| pending).collect());
         }
-        let shown: Vec<String> = additions.iter().map(ToString::to_string).collect();
-        let evolved = match self.warehouse.add_columns(&self.table, &additions).await {
+        let additions: Vec<Addition> = fitting.iter().flat_map(|(_, new)| new.clone()).collect();
+        let evolved = match self.add_columns(&additions).await {
             Ok(evolved) => evolved,
-            Err(err) if err.retry == Retry::Permanent => {
-                // The warehouse cannot hold these columns (a field inside a list of records, in
-                // DuckDB): the rows that need them conflict; the rest go on.
-                tracing::warn!(table = %self.table, "cannot add columns {}: {err}", shown.join(", "));
-                let detail = format!(
-                    "the table cannot take column(s) {}: {}",
-                    shown.join(", "),
-                    err.message
-                );
-                let mut rest = Vec::with_capacity(fitting.len());
-                for (pending, needs_columns) in fitting {
-                    if needs_columns {
-                        let _ = pending
-                            .reply
-                            .send(Err(WriteError::Conflict(detail.clone())));
-                    } else {
-                        rest.push(pending);
-                    }
-                }
-                self.schema = Some(schema);
-                return Ok(rest);
+            // The warehouse refuses some row's columns: each row's are tried alone, so only
+            // the rows it cannot take are answered as conflicts.
+            Err(err) if err.retry == Retry::InvalidInput => {
+                return self.add_columns_row_by_row(schema, fitting, &err).await;
             }
             Err(err) => {
                 return Err((
@@ -263,10 +263,109 @@ impl TableWriter {
                 ));
             }
         };
-        tracing::info!(table = %self.table, "added columns {}", shown.join(", "));
-        // Another instance may have added a column first, with another type: fit again.
+        Ok(self.refit(evolved, fitting.into_iter().map(|(pending, _)| pending)))
+    }
+
+    /// Creates the table from the batch's first row whose table the warehouse takes; each row
+    /// whose table it refuses (a field it cannot hold as a column) is answered alone as a
+    /// conflict. `None` when no row is left.
+    async fn create(&self, batch: &mut Vec<Pending>) -> Result<Option<TableSpec>, BackendError> {
+        while !batch.is_empty() {
+            let first = &batch[0];
+            let spec = self.shape.table_spec(&first.kind, &first.row.values);
+            let refused = match check_columns(&spec.columns) {
+                Err(problem) => problem,
+                Ok(()) => match self.warehouse.ensure_table(&spec).await {
+                    Ok(schema) => {
+                        // Every start ensures the view too, so a table made before views
+                        // existed gets one.
+                        self.warehouse
+                            .ensure_unique_view(&schema.name, self.shape.identity())
+                            .await?;
+                        return Ok(Some(schema));
+                    }
+                    Err(err) if err.retry == Retry::InvalidInput => err.message,
+                    Err(err) => return Err(err),
+                },
+            };
+            conflict(
+                batch.remove(0),
+                format!("the table cannot be created with this row's fields: {refused}"),
+            );
+        }
+        Ok(None)
+    }
+
+    async fn add_columns(&self, additions: &[Addition]) -> Result<TableSpec, BackendError> {
+        let result = self.warehouse.add_columns(&self.table, additions).await;
+        let shown: Vec<String> = additions.iter().map(ToString::to_string).collect();
+        match &result {
+            Ok(_) => tracing::info!(table = %self.table, "added columns {}", shown.join(", ")),
+            Err(err) => {
+                tracing::warn!(table = %self.table, "cannot add columns {}: {err}", shown.join(", "));
+            }
+        }
+        result
+    }
+
+    /// After the warehouse refused the batch's new columns together: adds each row's alone.
+    async fn add_columns_row_by_row(
+        &mut self,
+        mut schema: TableSpec,
+        fitting: Vec<(Pending, Vec<Addition>)>,
+        refusal: &BackendError,
+    ) -> Result<Vec<Pending>, (BackendError, Vec<Pending>)> {
         let mut rows = Vec::with_capacity(fitting.len());
-        for (mut pending, _) in fitting {
+        let mut fitting = fitting.into_iter();
+        while let Some((mut pending, _)) = fitting.next() {
+            // Fit again: the columns of the rows before may have been added by now.
+            let additions = match fit_row(&schema.columns, &mut pending.row.values) {
+                Fit::Fits(additions) => additions,
+                Fit::Conflict(detail) => {
+                    conflict(pending, detail);
+                    continue;
+                }
+            };
+            if additions.is_empty() {
+                rows.push(pending);
+                continue;
+            }
+            match self.add_columns(&additions).await {
+                Ok(evolved) => {
+                    schema = evolved;
+                    rows.push(pending);
+                }
+                Err(err) if err.retry == Retry::InvalidInput => conflict(
+                    pending,
+                    format!(
+                        "the table cannot take this row's new columns: {}",
+                        err.message
+                    ),
+                ),
+                Err(err) => {
+                    rows.push(pending);
+                    rows.extend(fitting.map(|(pending, _)| pending));
+                    return Err((err, rows));
+                }
+            }
+        }
+        tracing::info!(
+            table = %self.table,
+            "columns added row by row after the batch's were refused: {}",
+            refusal.message
+        );
+        Ok(self.refit(schema, rows))
+    }
+
+    /// Fits the rows to the table as it now is: another instance may have added a column
+    /// first, with another type.
+    fn refit(
+        &mut self,
+        evolved: TableSpec,
+        batch: impl IntoIterator<Item = Pending>,
+    ) -> Vec<Pending> {
+        let mut rows = Vec::new();
+        for mut pending in batch {
             match fit_row(&evolved.columns, &mut pending.row.values) {
                 Fit::Fits(missing) if missing.is_empty() => rows.push(pending),
                 Fit::Fits(missing) => {
@@ -283,13 +382,11 @@ impl TableWriter {
                         ),
                     );
                 }
-                Fit::Conflict(detail) => {
-                    let _ = pending.reply.send(Err(WriteError::Conflict(detail)));
-                }
+                Fit::Conflict(detail) => conflict(pending, detail),
             }
         }
         self.schema = Some(evolved);
-        Ok(rows)
+        rows
     }
 
     /// Inserts the rows (each id once); rows the warehouse refuses are answered as conflicts
@@ -348,6 +445,11 @@ fn unique_rows(batch: &[Pending]) -> Vec<Row> {
         .collect()
 }
 
+/// Answers a row that can never be written as it is.
+fn conflict(pending: Pending, detail: String) {
+    let _ = pending.reply.send(Err(WriteError::Conflict(detail)));
+}
+
 fn fail_all(batch: Vec<Pending>, err: &BackendError) {
     tracing::warn!("{err}; {} request(s) answered as retryable", batch.len());
     for pending in batch {
@@ -358,5 +460,75 @@ fn fail_all(batch: Vec<Pending>, err: &BackendError) {
                 err.retry,
                 &err.message,
             ))));
+    }
+}
+
+#[cfg(all(test, feature = "duckdb"))]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+    use super::*;
+    use crate::warehouse::{Column, ColumnType, DuckDbWarehouse, Mode};
+    use serde_json::json;
+
+    struct OneTable;
+
+    impl TableShape for OneTable {
+        fn table_name(&self, kind: &str) -> String {
+            kind.to_owned()
+        }
+
+        fn identity(&self) -> RowIdentity {
+            RowIdentity {
+                key: "id",
+                first_by: "id",
+            }
+        }
+
+        fn table_spec(&self, kind: &str, _sample: &Map<String, Value>) -> TableSpec {
+            TableSpec {
+                name: kind.to_owned(),
+                description: None,
+                columns: vec![Column::new("id", ColumnType::String, Mode::Required)],
+                partition_column: None,
+                clustering: Vec::new(),
+                row_id_column: Some("id".to_owned()),
+            }
+        }
+    }
+
+    fn running(writers: &Writers) -> usize {
+        writers.tables.lock().unwrap().len()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_writer_stops_and_the_next_row_starts_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let warehouse = DuckDbWarehouse::open(&dir.path().join("w.duckdb"), "pulse").unwrap();
+        let limits = BatchLimits {
+            max_rows: 10,
+            max_bytes: 1 << 20,
+            linger: std::time::Duration::from_millis(1),
+        };
+        let writers = Writers::new(Arc::new(warehouse.clone()), Arc::new(OneTable), limits);
+        let row = |id: &str| json!({"id": id}).as_object().unwrap().clone();
+        for kind in ["a", "b"] {
+            writers.write(kind, "1".to_owned(), row("1")).await.unwrap();
+        }
+        assert_eq!(running(&writers), 2);
+        tokio::time::sleep(WRITER_IDLE / 2).await;
+        writers.write("a", "2".to_owned(), row("2")).await.unwrap();
+        tokio::time::sleep(WRITER_IDLE * 3 / 4).await;
+        assert_eq!(running(&writers), 1, "`b` idled out, `a` wrote since");
+        tokio::time::sleep(WRITER_IDLE).await;
+        assert_eq!(running(&writers), 0);
+        writers.write("b", "2".to_owned(), row("2")).await.unwrap();
+        assert_eq!(running(&writers), 1);
+        let rows = warehouse
+            .query("SELECT count(*) AS n FROM pulse.a UNION ALL SELECT count(*) FROM pulse.b")
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 2);
+        assert!(rows.iter().all(|r| r["n"] == 2), "{rows:?}");
     }
 }

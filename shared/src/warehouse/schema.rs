@@ -109,12 +109,8 @@ struct WireColumn {
 impl TryFrom<WireColumn> for Column {
     type Error = String;
     fn try_from(wire: WireColumn) -> Result<Self, String> {
-        if !is_valid_column_name(&wire.name) {
-            return Err(format!(
-                "column name {:?} must be letters, digits and underscores, starting with a \
-                 letter or `_`, at most 300 characters",
-                wire.name
-            ));
+        if let Some(problem) = column_name_problem(&wire.name) {
+            return Err(problem);
         }
         let kind = match wire.kind.to_ascii_uppercase().as_str() {
             "STRING" => ColumnType::String,
@@ -168,14 +164,114 @@ impl From<Column> for WireColumn {
     }
 }
 
-/// True for a name that may reach DDL: `^[A-Za-z_][A-Za-z0-9_]{0,299}$` (BigQuery's rule).
+/// The longest column name BigQuery takes.
+pub const MAX_COLUMN_NAME: usize = 300;
+
+/// Prefixes BigQuery keeps for its own pseudo-columns (compared without case).
+const RESERVED_COLUMN_PREFIXES: &[&str] = &[
+    "_table_",
+    "_file_",
+    "_partition",
+    "_row_timestamp",
+    "__root__",
+    "_colon_",
+];
+
+/// True for a name every warehouse takes as a column: `^[A-Za-z_][A-Za-z0-9_]{0,299}$`
+/// (BigQuery's rule, which DuckDB and PostgreSQL take quoted), outside BigQuery's reserved
+/// prefixes.
 pub fn is_valid_column_name(name: &str) -> bool {
-    name.len() <= 300
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    column_name_problem(name).is_none()
+}
+
+/// Why `name` cannot be a column, or `None` when it can.
+pub fn column_name_problem(name: &str) -> Option<String> {
+    let shown = || {
+        let mut shown: String = name.chars().take(64).collect();
+        if shown.len() < name.len() {
+            shown.push('…');
+        }
+        format!("{shown:?}")
+    };
+    let well_formed = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !well_formed {
+        return Some(format!(
+            "column name {} must be letters, digits and underscores, starting with a letter or \
+             `_`",
+            shown()
+        ));
+    }
+    if name.len() > MAX_COLUMN_NAME {
+        return Some(format!(
+            "column name {} has {} characters; at most {MAX_COLUMN_NAME}",
+            shown(),
+            name.len()
+        ));
+    }
+    let lower = name.to_ascii_lowercase();
+    if let Some(prefix) = RESERVED_COLUMN_PREFIXES
+        .iter()
+        .find(|prefix| lower.starts_with(**prefix))
+    {
+        return Some(format!(
+            "column name {} starts with `{prefix}`, which BigQuery keeps for its own columns",
+            shown()
+        ));
+    }
+    None
+}
+
+/// Checks every column name of a table, nested ones too: each a valid name, and unique at its
+/// level without regard to case (BigQuery and DuckDB compare column names without case, so `Foo`
+/// beside `foo` fails the CREATE, and an `ADD COLUMN` of one beside the other does nothing).
+/// The one check of table-manager, inference and parquet-loader, and of both warehouses before
+/// they create or change a table.
+pub fn check_columns(columns: &[Column]) -> Result<(), String> {
+    check_level(columns, &mut Vec::new())
+}
+
+fn check_level(columns: &[Column], path: &mut Vec<String>) -> Result<(), String> {
+    let mut seen: std::collections::HashMap<String, &str> =
+        std::collections::HashMap::with_capacity(columns.len());
+    for column in columns {
+        if let Some(problem) = column_name_problem(&column.name) {
+            return Err(at(path, problem));
+        }
+        if let Some(earlier) = seen.insert(column.name.to_ascii_lowercase(), &column.name) {
+            return Err(at(
+                path,
+                format!(
+                    "columns `{earlier}` and `{}` differ only in case, which the warehouses \
+                     take as one name",
+                    column.name
+                ),
+            ));
+        }
+        if let ColumnType::Record(fields) = &column.kind {
+            if fields.is_empty() {
+                return Err(at(
+                    path,
+                    format!("record column `{}` has no fields", column.name),
+                ));
+            }
+            path.push(column.name.clone());
+            check_level(fields, path)?;
+            path.pop();
+        }
+    }
+    Ok(())
+}
+
+fn at(path: &[String], problem: String) -> String {
+    if path.is_empty() {
+        problem
+    } else {
+        format!("in record `{}`: {problem}", path.join("."))
+    }
 }
 
 /// Everything a table is created from.
@@ -278,8 +374,12 @@ fn infer_scalar(name: &str, value: &Value) -> Option<ColumnType> {
                 .filter(|(key, _)| is_valid_column_name(key))
                 .filter_map(|(key, value)| infer_column(key, value))
                 .collect();
-            if columns.is_empty() || columns.len() != fields.len() {
-                // Empty, or with keys that cannot be column names: keep it whole as JSON.
+            if columns.is_empty()
+                || columns.len() != fields.len()
+                || check_columns(&columns).is_err()
+            {
+                // Empty, or with keys that cannot be column names (or only apart in case): keep
+                // it whole as JSON.
                 return if fields.is_empty() {
                     None
                 } else {
@@ -426,6 +526,8 @@ fn fit_record(
         }
     }
     let mut uninferable = Vec::new();
+    // New fields of this record: the name each was given.
+    let mut new_fields: Vec<String> = Vec::new();
     for (name, value) in row.iter_mut() {
         match columns.iter().find(|c| &c.name == name) {
             Some(column) => {
@@ -433,20 +535,40 @@ fn fit_record(
                 fit_value(column, value, path, additions)?;
                 path.pop();
             }
-            None if !is_valid_column_name(name) => {
-                return Err(format!(
-                    "field `{}` cannot be a column: names are letters, digits and underscores, \
-                     starting with a letter or `_`",
-                    dotted(path, name)
-                ));
+            None => {
+                if let Some(problem) = column_name_problem(name) {
+                    return Err(format!(
+                        "field `{}` cannot be a column: {problem}",
+                        dotted(path, name)
+                    ));
+                }
+                if value.is_null() {
+                    uninferable.push(name.clone());
+                    continue;
+                }
+                let same = columns
+                    .iter()
+                    .map(|c| &c.name)
+                    .chain(&new_fields)
+                    .find(|other| other.eq_ignore_ascii_case(name));
+                if let Some(same) = same {
+                    return Err(format!(
+                        "field `{}` differs from `{same}` only in case, which the warehouses \
+                         take as one column name",
+                        dotted(path, name)
+                    ));
+                }
+                match infer_column(name, value) {
+                    Some(column) => {
+                        new_fields.push(name.clone());
+                        additions.push(Addition {
+                            parents: path.clone(),
+                            column,
+                        });
+                    }
+                    None => uninferable.push(name.clone()),
+                }
             }
-            None => match infer_column(name, value) {
-                Some(column) => additions.push(Addition {
-                    parents: path.clone(),
-                    column,
-                }),
-                None => uninferable.push(name.clone()),
-            },
         }
     }
     for name in uninferable {
@@ -685,6 +807,63 @@ mod tests {
                 fits => panic!("{field}: {fits:?}"),
             }
         }
+    }
+
+    #[test]
+    fn names_differing_only_in_case_or_reserved_conflict() {
+        for (row, field) in [
+            (json!({"id": "a", "ID": "b"}), "`ID` differs from `id`"),
+            (
+                json!({"id": "a", "Color": 1, "color": 2}),
+                "`color` differs from `Color`",
+            ),
+            (
+                json!({"id": "a", "geo": {"LAT": 1.0}}),
+                "`geo.LAT` differs from `lat`",
+            ),
+            (json!({"id": "a", "_PARTITIONTIME": 1}), "BigQuery keeps"),
+            (json!({"id": "a", "": 1}), "must be letters"),
+            (json!({"id": "a", "x\u{0}": 1}), "must be letters"),
+            (json!({"id": "a", "a".repeat(301): 1}), "at most 300"),
+        ] {
+            match fit_row(&columns(), &mut object(row)) {
+                Fit::Conflict(detail) => assert!(detail.contains(field), "{detail}"),
+                fits => panic!("{field}: {fits:?}"),
+            }
+        }
+        // A null under a clashing name says nothing, and is left out.
+        let mut row = object(json!({"id": "a", "ID": null}));
+        assert_eq!(fit_row(&columns(), &mut row), Fit::Fits(vec![]));
+        // Objects whose keys clash in case stay whole, as JSON.
+        assert_eq!(
+            infer_column("o", &json!({"k": 1, "K": 2})).unwrap().kind,
+            ColumnType::Json
+        );
+    }
+
+    #[test]
+    fn tables_are_checked_at_every_level() {
+        check_columns(&columns()).unwrap();
+        let mut twice = columns();
+        twice.push(Column::new("N", ColumnType::Int64, Mode::Nullable));
+        assert!(check_columns(&twice).unwrap_err().contains("`n` and `N`"));
+        let nested = vec![Column::new(
+            "r",
+            ColumnType::Record(vec![
+                Column::new("a", ColumnType::Int64, Mode::Nullable),
+                Column::new("A", ColumnType::Int64, Mode::Nullable),
+            ]),
+            Mode::Nullable,
+        )];
+        assert!(
+            check_columns(&nested)
+                .unwrap_err()
+                .contains("in record `r`")
+        );
+        let empty = vec![Column::new("r", ColumnType::Record(vec![]), Mode::Nullable)];
+        assert!(check_columns(&empty).unwrap_err().contains("no fields"));
+        let bad = vec![Column::new("bad name", ColumnType::Int64, Mode::Nullable)];
+        assert!(check_columns(&bad).unwrap_err().contains("must be letters"));
     }
 
     #[test]

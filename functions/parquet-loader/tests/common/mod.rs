@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use arrow_array::{ArrayRef, Int64Array, RecordBatch};
+use arrow_schema::{DataType, Field, Schema};
 use axum::body::Body;
 use http::{Request, StatusCode};
+use parquet::arrow::ArrowWriter;
 use parquet_loader::{AppState, app};
 use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
@@ -163,4 +166,26 @@ impl Loader {
                 .unwrap(),
         }
     }
+}
+
+/// `batch` as a Parquet file.
+pub fn parquet_of(batch: &RecordBatch) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), None).unwrap();
+    writer.write(batch).unwrap();
+    writer.close().unwrap();
+    out
+}
+
+/// Two rows of integer columns named `names`.
+pub fn integers(names: &[&str]) -> Vec<u8> {
+    let fields: Vec<Field> = names
+        .iter()
+        .map(|name| Field::new(*name, DataType::Int64, true))
+        .collect();
+    let columns: Vec<ArrayRef> = names
+        .iter()
+        .map(|_| Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef)
+        .collect();
+    parquet_of(&RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap())
 }
