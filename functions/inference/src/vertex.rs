@@ -85,7 +85,7 @@ impl VertexClient {
     pub async fn predict(&self, instances: &[Value]) -> Result<Answer, CallError> {
         let operation = || format!("predict {} instance(s) at {}", instances.len(), self.url);
         let token = self.tokens.token().await.map_err(|err| match err.retry {
-            Retry::Permanent => CallError::Refused(err),
+            Retry::Permanent | Retry::InvalidInput => CallError::Refused(err),
             _ => CallError::Unavailable(err),
         })?;
         let started = Instant::now();
