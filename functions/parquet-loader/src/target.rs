@@ -29,7 +29,14 @@ pub fn target(landing_prefix: &str, name: &str) -> Target {
     if base.starts_with('_') || base.starts_with('.') {
         return Target::Ignore("a marker or hidden file (`_SUCCESS`, `_metadata`, `.…`)");
     }
-    if !base.ends_with(".parquet") || base.len() == ".parquet".len() {
+    // Writers spell the extension in either case (`part-0.PARQUET`): both are loaded.
+    let extension = base
+        .len()
+        .checked_sub(".parquet".len())
+        .and_then(|at| base.get(at..));
+    if !extension.is_some_and(|e| e.eq_ignore_ascii_case(".parquet"))
+        || base.len() == ".parquet".len()
+    {
         return Target::Ignore("not a `.parquet` file");
     }
     if is_valid_load_name(table) {
@@ -58,6 +65,9 @@ mod tests {
             t("landing/predictions/a.parquet"),
             Target::Table("load_predictions".into())
         );
+        for upper in ["landing/orders/a.PARQUET", "landing/orders/a.Parquet"] {
+            assert_eq!(t(upper), Target::Table("load_orders".into()), "{upper}");
+        }
         let longest = "a".repeat(LOAD_NAME_MAX);
         assert_eq!(
             t(&format!("landing/{longest}/a.parquet")),
