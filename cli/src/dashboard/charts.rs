@@ -51,7 +51,9 @@ pub fn bars(id: &str, title: &str, y_label: &str, categories: &[String], sets: &
             .margin(12)
             .x_label_area_size(44)
             .y_label_area_size(56)
-            .build_cartesian_2d((0..n).into_segmented(), 0.0..headroom(max))?;
+            // Integer ranges are inclusive in plotters: `0..n - 1` is n segments. A single
+            // category gets two (a range of one value has no width to draw in).
+            .build_cartesian_2d((0..(n - 1).max(1)).into_segmented(), 0.0..headroom(max))?;
         chart
             .configure_mesh()
             .disable_x_mesh()
@@ -64,7 +66,10 @@ pub fn bars(id: &str, title: &str, y_label: &str, categories: &[String], sets: &
             })
             .y_desc(y_label)
             .draw()?;
-        let slot = f64::from(chart.plotting_area().dim_in_pixel().0) / n as f64;
+        // One category's width in pixels, as the chart maps it.
+        let left_edge = chart.backend_coord(&(SegmentValue::Exact(0), 0.0)).0;
+        let right_edge = chart.backend_coord(&(SegmentValue::Exact(1), 0.0)).0;
+        let slot = f64::from(right_edge - left_edge);
         let width = (slot * 0.8) / sets.len().max(1) as f64;
         for (index, set) in sets.iter().enumerate() {
             let fill = colour(index).filled();
@@ -235,6 +240,39 @@ mod tests {
         assert!(chart.contains("<title id=\"funnel-title\">Activity funnel</title>"));
         assert!(chart.contains("users: page_view: 12, purchase: 2.50"));
         assert!(chart.contains("<rect"), "bars are drawn");
+        // One category, two sets: the case that once drew bars of negative width.
+        let pair = bars(
+            "pair",
+            "t",
+            "n",
+            &["only".to_owned()],
+            &[
+                Bars {
+                    name: "a".to_owned(),
+                    values: vec![3.0],
+                },
+                Bars {
+                    name: "b".to_owned(),
+                    values: vec![1.0],
+                },
+            ],
+        );
+        assert!(!pair.contains("width=\"-"), "{pair}");
+        for fill in ["#0072B2", "#E69F00"] {
+            let widest = pair
+                .split("<rect ")
+                .filter(|rect| rect.contains(&format!("fill=\"{fill}\"")))
+                .filter_map(|rect| {
+                    rect.split("width=\"")
+                        .nth(1)?
+                        .split('"')
+                        .next()?
+                        .parse()
+                        .ok()
+                })
+                .fold(0.0_f64, f64::max);
+            assert!(widest > 20.0, "a visible bar of each set ({fill}): {pair}");
+        }
         assert!(chart.contains("page_view"), "categories are labelled");
     }
 

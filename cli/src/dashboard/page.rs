@@ -37,7 +37,7 @@ h3 { margin: 0 0 4px; font-size: 1rem; }
 .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 16px; }
 figure { margin: 0; background: #fff; border: 1px solid #d0d4da; border-radius: 6px; padding: 10px; }
 figcaption { font-weight: 600; margin-bottom: 4px; }
-svg.chart { width: 100%; height: auto; display: block; }
+svg.chart { width: 100%; max-width: 720px; height: auto; display: block; }
 table { border-collapse: collapse; background: #fff; width: 100%; }
 caption { text-align: left; font-weight: 600; padding: 4px 0; }
 th, td { border: 1px solid #d0d4da; padding: 4px 8px; text-align: left; vertical-align: top; }
@@ -105,6 +105,8 @@ pub async fn render(dashboard: &Dashboard, replayed: Option<ReplayResult>) -> Ma
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { "Pulse — local dashboard" }
+                // No icon: without this line the browser asks for /favicon.ico.
+                link rel="icon" href="data:,";
                 style { (PreEscaped(STYLE)) }
             }
             body {
