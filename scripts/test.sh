@@ -26,3 +26,6 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --no-fail-fast "$@"
 fi
+
+# The local dashboard in a real browser (installs chromium and playwright-core when missing).
+bash scripts/browser-test.sh
