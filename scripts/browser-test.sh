@@ -21,8 +21,13 @@ fi
 # node_modules is made from the committed lock file every time (one small package).
 npm ci --prefer-offline --no-audit --no-fund --loglevel=error
 
-cargo build -p pulse --locked --quiet
-pulse=$CARGO_TARGET_DIR/debug/pulse
+# PULSE_BIN: a pulse binary built already (several checkouts sharing one build directory
+# overwrite each other's target/debug/pulse).
+pulse=${PULSE_BIN:-}
+if [ -z "$pulse" ]; then
+  cargo build -p pulse --locked --quiet
+  pulse=$CARGO_TARGET_DIR/debug/pulse
+fi
 
 work=$(mktemp -d)
 up_pid=
