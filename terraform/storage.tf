@@ -62,6 +62,18 @@ resource "google_storage_bucket" "landing" {
   force_destroy               = false
   labels                      = local.labels
 
+  # parquet-loader loads an object whose name holds a pattern character from a copy under
+  # _pulse_staging/ and deletes it after; one left by a crash mid-load goes after a day.
+  lifecycle_rule {
+    condition {
+      age            = 1
+      matches_prefix = ["_pulse_staging/"]
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
   # A drop is loaded once, by generation, soon after it lands: what stays is history. Refused
   # files and their reports stay twice as long, for whoever has to look at them.
   dynamic "lifecycle_rule" {

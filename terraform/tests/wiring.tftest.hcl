@@ -270,9 +270,9 @@ run "landing_lifecycle_and_trigger_location" {
   }
   assert {
     condition = toset([for r in google_storage_bucket.landing.lifecycle_rule : "${r.condition[0].matches_prefix[0]}=${r.condition[0].age}"]) == toset([
-      "landing/=30", "quarantine/=60",
+      "_pulse_staging/=1", "landing/=30", "quarantine/=60",
     ])
-    error_message = "landing objects go after 30 days, quarantined ones after 60"
+    error_message = "landing objects go after 30 days, quarantined ones after 60, staged copies after a day"
   }
 }
 
