@@ -6,9 +6,9 @@
 //! Each file's first line is `-- <description>`. The SQL is the subset both dialects share; where
 //! they differ it names a template variable: `${dataset}` (the qualified dataset), and the
 //! expressions of `terraform/views/dialects.json`, read by Terraform and by this module alike
-//! (`${hour_of_timestamp}`, `${p95_latency_ms}`). The event tables are read with
-//! `QUALIFY ROW_NUMBER() … = 1` by `event_id`, so a physical duplicate on BigQuery (its
-//! `insertId` deduplicates for about a minute only) is counted once.
+//! (`${hour_of_timestamp}`, `${p95_latency_ms}`). They read the `unique_<table>` views, not the
+//! tables, so a physical duplicate on BigQuery (its `insertId` deduplicates for about a minute
+//! only) is counted once.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -21,7 +21,7 @@ use crate::config::{BackendKind, Config};
 #[derive(Clone, Copy, Debug)]
 pub struct CuratedView {
     pub name: &'static str,
-    /// The tables it reads: it can be created once they all exist.
+    /// The tables whose `unique_<table>` views it reads: it can be created once they exist.
     pub sources: &'static [&'static str],
     /// The SQL file, with its description line and template variables.
     template: &'static str,
@@ -161,9 +161,10 @@ mod tests {
                 assert!(!sql.contains("${"), "{}: {sql}", view.name);
                 assert!(sql.starts_with("SELECT"), "{}: {sql}", view.name);
                 for source in view.sources {
+                    let unique = crate::namespace::unique_view(source);
                     let table = match dialect {
-                        Dialect::BigQuery { .. } => format!("`p.pulse`.{source}"),
-                        Dialect::DuckDb => format!("\"pulse\".{source}"),
+                        Dialect::BigQuery { .. } => format!("`p.pulse`.{unique}"),
+                        Dialect::DuckDb => format!("\"pulse\".{unique}"),
                     };
                     assert!(sql.contains(&table), "{}: {sql}", view.name);
                 }

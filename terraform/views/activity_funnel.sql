@@ -10,9 +10,6 @@ SELECT e.event_date,
        e.activity_type,
        COUNT(*) AS events,
        COUNT(DISTINCT e.user_id) AS users
-FROM (
-  SELECT * FROM ${dataset}.user_activity
-  WHERE TRUE QUALIFY ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY ingested_at) = 1
-) AS e
+FROM ${dataset}.unique_user_activity AS e
 WHERE e.activity_type IN ('page_view', 'product_view', 'add_to_cart', 'checkout', 'purchase')
 GROUP BY 1, 2, 3

@@ -5,8 +5,5 @@ SELECT e.customer_id,
        AVG(e.total_amount) AS mean_order_value,
        MIN(e.timestamp) AS first_order_at,
        MAX(e.timestamp) AS last_order_at
-FROM (
-  SELECT * FROM ${dataset}.orders
-  WHERE TRUE QUALIFY ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY ingested_at) = 1
-) AS e
+FROM ${dataset}.unique_orders AS e
 GROUP BY e.customer_id

@@ -4,8 +4,5 @@ SELECT e.event_date, e.product_id, e.warehouse_id,
        SUM(CASE WHEN e.quantity_change > 0 THEN e.quantity_change ELSE 0 END) AS units_in,
        SUM(CASE WHEN e.quantity_change < 0 THEN -e.quantity_change ELSE 0 END) AS units_out,
        SUM(e.quantity_change) AS net_change
-FROM (
-  SELECT * FROM ${dataset}.inventory
-  WHERE TRUE QUALIFY ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY ingested_at) = 1
-) AS e
+FROM ${dataset}.unique_inventory AS e
 GROUP BY e.event_date, e.product_id, e.warehouse_id

@@ -3,8 +3,5 @@ SELECT ${hour_of_timestamp} AS order_hour,
        COUNT(*) AS orders,
        SUM(e.total_amount) AS revenue,
        COUNT(DISTINCT e.customer_id) AS customers
-FROM (
-  SELECT * FROM ${dataset}.orders
-  WHERE TRUE QUALIFY ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY ingested_at) = 1
-) AS e
+FROM ${dataset}.unique_orders AS e
 GROUP BY 1

@@ -3,5 +3,5 @@ SELECT event_date, event_type, model, model_version,
        COUNT(DISTINCT event_id) AS predictions,
        AVG(score) AS mean_score,
        ${p95_latency_ms} AS p95_latency_ms
-FROM ${dataset}.predictions
+FROM ${dataset}.unique_predictions
 GROUP BY event_date, event_type, model, model_version
