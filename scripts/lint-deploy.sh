@@ -54,7 +54,7 @@ done
 echo "== checkov"
 "$venv/bin/checkov" --quiet --compact --skip-download --framework terraform -d terraform
 "$venv/bin/checkov" --quiet --compact --skip-download --framework terraform -d terraform \
-  --var-file terraform/tests/cloud-sql-on.tfvars
+  --var-file terraform/tests/terraform.tfvars --var-file terraform/tests/cloud-sql-on.tfvars
 "$venv/bin/checkov" --quiet --compact --skip-download --framework dockerfile -f Dockerfile
 
 echo "== hadolint"

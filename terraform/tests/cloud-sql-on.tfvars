@@ -1,13 +1,3 @@
-# A complete set of variables with Cloud SQL on: scripts/lint-deploy.sh runs checkov with it, so
-# the optional resources are checked too.
-project     = "pulse-test"
-alert_email = "alerts@example.com"
-images = {
-  preprocess        = "europe-west1-docker.pkg.dev/pulse-test/pulse/preprocess@sha256:0000000000000000000000000000000000000000000000000000000000000001"
-  "table-manager"   = "europe-west1-docker.pkg.dev/pulse-test/pulse/table-manager@sha256:0000000000000000000000000000000000000000000000000000000000000002"
-  "parquet-loader"  = "europe-west1-docker.pkg.dev/pulse-test/pulse/parquet-loader@sha256:0000000000000000000000000000000000000000000000000000000000000003"
-  inference         = "europe-west1-docker.pkg.dev/pulse-test/pulse/inference@sha256:0000000000000000000000000000000000000000000000000000000000000004"
-  "event-generator" = "europe-west1-docker.pkg.dev/pulse-test/pulse/event-generator@sha256:0000000000000000000000000000000000000000000000000000000000000005"
-  predictor         = "europe-west1-docker.pkg.dev/pulse-test/pulse/predictor@sha256:0000000000000000000000000000000000000000000000000000000000000006"
-}
+# With terraform.tfvars beside it: the variables with Cloud SQL on, so scripts/lint-deploy.sh
+# runs checkov over the optional resources too.
 cloud_sql = { enabled = true }

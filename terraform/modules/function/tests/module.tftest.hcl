@@ -46,3 +46,32 @@ run "refuses_public_invokers" {
 
   expect_failures = [var.invokers]
 }
+
+run "work_after_the_answer_keeps_its_cpu_and_instance" {
+  command = apply
+
+  variables {
+    min_instances = 1
+    max_instances = 1
+    cpu_idle      = false
+  }
+
+  assert {
+    condition     = google_cloud_run_v2_service.this.template[0].scaling[0].min_instance_count == 1 && google_cloud_run_v2_service.this.template[0].scaling[0].max_instance_count == 1
+    error_message = "min_instances and max_instances reach the service"
+  }
+  assert {
+    condition     = google_cloud_run_v2_service.this.template[0].containers[0].resources[0].cpu_idle == false
+    error_message = "cpu_idle = false reaches the container: CPU stays on between requests"
+  }
+}
+
+run "ingress_is_a_cloud_run_setting" {
+  command = plan
+
+  variables {
+    ingress = "all"
+  }
+
+  expect_failures = [var.ingress]
+}
