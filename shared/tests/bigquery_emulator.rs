@@ -1,6 +1,5 @@
 //! `BigQueryWarehouse` (through `gcp-bigquery-client`) against PyPI's `bqemulator`, started by
-//! each test on a free loopback port through `scripts/bqemulator-offline.py` (the emulator
-//! otherwise fails at start, offline, fetching DuckDB's spatial extension).
+//! each test through the test kit (`pulse_shared::testing`).
 //!
 //! The emulator's Python is found through `PULSE_BQ_EMULATOR_PYTHON` (`scripts/test.sh` sets
 //! it); without it every test here prints that it was SKIPPED and passes.
@@ -14,104 +13,13 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use pulse_shared::error::Retry;
-use pulse_shared::warehouse::{
-    Addition, BigQueryWarehouse, Column, ColumnType, Mode, Row, TableSpec, Warehouse,
-};
+use pulse_shared::testing::BqEmulator;
+use pulse_shared::warehouse::{Addition, Column, ColumnType, Mode, Row, TableSpec, Warehouse};
 use serde_json::{Map, Value, json};
 
 const PROJECT: &str = "pulse-test";
 const DATASET: &str = "pulse";
-
-struct Emulator {
-    child: Child,
-    endpoint: String,
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Emulator {
-    async fn start(test: &str) -> Option<Self> {
-        let Ok(python) = std::env::var("PULSE_BQ_EMULATOR_PYTHON") else {
-            eprintln!(
-                "SKIPPED {test}: set PULSE_BQ_EMULATOR_PYTHON to a Python with `bqemulator` \
-                 installed (bash scripts/test.sh does)"
-            );
-            return None;
-        };
-        let wrapper =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/bqemulator-offline.py");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(&python)
-            .arg(&wrapper)
-            .args([
-                "start",
-                "--rest-port",
-                &port.to_string(),
-                "--grpc-port",
-                "0",
-            ])
-            .args(["--project", PROJECT, "--log-level", "warning"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {python} {}: {e}", wrapper.display()));
-        let emulator = Self {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let http = reqwest::Client::new();
-        let started = Instant::now();
-        let datasets = format!(
-            "{}/bigquery/v2/projects/{PROJECT}/datasets",
-            emulator.endpoint
-        );
-        loop {
-            if http
-                .get(&datasets)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "bqemulator did not answer on {} within 60 s",
-                emulator.endpoint
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        let created = http
-            .post(&datasets)
-            .json(&json!({"datasetReference": {"projectId": PROJECT, "datasetId": DATASET}}))
-            .send()
-            .await
-            .unwrap();
-        assert!(created.status().is_success(), "{:?}", created.text().await);
-        Some(emulator)
-    }
-
-    async fn warehouse(&self) -> BigQueryWarehouse {
-        BigQueryWarehouse::connect(PROJECT, DATASET, Some(&self.endpoint))
-            .await
-            .unwrap()
-    }
-}
 
 fn orders_spec() -> TableSpec {
     TableSpec {
@@ -154,8 +62,12 @@ fn row(id: &str, customer: &str) -> Row {
 
 #[tokio::test]
 async fn tables_are_created_partitioned_and_clustered_and_rows_come_back() {
-    let Some(emulator) =
-        Emulator::start("tables_are_created_partitioned_and_clustered_and_rows_come_back").await
+    let Some(emulator) = BqEmulator::start(
+        "tables_are_created_partitioned_and_clustered_and_rows_come_back",
+        PROJECT,
+        DATASET,
+    )
+    .await
     else {
         return;
     };
@@ -208,7 +120,9 @@ async fn tables_are_created_partitioned_and_clustered_and_rows_come_back() {
 
 #[tokio::test]
 async fn a_column_add_patches_the_schema() {
-    let Some(emulator) = Emulator::start("a_column_add_patches_the_schema").await else {
+    let Some(emulator) =
+        BqEmulator::start("a_column_add_patches_the_schema", PROJECT, DATASET).await
+    else {
         return;
     };
     let warehouse = emulator.warehouse().await;
@@ -242,7 +156,12 @@ async fn a_column_add_patches_the_schema() {
 
 #[tokio::test]
 async fn a_missing_table_and_a_bad_query_are_told_apart() {
-    let Some(emulator) = Emulator::start("a_missing_table_and_a_bad_query_are_told_apart").await
+    let Some(emulator) = BqEmulator::start(
+        "a_missing_table_and_a_bad_query_are_told_apart",
+        PROJECT,
+        DATASET,
+    )
+    .await
     else {
         return;
     };
