@@ -93,7 +93,7 @@ impl LocalStack {
         warehouse: Arc<dyn Warehouse>,
     ) -> anyhow::Result<Self> {
         let objects = Backends::local_objects(&config)?;
-        let bus = Backends::local_bus(&config, &objects);
+        let bus = Backends::durable_local_bus(&config, &objects)?;
         let backends = Backends {
             objects: objects.clone(),
             publisher: Arc::new(bus.clone()),

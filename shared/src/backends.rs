@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::config::{BackendKind, Config};
 use crate::deadletter::DeadLetterStore;
-use crate::publish::{LocalBus, Publisher, PubsubPublisher};
+use crate::publish::{LocalBus, LogOptions, Publisher, PubsubPublisher};
 use crate::storage::{GcsObjectStore, LocalObjectStore, ObjectStore};
 use crate::warehouse::{BigQueryWarehouse, Warehouse};
 
@@ -61,9 +61,27 @@ impl Backends {
         )?))
     }
 
-    /// A local bus that dead-letters into `objects`.
+    /// A local bus that dead-letters into `objects` and keeps undelivered messages in memory
+    /// (a lone function's: nothing subscribes to it).
     pub fn local_bus(config: &Config, objects: &Arc<dyn ObjectStore>) -> LocalBus {
         LocalBus::new(config.project.clone(), Self::dead_letters(config, objects))
+    }
+
+    /// The local stack's bus: messages are kept in `$PULSE_DATA_DIR/bus` until delivered, so
+    /// they survive a crash, and what an earlier run left undelivered is delivered again.
+    pub fn durable_local_bus(
+        config: &Config,
+        objects: &Arc<dyn ObjectStore>,
+    ) -> std::io::Result<LocalBus> {
+        LocalBus::open(
+            config.project.clone(),
+            Self::dead_letters(config, objects),
+            &config.data_dir.join("bus"),
+            LogOptions {
+                durable: config.local_fsync,
+                ..LogOptions::default()
+            },
+        )
     }
 
     /// The dead-letter store in the raw bucket.

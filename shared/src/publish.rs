@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-pub use bus::{LocalBus, PushSubscription};
+pub use bus::{LocalBus, LogOptions, LogStats, PushSubscription, Undelivered};
 pub use pubsub::PubsubPublisher;
 
 use crate::error::BackendError;

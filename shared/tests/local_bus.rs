@@ -14,7 +14,9 @@ use axum::routing::post;
 use bytes::Bytes;
 use pulse_shared::deadletter::DeadLetterStore;
 use pulse_shared::envelope::decode_pubsub;
-use pulse_shared::publish::{LocalBus, OutgoingMessage, Publisher as _, PushSubscription};
+use pulse_shared::publish::{
+    LocalBus, LogOptions, OutgoingMessage, Publisher as _, PushSubscription,
+};
 use pulse_shared::storage::{LocalObjectStore, ObjectStore};
 
 /// An endpoint that fails its first `failures` requests with 503, recording every request.
@@ -164,4 +166,97 @@ async fn a_topic_without_subscriptions_drops_what_is_published() {
     assert_eq!(bus.in_flight(), 0);
     assert_eq!(bus.published("nobody-listens"), 1);
     assert!(objects.list("pulse-raw", "").await.unwrap().is_empty());
+}
+
+fn durable_bus(dir: &tempfile::TempDir) -> (LocalBus, Arc<dyn ObjectStore>) {
+    let objects: Arc<dyn ObjectStore> =
+        Arc::new(LocalObjectStore::open(dir.path().join("gcs"), false).unwrap());
+    let dead_letters = DeadLetterStore::new(objects.clone(), "pulse-raw", "dead-letter/");
+    let bus = LocalBus::open(
+        "local",
+        dead_letters,
+        &dir.path().join("bus"),
+        LogOptions::default(),
+    )
+    .unwrap();
+    (bus, objects)
+}
+
+/// A crash: the process's runtime goes away with deliveries still owed (here the endpoint is
+/// down, so nothing was acknowledged); the next bus on the same directory delivers them.
+#[test]
+fn a_durable_bus_delivers_after_a_crash_what_it_had_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let published: Vec<String> = {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let (bus, _) = durable_bus(&dir);
+            // Nothing listens on this port: every push fails and is retried, never finished.
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let nowhere = format!("http://{}/", listener.local_addr().unwrap());
+            drop(listener);
+            bus.subscribe(PushSubscription {
+                max_attempts: 1000,
+                ..subscription("events-raw", nowhere, 1000)
+            });
+            let mut ids = Vec::new();
+            for _ in 0..50 {
+                ids.push(
+                    bus.publish("events-raw", message(b"{\"a\":1}"))
+                        .await
+                        .unwrap(),
+                );
+            }
+            ids
+        })
+        // The runtime is dropped here with every delivery still retrying: the crash.
+    };
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (bus, objects) = durable_bus(&dir);
+        let endpoint = Endpoint::default();
+        bus.subscribe(subscription("events-raw", serve(endpoint.clone()).await, 5));
+        tokio::time::timeout(Duration::from_secs(20), bus.settled())
+            .await
+            .unwrap();
+        let mut delivered: Vec<String> = endpoint
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(headers, body)| decode_pubsub(headers, body).unwrap().1.message.message_id)
+            .collect();
+        delivered.sort();
+        let mut expected = published.clone();
+        expected.sort();
+        assert_eq!(
+            delivered, expected,
+            "each accepted message delivered once after restart"
+        );
+        assert!(
+            objects
+                .list("pulse-raw", "dead-letter/")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // New ids never reuse the recovered ones.
+        let next = bus.publish("events-raw", message(b"{}")).await.unwrap();
+        assert!(!published.contains(&next));
+        bus.settled().await;
+        assert_eq!(bus.log_stats().await.unwrap().live, 0);
+    });
+    drop(runtime);
+
+    // Everything was acknowledged: a third start has nothing to deliver.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (bus, _) = durable_bus(&dir);
+        let endpoint = Endpoint::default();
+        bus.subscribe(subscription("events-raw", serve(endpoint.clone()).await, 5));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(bus.in_flight(), 0);
+        assert!(endpoint.seen.lock().unwrap().is_empty());
+    });
 }

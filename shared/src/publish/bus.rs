@@ -2,9 +2,15 @@
 //! Eventarc does (binary-mode `messagePublished` CloudEvents), with exponential backoff and
 //! dead-lettering after the last attempt.
 //!
-//! Like Pub/Sub, a message published to a topic with no subscription is dropped. Unlike Pub/Sub,
-//! undelivered messages live in memory: they are lost if the process stops. The raw archive
-//! keeps every event, and `POST /replay` re-publishes any slice of it.
+//! Like Pub/Sub, a message published to a topic with no subscription is dropped. A bus opened
+//! with [`LocalBus::open`] (the local stack's) keeps a log (`log.rs`): `publish` answers only
+//! once the message is synced to it, and a bus opened again on the same directory delivers
+//! every message a subscription had not finished, so a message survives a crash of the process
+//! (delivered at least once; downstream drops repeats by event id). [`LocalBus::new`] keeps
+//! undelivered messages in memory only (tests, and a lone function, whose bus has no
+//! subscriptions).
+
+mod log;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -17,6 +23,8 @@ use chrono::Utc;
 use cloudevents::binding::reqwest::RequestBuilderExt as _;
 use cloudevents::{EventBuilder as _, EventBuilderV10};
 use tokio::sync::{Semaphore, mpsc};
+
+pub use log::{LogOptions, LogStats, Undelivered};
 
 use super::{OutgoingMessage, Publisher};
 use crate::deadletter::{DeadLetterRecord, DeadLetterStore};
@@ -68,9 +76,20 @@ pub struct LocalBus {
     inner: Arc<BusInner>,
 }
 
+/// A subscription's end of the bus: its name and the queue of its deliveries.
+struct Subscriber {
+    name: String,
+    queue: mpsc::UnboundedSender<PushMessage>,
+}
+
 struct BusInner {
     project: String,
-    subscriptions: RwLock<HashMap<String, Vec<mpsc::UnboundedSender<PushMessage>>>>,
+    /// Subscribers by topic.
+    subscriptions: RwLock<HashMap<String, Vec<Subscriber>>>,
+    /// Where published messages are kept until delivered (absent: in memory only).
+    log: Option<log::BusLog>,
+    /// Messages an earlier process left undelivered, until their subscription subscribes.
+    recovered: Mutex<Vec<Undelivered>>,
     http: reqwest::Client,
     dead_letters: DeadLetterStore,
     next_message_id: AtomicU64,
@@ -81,15 +100,58 @@ struct BusInner {
 }
 
 impl LocalBus {
-    /// A bus whose undeliverable messages go to `dead_letters`.
+    /// A bus that keeps undelivered messages in memory only, and whose undeliverable messages
+    /// go to `dead_letters`.
     pub fn new(project: impl Into<String>, dead_letters: DeadLetterStore) -> Self {
+        Self::with_log(project.into(), dead_letters, None, Vec::new())
+    }
+
+    /// A bus that keeps its messages in a log under `dir` until delivered, taking the log's
+    /// lock. Messages an earlier bus left there undelivered are delivered to each subscription
+    /// as it subscribes.
+    pub fn open(
+        project: impl Into<String>,
+        dead_letters: DeadLetterStore,
+        dir: &std::path::Path,
+        options: LogOptions,
+    ) -> std::io::Result<Self> {
+        let (log, recovered) = log::BusLog::open(dir, options)?;
+        if !recovered.is_empty() {
+            tracing::info!(
+                messages = recovered.len(),
+                log = %dir.display(),
+                "local bus: delivering again what an earlier process left undelivered"
+            );
+        }
+        Ok(Self::with_log(
+            project.into(),
+            dead_letters,
+            Some(log),
+            recovered,
+        ))
+    }
+
+    fn with_log(
+        project: String,
+        dead_letters: DeadLetterStore,
+        log: Option<log::BusLog>,
+        recovered: Vec<Undelivered>,
+    ) -> Self {
         // Message ids start at the current time in microseconds, so ids from an earlier run of
-        // the bus are not reused (event ids may be derived from them).
-        let first_id = u64::try_from(Utc::now().timestamp_micros()).unwrap_or_default();
+        // the bus are not reused (event ids may be derived from them), and after any recovered.
+        let first_id = recovered
+            .iter()
+            .filter_map(|m| m.message.message_id.parse::<u64>().ok())
+            .map(|id| id + 1)
+            .chain([u64::try_from(Utc::now().timestamp_micros()).unwrap_or_default()])
+            .max()
+            .unwrap_or_default();
         Self {
             inner: Arc::new(BusInner {
-                project: project.into(),
+                project,
                 subscriptions: RwLock::new(HashMap::new()),
+                log,
+                recovered: Mutex::new(recovered),
                 http: reqwest::Client::new(),
                 dead_letters,
                 next_message_id: AtomicU64::new(first_id),
@@ -99,16 +161,39 @@ impl LocalBus {
         }
     }
 
-    /// Adds a push subscription; messages published from now on are delivered to it.
+    /// Adds a push subscription; messages published from now on are delivered to it, and so
+    /// are those an earlier process left in the log for a subscription of the same name.
     pub fn subscribe(&self, subscription: PushSubscription) {
         let (sender, receiver) = mpsc::unbounded_channel();
+        {
+            let mut recovered = self
+                .inner
+                .recovered
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for undelivered in recovered.iter_mut() {
+                if let Some(at) = undelivered
+                    .subscriptions
+                    .iter()
+                    .position(|name| *name == subscription.name)
+                {
+                    undelivered.subscriptions.swap_remove(at);
+                    self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
+                    let _ = sender.send(undelivered.message.clone());
+                }
+            }
+            recovered.retain(|undelivered| !undelivered.subscriptions.is_empty());
+        }
         self.inner
             .subscriptions
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .entry(subscription.topic.clone())
             .or_default()
-            .push(sender);
+            .push(Subscriber {
+                name: subscription.name.clone(),
+                queue: sender,
+            });
         tokio::spawn(deliver_all(
             self.inner.clone(),
             Arc::new(subscription),
@@ -125,6 +210,14 @@ impl LocalBus {
     pub async fn settled(&self) {
         while self.in_flight() > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// What the bus's log holds (`None` for a bus kept in memory).
+    pub async fn log_stats(&self) -> Option<LogStats> {
+        match &self.inner.log {
+            Some(log) => log.stats().await.ok(),
+            None => None,
         }
     }
 
@@ -151,14 +244,25 @@ impl Publisher for LocalBus {
             .next_message_id
             .fetch_add(1, Ordering::Relaxed)
             .to_string();
-        let subscriptions = self.inner.subscriptions.read().map_err(|_| {
+        let lock_poisoned = || {
             BackendError::new(
                 format!("publish to {topic}"),
                 Retry::Transient,
                 "bus lock poisoned",
             )
-        })?;
-        if let Some(senders) = subscriptions.get(topic) {
+        };
+        let names: Vec<String> = {
+            let subscriptions = self
+                .inner
+                .subscriptions
+                .read()
+                .map_err(|_| lock_poisoned())?;
+            subscriptions
+                .get(topic)
+                .map(|subscribers| subscribers.iter().map(|s| s.name.clone()).collect())
+                .unwrap_or_default()
+        };
+        if !names.is_empty() {
             let push = PushMessage {
                 data: base64::engine::general_purpose::STANDARD.encode(&message.data),
                 attributes: message.attributes,
@@ -166,10 +270,31 @@ impl Publisher for LocalBus {
                 publish_time: Some(rfc3339(Utc::now())),
                 ordering_key: None,
             };
-            for sender in senders {
+            // Durable before anyone hears of it: a crash from here on redelivers it.
+            if let Some(log) = &self.inner.log {
+                log.append(topic, &names, &push).await.map_err(|err| {
+                    let retry = if err.kind() == std::io::ErrorKind::InvalidInput {
+                        Retry::InvalidInput
+                    } else {
+                        Retry::Transient
+                    };
+                    BackendError::new(format!("publish to {topic}"), retry, err.to_string())
+                })?;
+            }
+            let subscriptions = self
+                .inner
+                .subscriptions
+                .read()
+                .map_err(|_| lock_poisoned())?;
+            for subscriber in subscriptions.get(topic).into_iter().flatten() {
+                if !names.contains(&subscriber.name) {
+                    // Subscribed after the message was logged; like Pub/Sub, a subscription
+                    // receives only what is published after it exists.
+                    continue;
+                }
                 self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
-                if sender.send(push.clone()).is_err() {
-                    // The runtime is shutting down; there is nobody left to deliver to.
+                if subscriber.queue.send(push.clone()).is_err() {
+                    // The runtime is shutting down; the log (if any) keeps the message.
                     self.inner.in_flight.fetch_sub(1, Ordering::SeqCst);
                 }
             }
@@ -201,19 +326,23 @@ async fn deliver_all(
         };
         let (bus, subscription) = (bus.clone(), subscription.clone());
         tokio::spawn(async move {
-            deliver(&bus, &subscription, message).await;
+            deliver(&bus, &subscription, &message).await;
+            if let Some(log) = &bus.log {
+                log.done(&subscription.name, &message.message_id);
+            }
             bus.in_flight.fetch_sub(1, Ordering::SeqCst);
             drop(permit);
         });
     }
 }
 
-/// Pushes one message until it is acknowledged (2xx) or its attempts run out.
-async fn deliver(bus: &BusInner, subscription: &PushSubscription, message: PushMessage) {
+/// Pushes one message until it is acknowledged (2xx) or its attempts run out and its
+/// dead-letter record is stored.
+async fn deliver(bus: &BusInner, subscription: &PushSubscription, message: &PushMessage) {
     let mut backoff = subscription.min_backoff;
     let mut last_failure = String::new();
     for attempt in 1..=subscription.max_attempts {
-        match push_once(bus, subscription, &message).await {
+        match push_once(bus, subscription, message).await {
             Ok(()) => return,
             Err(failure) => last_failure = failure,
         }
@@ -238,21 +367,41 @@ async fn deliver(bus: &BusInner, subscription: &PushSubscription, message: PushM
     let record = DeadLetterRecord::for_message(
         &rejection,
         "local-bus",
-        &message,
+        message,
         Some(&subscription_path(&bus.project, &subscription.name)),
     );
-    match bus.dead_letters.write(&record).await {
-        Ok(name) => tracing::warn!(
-            subscription = %subscription.name,
-            message_id = %message.message_id,
-            dead_letter = %name,
-            "{rejection}"
-        ),
-        Err(err) => tracing::error!(
-            subscription = %subscription.name,
-            message_id = %message.message_id,
-            "message lost: {rejection}; writing its dead-letter record failed too: {err}"
-        ),
+    // The message is finished only once its record is stored: until then it is tried again,
+    // as Pub/Sub keeps a message whose dead-letter topic refuses it.
+    let mut backoff = subscription.min_backoff;
+    loop {
+        match bus.dead_letters.write(&record).await {
+            Ok(name) => {
+                tracing::warn!(
+                    subscription = %subscription.name,
+                    message_id = %message.message_id,
+                    dead_letter = %name,
+                    "{rejection}"
+                );
+                return;
+            }
+            Err(err) if matches!(err.retry, Retry::Transient | Retry::Throttled) => {
+                tracing::warn!(
+                    subscription = %subscription.name,
+                    message_id = %message.message_id,
+                    "storing the dead-letter record failed ({err}); retrying in {backoff:?}"
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(subscription.max_backoff);
+            }
+            Err(err) => {
+                tracing::error!(
+                    subscription = %subscription.name,
+                    message_id = %message.message_id,
+                    "message lost: {rejection}; its dead-letter record cannot be stored: {err}"
+                );
+                return;
+            }
+        }
     }
 }
 
