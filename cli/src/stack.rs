@@ -271,6 +271,9 @@ impl LocalStack {
 
     /// Stops accepting requests, lets those in flight finish, and waits for every server.
     pub async fn stop(self) {
+        // Deliveries stop first, so none is pushed to a stopped server and dead-lettered for
+        // it: what is not delivered stays in the bus's log for the next start.
+        self.bus.close().await;
         self.watcher.abort();
         self.scraper.abort();
         let _ = self.stop.send(true);

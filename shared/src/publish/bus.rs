@@ -22,7 +22,7 @@ use base64::Engine as _;
 use chrono::Utc;
 use cloudevents::binding::reqwest::RequestBuilderExt as _;
 use cloudevents::{EventBuilder as _, EventBuilderV10};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 
 pub use log::{LogOptions, LogStats, Undelivered};
 
@@ -97,6 +97,8 @@ struct BusInner {
     in_flight: AtomicUsize,
     /// Messages published, by topic.
     published: Mutex<HashMap<String, u64>>,
+    /// Set by [`LocalBus::close`]: deliveries stop where they are.
+    closed: watch::Sender<bool>,
 }
 
 impl LocalBus {
@@ -157,6 +159,7 @@ impl LocalBus {
                 next_message_id: AtomicU64::new(first_id),
                 in_flight: AtomicUsize::new(0),
                 published: Mutex::new(HashMap::new()),
+                closed: watch::Sender::new(false),
             }),
         }
     }
@@ -210,6 +213,16 @@ impl LocalBus {
     pub async fn settled(&self) {
         while self.in_flight() > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops delivering and closes the log, letting its lock go: what was not delivered stays
+    /// in the log for the next bus on its directory (a bus in memory loses it). Publishing
+    /// afterwards fails.
+    pub async fn close(&self) {
+        self.inner.closed.send_replace(true);
+        if let Some(log) = &self.inner.log {
+            log.close().await;
         }
     }
 
@@ -320,15 +333,29 @@ async fn deliver_all(
     mut messages: mpsc::UnboundedReceiver<PushMessage>,
 ) {
     let in_flight = Arc::new(Semaphore::new(subscription.max_in_flight));
-    while let Some(message) = messages.recv().await {
+    let mut closed = bus.closed.subscribe();
+    loop {
+        let message = tokio::select! {
+            message = messages.recv() => message,
+            _ = closed.wait_for(|closed| *closed) => None,
+        };
+        let Some(message) = message else {
+            return;
+        };
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             return;
         };
         let (bus, subscription) = (bus.clone(), subscription.clone());
         tokio::spawn(async move {
-            deliver(&bus, &subscription, &message).await;
-            if let Some(log) = &bus.log {
-                log.done(&subscription.name, &message.message_id);
+            let mut closed = bus.closed.subscribe();
+            tokio::select! {
+                () = deliver(&bus, &subscription, &message) => {
+                    if let Some(log) = &bus.log {
+                        log.done(&subscription.name, &message.message_id);
+                    }
+                }
+                // Closed mid-delivery: the log keeps the message for the next bus.
+                _ = closed.wait_for(|closed| *closed) => {}
             }
             bus.in_flight.fetch_sub(1, Ordering::SeqCst);
             drop(permit);

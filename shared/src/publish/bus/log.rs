@@ -103,6 +103,7 @@ enum Op {
         subscription: String,
     },
     Stats(oneshot::Sender<LogStats>),
+    Close(oneshot::Sender<()>),
 }
 
 /// The log, as the bus holds it: appends go to its commit thread. Dropping it lets the thread
@@ -176,6 +177,15 @@ impl BusLog {
                 id,
                 subscription: subscription.to_owned(),
             });
+        }
+    }
+
+    /// Writes what it was given, then stops the commit thread and lets the lock go; appends
+    /// afterwards fail.
+    pub async fn close(&self) {
+        let (reply, answer) = oneshot::channel();
+        if self.send(Op::Close(reply)).is_ok() {
+            let _ = answer.await;
         }
     }
 
@@ -539,6 +549,7 @@ impl State {
         let mut replies = Vec::new();
         let mut finished = Vec::new();
         let mut stats_wanted = Vec::new();
+        let mut closing = None;
         while let Ok(first) = ops.recv() {
             let mut next = Some(first);
             while let Some(op) = next.take() {
@@ -565,8 +576,9 @@ impl State {
                         finished.push((id, subscription));
                     }
                     Op::Stats(reply) => stats_wanted.push(reply),
+                    Op::Close(reply) => closing = Some(reply),
                 }
-                if buffer.len() < GROUP_BYTES {
+                if buffer.len() < GROUP_BYTES && closing.is_none() {
                     next = ops.try_recv().ok();
                 }
             }
@@ -616,6 +628,12 @@ impl State {
             }
             for reply in stats_wanted.drain(..) {
                 let _ = reply.send(self.stats());
+            }
+            if let Some(reply) = closing.take() {
+                // Dropping the state lets the lock go before the answer.
+                drop(self);
+                let _ = reply.send(());
+                return;
             }
         }
     }
