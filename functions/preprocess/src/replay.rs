@@ -180,16 +180,16 @@ async fn replay_dead_letter(state: &AppState, name: String) -> Result<ItemOutcom
             ingest(state, message, record.subscription.as_deref()).await?,
         ));
     }
-    let Some(body) = &record.body else {
+    let Some(body) = record.body_bytes() else {
         return Ok(ItemOutcome::Unreadable(name));
     };
     let headers = record.header_map();
-    let ingested = match decode_pubsub(&headers, body.as_bytes()) {
+    let ingested = match decode_pubsub(&headers, &body) {
         Ok((_, delivery)) => {
             ingest(state, &delivery.message, delivery.subscription.as_deref()).await?
         }
         Err(rejection) => {
-            let again = DeadLetterRecord::for_body(&rejection, FUNCTION, &headers, body.as_bytes());
+            let again = DeadLetterRecord::for_body(&rejection, FUNCTION, &headers, &body);
             dead_letter(state, &rejection, &again).await?
         }
     };
