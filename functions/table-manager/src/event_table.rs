@@ -3,6 +3,8 @@
 //! for the known types, columns inferred from the event for any other type; always the ingest
 //! metadata, daily partitions on `event_date`, `event_id` as the row id.
 
+use std::collections::HashSet;
+
 use pulse_shared::namespace;
 use pulse_shared::registry::{FieldKind, FieldSpec, known_type};
 use pulse_shared::warehouse::dedup::EVENT_ROWS;
@@ -93,13 +95,18 @@ pub fn table_spec(event_type: &str, sample: &Map<String, Value>) -> TableSpec {
     if let Some(spec) = known {
         columns.extend(spec.fields.iter().map(registry_column));
     }
-    for (name, value) in sample {
-        let taken = columns.iter().any(|c| &c.name == name)
-            || METADATA.iter().any(|(metadata, ..)| metadata == name);
-        if !taken && let Some(column) = infer_column(name, value) {
-            columns.push(column);
-        }
-    }
+    // Looked up, not scanned: a wide first event made this quadratic.
+    let taken: HashSet<&str> = columns
+        .iter()
+        .map(|c| c.name.as_str())
+        .chain(METADATA.iter().map(|(metadata, ..)| *metadata))
+        .collect();
+    let inferred: Vec<Column> = sample
+        .iter()
+        .filter(|(name, _)| !taken.contains(name.as_str()))
+        .filter_map(|(name, value)| infer_column(name, value))
+        .collect();
+    columns.extend(inferred);
     columns.extend(METADATA[LEADING_METADATA..].iter().map(metadata_column));
     TableSpec {
         name: table_name(event_type),

@@ -2,6 +2,7 @@
 //! records), what a column becomes when it is inferred from a JSON value, and how a row is fitted
 //! to a schema: which columns it would add, or which value conflicts with its column.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use arrow_schema::{DataType, Field, Fields};
@@ -227,16 +228,22 @@ pub fn column_name_problem(name: &str) -> Option<String> {
 
 /// Checks every column name of a table, nested ones too: each a valid name, and unique at its
 /// level without regard to case (BigQuery and DuckDB compare column names without case, so `Foo`
-/// beside `foo` fails the CREATE, and an `ADD COLUMN` of one beside the other does nothing).
-/// The one check of table-manager, inference and parquet-loader, and of both warehouses before
+/// beside `foo` fails the CREATE, and an `ADD COLUMN` of one beside the other does nothing),
+/// and at most [`MAX_TABLE_COLUMNS`] in all. The one check of table-manager, inference and parquet-loader, and of both warehouses before
 /// they create or change a table.
 pub fn check_columns(columns: &[Column]) -> Result<(), String> {
+    let width = count_columns(columns);
+    if width > MAX_TABLE_COLUMNS {
+        return Err(format!(
+            "the table would have {width} columns (nested ones included); BigQuery holds at most \
+             {MAX_TABLE_COLUMNS}"
+        ));
+    }
     check_level(columns, &mut Vec::new())
 }
 
 fn check_level(columns: &[Column], path: &mut Vec<String>) -> Result<(), String> {
-    let mut seen: std::collections::HashMap<String, &str> =
-        std::collections::HashMap::with_capacity(columns.len());
+    let mut seen: HashMap<String, &str> = HashMap::with_capacity(columns.len());
     for column in columns {
         if let Some(problem) = column_name_problem(&column.name) {
             return Err(at(path, problem));
@@ -322,13 +329,36 @@ impl fmt::Display for Addition {
 /// Adds `additions` to `columns` in place (what a warehouse does on `add_columns`). An addition
 /// whose column already exists is skipped.
 pub fn apply_additions(columns: &mut Vec<Column>, additions: &[Addition]) {
+    // The names at each level touched, gathered once: checking each addition against a scan of
+    // its level was quadratic in a wide row's new fields.
+    let mut names: HashMap<&[String], HashSet<String>> = HashMap::new();
     for addition in additions {
-        if let Some(level) = columns_at(columns, &addition.parents)
-            && !level.iter().any(|c| c.name == addition.column.name)
-        {
+        let Some(level) = columns_at(columns, &addition.parents) else {
+            continue;
+        };
+        let known = names
+            .entry(&addition.parents)
+            .or_insert_with(|| level.iter().map(|c| c.name.clone()).collect());
+        if known.insert(addition.column.name.clone()) {
             level.push(addition.column.clone());
         }
     }
+}
+
+/// The most columns a table may have, nested ones included: BigQuery's limit, kept on every
+/// warehouse ([`check_columns`]), so a row or file that would widen its table past it is refused
+/// alone, and the width every later row is fitted against stays bounded.
+pub const MAX_TABLE_COLUMNS: usize = 10_000;
+
+/// How many columns `columns` hold, nested ones included.
+fn count_columns(columns: &[Column]) -> usize {
+    columns
+        .iter()
+        .map(|column| match &column.kind {
+            ColumnType::Record(fields) => 1 + count_columns(fields),
+            _ => 1,
+        })
+        .sum()
 }
 
 /// The columns of the record at `parents` (the top level when empty).
@@ -511,6 +541,60 @@ pub fn fit_row(columns: &[Column], row: &mut Map<String, Value>) -> Fit {
     }
 }
 
+/// The columns of one record level, found by name: a scan for the few columns most records have,
+/// a hash map past that, so fitting a row of n fields to m columns costs O(n + m), not O(n·m)
+/// (a wide event took seconds of an async worker).
+struct Level<'c> {
+    columns: &'c [Column],
+    by_name: Option<HashMap<&'c str, &'c Column>>,
+    /// Lower-cased names of the columns and of the new fields so far, made at the first new
+    /// field (steady-state rows have none).
+    folded: Option<HashMap<String, String>>,
+}
+
+/// Levels of up to this many columns are scanned.
+const SCAN_MAX: usize = 16;
+
+impl<'c> Level<'c> {
+    fn new(columns: &'c [Column]) -> Self {
+        let by_name = (columns.len() > SCAN_MAX)
+            .then(|| columns.iter().map(|c| (c.name.as_str(), c)).collect());
+        Self {
+            columns,
+            by_name,
+            folded: None,
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&'c Column> {
+        match &self.by_name {
+            Some(by_name) => by_name.get(name).copied(),
+            None => self.columns.iter().find(|c| c.name == name),
+        }
+    }
+
+    /// The column or earlier new field that `name` (not a column) differs from only in case.
+    fn same_but_case(&mut self, name: &str) -> Option<&str> {
+        let columns = self.columns;
+        self.folded
+            .get_or_insert_with(|| {
+                columns
+                    .iter()
+                    .map(|c| (c.name.to_ascii_lowercase(), c.name.clone()))
+                    .collect()
+            })
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+
+    /// Records a new field that becomes a column (after [`Self::same_but_case`] found none).
+    fn add_new(&mut self, name: &str) {
+        if let Some(folded) = &mut self.folded {
+            folded.insert(name.to_ascii_lowercase(), name.to_owned());
+        }
+    }
+}
+
 fn fit_record(
     columns: &[Column],
     row: &mut Map<String, Value>,
@@ -526,10 +610,9 @@ fn fit_record(
         }
     }
     let mut uninferable = Vec::new();
-    // New fields of this record: the name each was given.
-    let mut new_fields: Vec<String> = Vec::new();
+    let mut level = Level::new(columns);
     for (name, value) in row.iter_mut() {
-        match columns.iter().find(|c| &c.name == name) {
+        match level.get(name) {
             Some(column) => {
                 path.push(name.clone());
                 fit_value(column, value, path, additions)?;
@@ -546,12 +629,7 @@ fn fit_record(
                     uninferable.push(name.clone());
                     continue;
                 }
-                let same = columns
-                    .iter()
-                    .map(|c| &c.name)
-                    .chain(&new_fields)
-                    .find(|other| other.eq_ignore_ascii_case(name));
-                if let Some(same) = same {
+                if let Some(same) = level.same_but_case(name) {
                     return Err(format!(
                         "field `{}` differs from `{same}` only in case, which the warehouses \
                          take as one column name",
@@ -560,7 +638,7 @@ fn fit_record(
                 }
                 match infer_column(name, value) {
                     Some(column) => {
-                        new_fields.push(name.clone());
+                        level.add_new(name);
                         additions.push(Addition {
                             parents: path.clone(),
                             column,
@@ -958,5 +1036,48 @@ mod tests {
             fit_row(&columns, &mut object(json!({"opens": "9 o'clock"}))),
             Fit::Conflict(_)
         ));
+    }
+
+    /// A row as wide as a table may be, against a table as wide: every field is matched by
+    /// name, new ones are found and checked for case clashes, all by lookup (this was a scan of
+    /// the columns per field, and of the new fields per new field, on an async worker).
+    #[test]
+    fn wide_rows_are_fitted_by_name() {
+        let table: Vec<Column> = (0..MAX_TABLE_COLUMNS / 2)
+            .map(|i| Column::new(format!("c{i}"), ColumnType::Int64, Mode::Nullable))
+            .collect();
+        let mut row: Map<String, Value> = (0..MAX_TABLE_COLUMNS)
+            .map(|i| (format!("c{i}"), json!(i)))
+            .collect();
+        let Fit::Fits(additions) = fit_row(&table, &mut row) else {
+            panic!("a wide row fits");
+        };
+        assert_eq!(additions.len(), MAX_TABLE_COLUMNS / 2);
+        let mut evolved = table.clone();
+        apply_additions(&mut evolved, &additions);
+        apply_additions(&mut evolved, &additions);
+        assert_eq!(evolved.len(), MAX_TABLE_COLUMNS, "each column added once");
+        assert_eq!(check_columns(&evolved), Ok(()));
+
+        row.insert("C9999".to_owned(), json!(1));
+        row.insert("C7".to_owned(), json!(1));
+        match fit_row(&table, &mut row) {
+            Fit::Conflict(detail) => assert!(detail.contains("`C7` differs from `c7`"), "{detail}"),
+            fit => panic!("{fit:?}"),
+        }
+    }
+
+    #[test]
+    fn no_table_is_wider_than_bigquery_holds() {
+        let mut columns: Vec<Column> = (0..MAX_TABLE_COLUMNS - 1)
+            .map(|i| Column::new(format!("c{i}"), ColumnType::Int64, Mode::Nullable))
+            .collect();
+        columns.push(Column::new(
+            "r",
+            ColumnType::Record(vec![Column::new("a", ColumnType::Int64, Mode::Nullable)]),
+            Mode::Nullable,
+        ));
+        let problem = check_columns(&columns).unwrap_err();
+        assert!(problem.contains("10001 columns"), "{problem}");
     }
 }
