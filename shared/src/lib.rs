@@ -9,6 +9,7 @@ pub mod config;
 pub mod deadletter;
 pub mod envelope;
 pub mod error;
+pub mod instant;
 mod json;
 pub mod metrics;
 pub mod namespace;

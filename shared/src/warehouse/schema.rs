@@ -6,9 +6,11 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use arrow_schema::{DataType, Field, Fields};
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use crate::instant;
 
 /// A column's type. Records hold their own columns.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -394,7 +396,7 @@ fn infer_scalar(name: &str, value: &Value) -> Option<ColumnType> {
         Value::Bool(_) => ColumnType::Bool,
         Value::Number(n) if n.is_i64() || n.is_u64() => ColumnType::Int64,
         Value::Number(_) => ColumnType::Float64,
-        Value::String(s) if is_timestamp_like(name) && DateTime::parse_from_rfc3339(s).is_ok() => {
+        Value::String(s) if is_timestamp_like(name) && instant::parse_storable(s).is_ok() => {
             ColumnType::Timestamp
         }
         Value::String(_) => ColumnType::String,
@@ -696,7 +698,7 @@ fn fit_scalar(
             true
         }
         (ColumnType::Bool, Value::Bool(_)) => true,
-        (ColumnType::Timestamp, Value::String(s)) => DateTime::parse_from_rfc3339(s).is_ok(),
+        (ColumnType::Timestamp, Value::String(s)) => instant::parse_storable(s).is_ok(),
         (ColumnType::Datetime, Value::String(s)) => {
             NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").is_ok()
                 || NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").is_ok()
@@ -1079,5 +1081,27 @@ mod tests {
         ));
         let problem = check_columns(&columns).unwrap_err();
         assert!(problem.contains("10001 columns"), "{problem}");
+    }
+
+    /// A leap second or a year past 9999 in UTC parses as RFC 3339 but fails both warehouses:
+    /// it makes no TIMESTAMP column, and does not fit one (the row is refused alone).
+    #[test]
+    fn timestamps_no_warehouse_stores_are_not_timestamps() {
+        for text in ["2016-12-31T23:59:60Z", "9999-12-31T23:59:59-01:00"] {
+            let column = infer_column("seen_at", &json!(text)).unwrap();
+            assert_eq!(column.kind, ColumnType::String, "{text}");
+            let table = vec![Column::new(
+                "seen_at",
+                ColumnType::Timestamp,
+                Mode::Nullable,
+            )];
+            let mut row = object(json!({ "seen_at": text }));
+            assert!(
+                matches!(fit_row(&table, &mut row), Fit::Conflict(_)),
+                "{text}"
+            );
+        }
+        let column = infer_column("seen_at", &json!("2016-12-31T23:59:59Z")).unwrap();
+        assert_eq!(column.kind, ColumnType::Timestamp);
     }
 }
