@@ -493,6 +493,12 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
             }
         }
         if job["configuration"]["load"].is_object() {
+            // BigQuery reads a Parquet LIST as `list.element` records unless list inference is
+            // on, and the loader plans REPEATED columns: such a load fails there, while the
+            // emulator reads lists as lists either way. Refuse it here as BigQuery would.
+            if job["configuration"]["load"]["parquetOptions"]["enableListInference"] != true {
+                return invalid("the load job does not set parquetOptions.enableListInference");
+            }
             proxy.loads_run.fetch_add(1, Ordering::SeqCst);
         }
     }
@@ -525,6 +531,18 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
 }
 
 /// BigQuery's answer to a `jobs.insert` whose job id is taken.
+fn invalid(message: &str) -> Response {
+    let body = json!({
+        "error": {
+            "code": 400,
+            "message": message,
+            "errors": [{"message": message, "domain": "global", "reason": "invalid"}],
+            "status": "INVALID_ARGUMENT",
+        }
+    });
+    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+}
+
 fn duplicate(project: &str, id: &str) -> Response {
     let message = format!("Already Exists: Job {project}:US.{id}");
     let body = json!({

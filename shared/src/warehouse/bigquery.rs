@@ -58,6 +58,17 @@ pub struct BigQueryWarehouse {
     client: Arc<Client>,
     project: String,
     dataset: String,
+    /// Load jobs are inserted without the client: its `JobConfigurationLoad` has no
+    /// `parquetOptions` (see [`BigQueryWarehouse::insert_load_job`]).
+    jobs: JobInserter,
+}
+
+#[derive(Clone)]
+struct JobInserter {
+    http: reqwest::Client,
+    /// `…/bigquery/v2/projects/<project>/jobs`.
+    url: String,
+    tokens: AccessTokens,
 }
 
 #[derive(Clone)]
@@ -78,20 +89,29 @@ impl BigQueryWarehouse {
         endpoint: Option<&str>,
     ) -> anyhow::Result<Self> {
         let mut builder = ClientBuilder::new();
-        let tokens = match endpoint {
+        let (tokens, base_url) = match endpoint {
             Some(endpoint) => {
-                builder.with_v2_base_url(format!("{}/bigquery/v2", endpoint.trim_end_matches('/')));
-                AccessTokens::Anonymous
+                let base_url = format!("{}/bigquery/v2", endpoint.trim_end_matches('/'));
+                builder.with_v2_base_url(base_url.clone());
+                (AccessTokens::Anonymous, base_url)
             }
-            None => AccessTokens::google(&["https://www.googleapis.com/auth/bigquery"])?,
+            None => (
+                AccessTokens::google(&["https://www.googleapis.com/auth/bigquery"])?,
+                "https://bigquery.googleapis.com/bigquery/v2".to_owned(),
+            ),
         };
         let client = builder
-            .build_from_authenticator(Arc::new(Tokens(tokens)))
+            .build_from_authenticator(Arc::new(Tokens(tokens.clone())))
             .await?;
         Ok(Self {
             client: Arc::new(client),
             project: project.to_owned(),
             dataset: dataset.to_owned(),
+            jobs: JobInserter {
+                http: reqwest::Client::new(),
+                url: format!("{base_url}/projects/{project}/jobs"),
+                tokens,
+            },
         })
     }
 
@@ -156,6 +176,50 @@ impl BigQueryWarehouse {
                 ..Default::default()
             }),
             ..Default::default()
+        }
+    }
+
+    /// The load job as sent: [`Self::load_job`] with `parquetOptions.enableListInference`, so a
+    /// Parquet LIST column loads as the REPEATED column the loader planned (without it BigQuery
+    /// reads the LIST's `list.element` wrapper as nested records, the file no longer matches
+    /// its table, and every file with a list column was refused).
+    fn load_job_json(&self, table: &str, uri: &str, job_id: &str) -> Value {
+        let mut job =
+            serde_json::to_value(self.load_job(table, uri, job_id)).expect("a job serialises");
+        if let Some(load) = job
+            .pointer_mut("/configuration/load")
+            .and_then(Value::as_object_mut)
+        {
+            load.insert(
+                "parquetOptions".to_owned(),
+                serde_json::json!({ "enableListInference": true }),
+            );
+        }
+        job
+    }
+
+    /// Inserts a load job, as the client's `job().insert` would, with the fields it lacks.
+    async fn insert_load_job(&self, job: &Value) -> Result<Job, BQError> {
+        let token = self
+            .jobs
+            .tokens
+            .token()
+            .await
+            .map_err(|_| BQError::NoToken)?;
+        let response = self
+            .jobs
+            .http
+            .post(&self.jobs.url)
+            .bearer_auth(token)
+            .json(job)
+            .send()
+            .await?;
+        if response.status().is_success() {
+            Ok(response.json().await?)
+        } else {
+            Err(BQError::ResponseError {
+                error: response.json().await?,
+            })
         }
     }
 
@@ -378,9 +442,7 @@ impl Warehouse for BigQueryWarehouse {
             };
             let operation = || format!("load {uri} into {} (job {job_id})", self.path(table));
             let inserted = self
-                .client
-                .job()
-                .insert(&self.project, self.load_job(table, uri, &job_id))
+                .insert_load_job(&self.load_job_json(table, uri, &job_id))
                 .await;
             let (job, already_loaded) = match inserted {
                 Ok(job) => (job, false),
@@ -800,9 +862,17 @@ fn classify(operation: impl Into<String>, err: &BQError) -> BackendError {
 
 /// What an error reason of BigQuery's (`errors[].reason`, "Error messages" in its docs) says
 /// about retrying, where the status alone would mislead.
+///
+/// `rateLimitExceeded` is a short-term rate (requests or updates per second): throttled.
+/// `quotaExceeded` is a quota over a day or set by the project (load jobs per table per day, bytes
+/// a user may query): retrying within the hour cannot pass, so it is permanent, answered 500
+/// without retries here; Pub/Sub redelivers it with backoff until its dead-letter policy moves
+/// it to the hold subscription, and the raw archive keeps every event for a replay once the quota
+/// resets or is raised (docs/delivery.md).
 fn retry_of_reason(reason: &str) -> Option<Retry> {
     match reason {
-        "rateLimitExceeded" | "jobRateLimitExceeded" | "quotaExceeded" => Some(Retry::Throttled),
+        "rateLimitExceeded" | "jobRateLimitExceeded" => Some(Retry::Throttled),
+        "quotaExceeded" => Some(Retry::Permanent),
         "backendError" | "internalError" | "timeout" => Some(Retry::Transient),
         "invalid" | "invalidQuery" | "billingTierLimitExceeded" | "resourcesExceeded" => {
             Some(Retry::InvalidInput)
@@ -834,7 +904,8 @@ mod tests {
         };
         let retry = |code, reason| classify("x", &error(code, reason)).retry;
         assert_eq!(retry(403, "rateLimitExceeded"), Retry::Throttled);
-        assert_eq!(retry(403, "quotaExceeded"), Retry::Throttled);
+        // A daily quota does not pass on retry within Pub/Sub's redeliveries.
+        assert_eq!(retry(403, "quotaExceeded"), Retry::Permanent);
         assert_eq!(retry(403, "accessDenied"), Retry::Permanent);
         assert_eq!(retry(400, "invalid"), Retry::InvalidInput);
         assert_eq!(retry(500, "backendError"), Retry::Transient);
