@@ -266,7 +266,12 @@ async fn wait_for_load(
     let load_id = parquet_loader::load_id(&config.landing_bucket, &name, generation);
     let error_report = format!(
         "{}.error.json",
-        parquet_loader::quarantine_name(&config.landing_prefix, &config.quarantine_prefix, &name)
+        parquet_loader::quarantine_name(
+            &config.landing_prefix,
+            &config.quarantine_prefix,
+            &name,
+            generation
+        )
     );
     let deadline = Instant::now() + LOAD_TIMEOUT;
     loop {

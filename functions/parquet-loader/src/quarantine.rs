@@ -1,5 +1,5 @@
-//! Refused files: why a file cannot be loaded, and moving it to `quarantine/<same path>` with a
-//! sibling `.error.json` report, so the landing folder holds only what may still load.
+//! Refused files: why a file cannot be loaded, and moving it to `quarantine/<same path>@<generation>`
+//! with a sibling `.error.json` report, so the landing folder holds only what may still load.
 
 use std::sync::Arc;
 
@@ -58,10 +58,21 @@ struct ErrorReport<'a> {
     function: &'static str,
 }
 
-/// Where a landing object goes in quarantine: the landing prefix swapped for the quarantine one.
-pub fn quarantine_name(landing_prefix: &str, quarantine_prefix: &str, name: &str) -> String {
+/// Where generation `generation` of a landing object goes in quarantine: the landing prefix
+/// swapped for the quarantine one, and `@<generation>` after the name (when it is known, i.e. not
+/// 0). Each upload of a name gets its own copy and report: a file dropped again under a name
+/// whose earlier upload was refused leaves that one's copy and report as they were.
+pub fn quarantine_name(
+    landing_prefix: &str,
+    quarantine_prefix: &str,
+    name: &str,
+    generation: i64,
+) -> String {
     let relative = name.strip_prefix(landing_prefix).unwrap_or(name);
-    format!("{quarantine_prefix}{relative}")
+    match generation {
+        0 => format!("{quarantine_prefix}{relative}"),
+        generation => format!("{quarantine_prefix}{relative}@{generation}"),
+    }
 }
 
 /// Copies the object to quarantine, writes its report, then deletes the original (that
@@ -75,7 +86,7 @@ pub async fn quarantine(
     generation: i64,
     refusal: &Refusal,
 ) -> Result<String, BackendError> {
-    let moved = quarantine_name(prefixes.0, prefixes.1, name);
+    let moved = quarantine_name(prefixes.0, prefixes.1, name, generation);
     let generation_filter = (generation != 0).then_some(generation);
     if !objects
         .copy(bucket, name, generation_filter, &moved)
@@ -95,8 +106,7 @@ pub async fn quarantine(
         function: crate::FUNCTION,
     };
     let body = serde_json::to_vec_pretty(&report).unwrap_or_default();
-    // A report of an earlier refusal of the same name gives way to this one.
-    objects.delete(bucket, &report_name, None).await?;
+    // Only a redelivery of this generation finds a report here: the first one stays.
     objects
         .create_if_absent(bucket, &report_name, Bytes::from(body), "application/json")
         .await?;
@@ -111,7 +121,21 @@ mod tests {
     #[test]
     fn quarantine_keeps_the_path_under_its_own_prefix() {
         assert_eq!(
-            quarantine_name("landing/", "quarantine/", "landing/orders/2024/a.parquet"),
+            quarantine_name(
+                "landing/",
+                "quarantine/",
+                "landing/orders/2024/a.parquet",
+                17
+            ),
+            "quarantine/orders/2024/a.parquet@17"
+        );
+        assert_eq!(
+            quarantine_name(
+                "landing/",
+                "quarantine/",
+                "landing/orders/2024/a.parquet",
+                0
+            ),
             "quarantine/orders/2024/a.parquet"
         );
     }

@@ -313,8 +313,10 @@ async fn a_new_table_evolves_with_new_columns() {
 async fn assert_quarantined(loader: &Loader, name: &str, body: &Value, reason: &str, table: &str) {
     assert_eq!(body["outcome"], "quarantined", "{name}: {body}");
     assert_eq!(body["reason"], reason, "{name}: {body}");
-    let moved = name.replacen("landing/", "quarantine/", 1);
-    assert_eq!(body["quarantine"], moved.as_str());
+    let moved = body["quarantine"].as_str().unwrap().to_owned();
+    let generation = moved
+        .strip_prefix(&format!("{}@", name.replacen("landing/", "quarantine/", 1)))
+        .unwrap_or_else(|| panic!("{name} quarantined as {moved}"));
     assert!(loader.path(&moved).exists(), "{moved}");
     assert!(
         !loader.path(name).exists(),
@@ -326,9 +328,34 @@ async fn assert_quarantined(loader: &Loader, name: &str, body: &Value, reason: &
     .unwrap();
     assert_eq!(report["reason"], reason);
     assert!(report["detail"].as_str().unwrap().len() > 10, "{report}");
-    assert!(report["generation"].is_i64());
+    assert_eq!(report["generation"].to_string(), generation);
     assert!(report["quarantined_at"].is_string());
     assert_eq!(loader.count(table).await, 0, "nothing loaded from {name}");
+}
+
+/// The second refused upload of a name deleted the first one's report and replaced its copy:
+/// each generation now keeps its own.
+#[tokio::test]
+async fn each_refused_upload_of_a_name_keeps_its_own_copy_and_report() {
+    let loader = Loader::new();
+    let name = "landing/refused/again.parquet";
+    let mut quarantined = Vec::new();
+    for body in [&b"not parquet, first"[..], b"not parquet either, second"] {
+        let generation = loader.drop_bytes(name, body);
+        let (status, answer) = loader.finalize(name, generation).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_quarantined(&loader, name, &answer, "not_parquet", "load_refused").await;
+        let moved = answer["quarantine"].as_str().unwrap().to_owned();
+        quarantined.push((moved, body.to_vec()));
+    }
+    assert_ne!(quarantined[0].0, quarantined[1].0);
+    for (moved, body) in &quarantined {
+        assert_eq!(&std::fs::read(loader.path(moved)).unwrap(), body, "{moved}");
+        assert!(
+            loader.path(&format!("{moved}.error.json")).exists(),
+            "{moved}"
+        );
+    }
 }
 
 #[tokio::test]
