@@ -146,6 +146,7 @@ pub async fn list_scenarios() -> Json<Vec<ScenarioView>> {
     responses(
         (status = 202, description = "Started; `Location` names the job.", body = JobView),
         (status = 400, description = "The run cannot start as asked.", body = ErrorBody),
+        (status = 429, description = "As many runs as an instance takes are going.", body = ErrorBody),
     )
 )]
 pub async fn start_job(
@@ -158,7 +159,7 @@ pub async fn start_job(
         .map_err(|e| ApiError::BadRequest(e.0))?;
     let job = state
         .jobs()
-        .start(spec, state.publisher(), state.config().max_event_bytes);
+        .start(spec, state.publisher(), state.config().max_event_bytes)?;
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, format!("/jobs/{}", job.id))],

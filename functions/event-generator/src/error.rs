@@ -17,6 +17,9 @@ pub enum ApiError {
     /// and a restarted instance starts with none.
     #[error("no job {0} on this instance")]
     NoSuchJob(String),
+    /// As many runs as an instance takes are going (429): send it again when one has ended.
+    #[error(transparent)]
+    TooManyRuns(#[from] crate::jobs::TooManyRuns),
 }
 
 /// The body of every error answer.
@@ -30,6 +33,7 @@ impl IntoResponse for ApiError {
         let status = match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NoSuchJob(_) => StatusCode::NOT_FOUND,
+            ApiError::TooManyRuns(_) => StatusCode::TOO_MANY_REQUESTS,
         };
         (
             status,

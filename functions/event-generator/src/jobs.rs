@@ -14,6 +14,14 @@ use crate::request::RunSpec;
 
 /// Finished jobs kept for listing; older ones are forgotten first.
 const KEEP_FINISHED: usize = 100;
+/// Runs going at once on one instance: each holds a publisher's worth of messages in flight and
+/// a task, and the instance is one (Terraform), so more would only share its CPU.
+pub const MAX_RUNNING: usize = 4;
+
+/// A run refused because [`MAX_RUNNING`] are going: wait for one, or cancel one.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{MAX_RUNNING} runs are going on this instance already; wait for one to end or cancel one")]
+pub struct TooManyRuns;
 
 /// Where a job is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,7 +82,17 @@ impl Jobs {
         spec: RunSpec,
         publisher: Arc<dyn Publisher>,
         max_event_bytes: usize,
-    ) -> Arc<Job> {
+    ) -> Result<Arc<Job>, TooManyRuns> {
+        // Held until the job is listed, so two starts cannot both take the last place.
+        let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        if jobs
+            .iter()
+            .filter(|j| j.state().0 == JobState::Running)
+            .count()
+            >= MAX_RUNNING
+        {
+            return Err(TooManyRuns);
+        }
         let number = {
             let mut started = self.started.lock().unwrap_or_else(PoisonError::into_inner);
             *started += 1;
@@ -93,7 +111,8 @@ impl Jobs {
             state: Mutex::new((JobState::Running, None)),
             cancel,
         });
-        self.remember(job.clone());
+        remember(&mut jobs, job.clone());
+        drop(jobs);
         let running = job.clone();
         tokio::spawn(async move {
             let job = running;
@@ -127,7 +146,7 @@ impl Jobs {
             );
             job.finish(finish);
         });
-        job
+        Ok(job)
     }
 
     /// Every job still remembered, oldest first.
@@ -142,18 +161,18 @@ impl Jobs {
     pub fn get(&self, id: &str) -> Option<Arc<Job>> {
         self.list().into_iter().find(|job| job.id == id)
     }
+}
 
-    fn remember(&self, job: Arc<Job>) {
-        let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
-        let finished = jobs
-            .iter()
-            .filter(|j| j.state().0 != JobState::Running)
-            .count();
-        if finished >= KEEP_FINISHED
-            && let Some(oldest) = jobs.iter().position(|j| j.state().0 != JobState::Running)
-        {
-            jobs.remove(oldest);
-        }
-        jobs.push(job);
+/// Lists `job`, forgetting the oldest finished job past [`KEEP_FINISHED`].
+fn remember(jobs: &mut Vec<Arc<Job>>, job: Arc<Job>) {
+    let finished = jobs
+        .iter()
+        .filter(|j| j.state().0 != JobState::Running)
+        .count();
+    if finished >= KEEP_FINISHED
+        && let Some(oldest) = jobs.iter().position(|j| j.state().0 != JobState::Running)
+    {
+        jobs.remove(oldest);
     }
+    jobs.push(job);
 }

@@ -28,10 +28,11 @@ use pulse_shared::runtime::with_runtime_layers;
 pub use api::{ApiDoc, JobView, ScenarioView};
 pub use error::ApiError;
 pub use events::{DRIFT_EVENT_TYPE, EventKind};
+pub use jobs::{MAX_RUNNING, TooManyRuns};
 pub use malformed::PUBLISHABLE_REASONS;
 pub use plan::{DEFAULT_MAX_EVENT_BYTES, Generator, Intent, Plan, PlannedMessage};
 pub use request::{RunRequest, RunSpec};
-pub use scenario::Scenario;
+pub use scenario::{MAX_AT_ONCE, MAX_RATE, Scenario};
 
 /// The function's name in logs.
 pub const FUNCTION: &str = "event-generator";

@@ -10,6 +10,11 @@ use crate::events::EventKind;
 pub const MAX_COUNT: u64 = 50_000_000;
 /// The longest run accepted.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+/// The highest target rate accepted, messages per second: well past what the local stack or one
+/// generator instance publishes (docs/benchmarks.md), so a typo cannot ask for a flood.
+pub const MAX_RATE: f64 = 20_000.0;
+/// The most messages a run without a duration (all at once, as demos and tests send) may hold.
+pub const MAX_AT_ONCE: u64 = 100_000;
 
 /// How send times spread over the run.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -362,6 +367,19 @@ impl Scenario {
             return Err(format!(
                 "count must be between 1 and {MAX_COUNT}, not {}",
                 self.count
+            ));
+        }
+        if self.duration.is_zero() && self.count > MAX_AT_ONCE {
+            return Err(format!(
+                "a run without a duration sends everything at once: at most {MAX_AT_ONCE} \
+                 messages, not {}; give a duration or a rate",
+                self.count
+            ));
+        }
+        if !self.duration.is_zero() && self.rate() > MAX_RATE {
+            return Err(format!(
+                "the rate must be at most {MAX_RATE}/s, not {:.0}/s",
+                self.rate()
             ));
         }
         if self.duration > MAX_DURATION {

@@ -175,6 +175,47 @@ async fn a_running_job_can_be_cancelled_both_ways() {
     assert!(body["error"].as_str().unwrap().contains("job-99"));
 }
 
+/// Each run holds a task and messages in flight on the one generator instance: a fifth is
+/// refused (429) until one of four ends.
+#[tokio::test]
+async fn runs_beyond_an_instances_share_wait_for_one_to_end() {
+    let router = harness(Arc::new(RecordingPublisher::default()));
+    let start = || {
+        call(
+            &router,
+            Method::POST,
+            "/jobs",
+            Some(json!({"scenario": "light_demo"})),
+        )
+    };
+    let mut ids = Vec::new();
+    for _ in 0..event_generator::MAX_RUNNING {
+        let (status, job) = start().await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        ids.push(job["id"].as_str().unwrap().to_owned());
+    }
+    let (status, answer) = start().await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        answer["error"].as_str().unwrap().contains("cancel one"),
+        "{answer}"
+    );
+
+    call(
+        &router,
+        Method::POST,
+        &format!("/jobs/{}/cancel", ids[0]),
+        None,
+    )
+    .await;
+    wait_until_finished(&router, &ids[0]).await;
+    let (status, _) = start().await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    for id in &ids[1..] {
+        call(&router, Method::POST, &format!("/jobs/{id}/cancel"), None).await;
+    }
+}
+
 #[tokio::test]
 async fn a_topic_that_refuses_fails_the_job_with_what_to_check() {
     let publisher = Arc::new(RecordingPublisher {
@@ -207,6 +248,9 @@ async fn bad_requests_are_refused_with_a_reason() {
         json!({"rate": "10/s"}),
         json!({"scenario": "light_demo", "mix": {"orders": 1}}),
         json!({"scenario": "light_demo", "colour": "red"}),
+        // No caps once: a run of any rate, or everything at once however many.
+        json!({"rate": "1000000/s", "duration": "10s"}),
+        json!({"count": 1_000_000, "duration": "0s"}),
     ] {
         let (status, answer) = call(&router, Method::POST, "/jobs", Some(body.clone())).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
