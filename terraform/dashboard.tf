@@ -1,7 +1,8 @@
 # The Cloud Monitoring dashboard of a Pulse deployment, from what Google Cloud measures itself:
 # Cloud Run requests (by function and answer class) and latency, instances, the Pub/Sub backlog
-# and its age (how far the pipeline is behind: the cloud's view of freshness), messages that
-# Pub/Sub dead-lettered, and rows streamed into BigQuery per table. The functions' own
+# and its age (how far the pipeline is behind), messages that Pub/Sub dead-lettered, and rows
+# streamed into BigQuery per table; and from the functions' logs (monitoring.tf's log-based
+# metrics), freshness per table and the events they dead-lettered by reason. The functions' own
 # Prometheus metrics (`GET /metrics`) are for a scraper; see README "Dashboard and metrics".
 # And a Looker Studio report per curated view, as Linking API URLs.
 
@@ -59,6 +60,20 @@ locals {
       aligner = "ALIGN_RATE"
       reducer = "REDUCE_SUM"
       group   = ["metric.label.table"]
+    },
+    {
+      title   = "Freshness: event to row p99, by table (ms)"
+      filter  = "metric.type = \"logging.googleapis.com/user/${google_logging_metric.freshness.name}\" AND resource.type = \"cloud_run_revision\""
+      aligner = "ALIGN_DELTA"
+      reducer = "REDUCE_PERCENTILE_99"
+      group   = ["metric.label.table"]
+    },
+    {
+      title   = "Events dead-lettered by the functions, by reason"
+      filter  = "metric.type = \"logging.googleapis.com/user/${google_logging_metric.dead_letters.name}\" AND resource.type = \"cloud_run_revision\""
+      aligner = "ALIGN_SUM"
+      reducer = "REDUCE_SUM"
+      group   = ["metric.label.reason"]
     },
   ]
 

@@ -1,7 +1,8 @@
 # Alerts to the alert email: a backlog that is not draining, anything dead-lettered by Pub/Sub,
 # repeated 5xx answers (each one a redelivery) from any function, events the functions themselves
-# dead-lettered (answered 200, so invisible to Pub/Sub), Parquet files refused into quarantine
-# and BigQuery load jobs that failed.
+# dead-lettered (answered 200, so invisible to Pub/Sub), Parquet files refused into quarantine,
+# BigQuery load jobs that failed, and rows committed later than `freshness_alert_seconds` after
+# their events.
 
 locals {
   # The subscriptions that feed the functions: Pulse's push subscriptions, and the one Eventarc
@@ -175,6 +176,38 @@ resource "google_logging_metric" "quarantined_files" {
   }
 }
 
+# Event time to committed row, in milliseconds, for each streaming write (shared/src/metrics.rs
+# logs `rowsCommitted` and `freshnessMillis`, the write's oldest row): its percentiles are upper
+# bounds of the rows' own. Nobody scrapes `/metrics` on Cloud Run, so the log carries it.
+resource "google_logging_metric" "freshness" {
+  project     = var.project
+  name        = "${var.name_prefix}/freshness"
+  description = "Milliseconds from an event's timestamp to its row's commit (the oldest row of each write), by table."
+  filter      = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=(${join(" OR ", [for n in local.function_services : "\"${n}\""])}) AND jsonPayload.rowsCommitted:* AND jsonPayload.freshnessMillis:*"
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "DISTRIBUTION"
+    unit        = "ms"
+    labels {
+      key        = "table"
+      value_type = "STRING"
+    }
+  }
+  value_extractor = "EXTRACT(jsonPayload.freshnessMillis)"
+  label_extractors = {
+    table = "EXTRACT(jsonPayload.table)"
+  }
+  # 0.1 s to about 14 hours, doubling.
+  bucket_options {
+    exponential_buckets {
+      num_finite_buckets = 20
+      growth_factor      = 2
+      scale              = 100
+    }
+  }
+}
+
 # BigQuery's own record of load jobs that ended in error (its data-access audit log, which
 # BigQuery always writes), for the loader's identity.
 resource "google_logging_metric" "failed_load_jobs" {
@@ -259,6 +292,36 @@ resource "google_monitoring_alert_policy" "failed_loads" {
 
   documentation {
     content   = "A Parquet file in gs://${google_storage_bucket.landing.name}/${local.landing_prefix} was not loaded. Refused files are in ${local.quarantine_prefix} with an `.error.json` report beside them; a failed BigQuery load job is in the job history of the loader's account. Fix the file and drop it again, or reload it with parquet-loader's POST /load."
+    mime_type = "text/markdown"
+  }
+}
+
+resource "google_monitoring_alert_policy" "freshness" {
+  project               = var.project
+  display_name          = "${var.name_prefix}: rows committed late"
+  combiner              = "OR"
+  severity              = "WARNING"
+  notification_channels = [google_monitoring_notification_channel.email.id]
+  user_labels           = local.labels
+
+  conditions {
+    display_name = "Event to row p99 > ${var.freshness_alert_seconds} s for 10 minutes, by table"
+    condition_threshold {
+      filter          = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.freshness.name}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.freshness_alert_seconds * 1000
+      duration        = "600s"
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_DELTA"
+        cross_series_reducer = "REDUCE_PERCENTILE_99"
+        group_by_fields      = ["metric.labels.table"]
+      }
+    }
+  }
+
+  documentation {
+    content   = "Rows reach BigQuery more than ${var.freshness_alert_seconds} s after their events' timestamps. Either producers send old events (a replay or a backfill does this, and is expected), or the pipeline is behind: see the backlog chart on the Pulse dashboard and the functions' instance counts."
     mime_type = "text/markdown"
   }
 }

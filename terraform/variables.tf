@@ -176,6 +176,16 @@ variable "alert_email" {
   type        = string
 }
 
+variable "freshness_alert_seconds" {
+  description = "Alert when the p99 from an event's timestamp to its committed row stays above this many seconds for 10 minutes."
+  type        = number
+  default     = 120
+  validation {
+    condition     = var.freshness_alert_seconds > 0
+    error_message = "freshness_alert_seconds must be a positive number of seconds."
+  }
+}
+
 variable "cloud_sql" {
   description = "Optional Cloud SQL for PostgreSQL instance for parquet-loader's relational copy."
   type = object({

@@ -43,8 +43,16 @@ run "the_dashboard_and_report_links_name_this_deployment" {
   command = apply
 
   assert {
-    condition     = length(jsondecode(google_monitoring_dashboard.pulse.dashboard_json).mosaicLayout.tiles) == 7
+    condition     = length(jsondecode(google_monitoring_dashboard.pulse.dashboard_json).mosaicLayout.tiles) == 9
     error_message = "one tile per chart"
+  }
+  assert {
+    condition     = google_logging_metric.freshness.value_extractor == "EXTRACT(jsonPayload.freshnessMillis)" && google_logging_metric.freshness.label_extractors["table"] == "EXTRACT(jsonPayload.table)"
+    error_message = "the freshness metric reads the fields shared/src/metrics.rs logs (camelCase, as tracing-stackdriver writes them)"
+  }
+  assert {
+    condition     = google_monitoring_alert_policy.freshness.conditions[0].condition_threshold[0].threshold_value == 120000
+    error_message = "the freshness alert fires above var.freshness_alert_seconds"
   }
   assert {
     condition     = alltrue([for tile in jsondecode(google_monitoring_dashboard.pulse.dashboard_json).mosaicLayout.tiles : strcontains(tile.widget.xyChart.dataSets[0].timeSeriesQuery.timeSeriesFilter.filter, "metric.type = ")])
