@@ -11,6 +11,32 @@ use crate::error::FunctionError;
 use crate::registry::is_valid_event_type;
 use crate::storage::ObjectStore;
 
+/// The most archive objects, dead-letter records or posted events one replay request
+/// (preprocess `/replay`, inference `/predict-replay`) works on, and its default page: a
+/// request's time and its answer stay bounded however much a slice or prefix holds.
+pub const MAX_REPLAY_PAGE: usize = 1_000;
+
+/// The page a replay asked for: `limit`, 1 to [`MAX_REPLAY_PAGE`] (the default).
+pub fn replay_page(limit: Option<usize>) -> Result<usize, FunctionError> {
+    match limit {
+        None => Ok(MAX_REPLAY_PAGE),
+        Some(limit) if (1..=MAX_REPLAY_PAGE).contains(&limit) => Ok(limit),
+        Some(limit) => Err(FunctionError::BadRequest(format!(
+            "limit must be between 1 and {MAX_REPLAY_PAGE}, not {limit}"
+        ))),
+    }
+}
+
+/// Refuses more posted events than one page.
+pub fn check_posted(count: usize) -> Result<(), FunctionError> {
+    if count > MAX_REPLAY_PAGE {
+        return Err(FunctionError::BadRequest(format!(
+            "{count} events posted; at most {MAX_REPLAY_PAGE} per request"
+        )));
+    }
+    Ok(())
+}
+
 /// A slice of the raw archive: one event type, event time in `[from, to)`; when `event_ids` is
 /// given, only those events of the slice (a repair re-drives just the missing ones).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -32,6 +58,55 @@ impl RawSlice {
         bucket: &str,
         raw_prefix: &str,
     ) -> Result<Vec<String>, FunctionError> {
+        let type_prefix = self.type_prefix(raw_prefix)?;
+        let names = objects
+            .list(bucket, &self.shared_prefix(&type_prefix))
+            .await?;
+        Ok(names
+            .into_iter()
+            .filter(|name| self.holds(&type_prefix, name))
+            .collect())
+    }
+
+    /// A page of [`Self::list`]: the slice's objects among the next `max` archive names after
+    /// `after` (from the slice's first minute when `None`), and where the next page starts, if
+    /// any may follow. Names sort by time (four-digit years), so a page starts where the slice
+    /// does and the paging stops where it ends.
+    pub async fn list_page(
+        &self,
+        objects: &dyn ObjectStore,
+        bucket: &str,
+        raw_prefix: &str,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<(Vec<String>, Option<String>), FunctionError> {
+        let type_prefix = self.type_prefix(raw_prefix)?;
+        if after.is_some_and(|after| !after.starts_with(&type_prefix)) {
+            return Err(FunctionError::BadRequest(format!(
+                "`after` must be an archive name under {type_prefix:?}, as a previous page gave"
+            )));
+        }
+        // Every name filed in the slice's first minute sorts after that minute's folder.
+        let start = format!("{type_prefix}{}", minute_path(self.from));
+        let after = after.map_or(start.clone(), |after| after.max(&start).to_owned());
+        let listed = objects
+            .list_page(bucket, &self.shared_prefix(&type_prefix), Some(&after), max)
+            .await?;
+        let next = match listed.last() {
+            Some(last) if listed.len() == max && self.before_end(&type_prefix, last) => {
+                Some(last.clone())
+            }
+            _ => None,
+        };
+        let names = listed
+            .into_iter()
+            .filter(|name| self.holds(&type_prefix, name))
+            .collect();
+        Ok((names, next))
+    }
+
+    /// `<raw prefix><event_type>/`, once the slice is known to be well formed.
+    fn type_prefix(&self, raw_prefix: &str) -> Result<String, FunctionError> {
         if !is_valid_event_type(&self.event_type) {
             return Err(FunctionError::BadRequest(format!(
                 "raw.event_type {:?} is not a valid event type",
@@ -43,8 +118,12 @@ impl RawSlice {
                 "raw.from must be before raw.to".to_owned(),
             ));
         }
-        let type_prefix = format!("{raw_prefix}{}/", self.event_type);
-        // List only under the longest date path that `from` and `to` share.
+        Ok(format!("{raw_prefix}{}/", self.event_type))
+    }
+
+    /// The longest date path that `from` and `to` share, under the type's prefix: all that
+    /// needs listing.
+    fn shared_prefix(&self, type_prefix: &str) -> String {
         let (from, to) = (minute_path(self.from), minute_path(self.to));
         let shared: String = from
             .split_inclusive('/')
@@ -52,20 +131,23 @@ impl RawSlice {
             .take_while(|(a, b)| a == b)
             .map(|(a, _)| a)
             .collect();
-        let names = objects
-            .list(bucket, &format!("{type_prefix}{shared}"))
-            .await?;
-        Ok(names
-            .into_iter()
-            .filter(|name| {
-                object_time(name.strip_prefix(&type_prefix).unwrap_or_default())
-                    .is_some_and(|t| self.from.naive_utc() <= t && t < self.to.naive_utc())
-                    && self
-                        .event_ids
-                        .as_ref()
-                        .is_none_or(|ids| event_id_of(name).is_some_and(|id| ids.contains(id)))
-            })
-            .collect())
+        format!("{type_prefix}{shared}")
+    }
+
+    /// True when archive object `name` is in the slice.
+    fn holds(&self, type_prefix: &str, name: &str) -> bool {
+        object_time(name.strip_prefix(type_prefix).unwrap_or_default())
+            .is_some_and(|t| self.from.naive_utc() <= t && t < self.to.naive_utc())
+            && self
+                .event_ids
+                .as_ref()
+                .is_none_or(|ids| event_id_of(name).is_some_and(|id| ids.contains(id)))
+    }
+
+    /// True when archive object `name` is filed before the slice's end (more may follow it).
+    fn before_end(&self, type_prefix: &str, name: &str) -> bool {
+        object_time(name.strip_prefix(type_prefix).unwrap_or_default())
+            .is_some_and(|t| t < self.to.naive_utc())
     }
 }
 

@@ -283,6 +283,16 @@ impl DeadLetterStore {
         self.store.list(&self.bucket, prefix).await
     }
 
+    /// A page of [`Self::list`]: at most `max` names after `after`.
+    pub async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<Vec<String>, BackendError> {
+        self.store.list_page(&self.bucket, prefix, after, max).await
+    }
+
     /// Reads one record; `None` when it is gone or is not a record.
     pub async fn read(&self, name: &str) -> Result<Option<DeadLetterRecord>, BackendError> {
         let Some(bytes) = self.store.read(&self.bucket, name).await? else {

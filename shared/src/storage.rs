@@ -43,6 +43,24 @@ pub trait ObjectStore: Send + Sync {
     /// Names of the objects whose name starts with `prefix`, in lexical order.
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, BackendError>;
 
+    /// A page of [`Self::list`]: at most `max` names after `after` (from the first when `None`),
+    /// in lexical order. Callers that work on what they list (replays) take a page at a time, so
+    /// neither a request's work nor its answer grows with the prefix.
+    async fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<Vec<String>, BackendError> {
+        let names = self.list(bucket, prefix).await?;
+        Ok(names
+            .into_iter()
+            .filter(|name| after.is_none_or(|after| name.as_str() > after))
+            .take(max)
+            .collect())
+    }
+
     /// Reads part of an object (of `generation`, when given) and what the store says about the
     /// whole of it; `None` when it (or that generation) does not exist.
     async fn read_range(

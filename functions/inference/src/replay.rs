@@ -3,6 +3,9 @@
 //! - `{"raw": {"event_type": "device_telemetry", "from": "…", "to": "…"}}`: a slice of the raw
 //!   archive (event time in `[from, to)`).
 //!
+//! A slice is worked through a page at a time, as preprocess's `/replay` does (`limit`, `after`,
+//! and the answer's `next_after`); at most 1,000 events may be posted at once.
+//!
 //! Each event goes through the same path as a delivery (shared predict calls, shared writes).
 //! An event that already has a prediction row keeps it (one row per event id), so calling this
 //! twice is safe; events that cannot be scored are reported in the answer, not dead-lettered
@@ -14,7 +17,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
-use pulse_shared::archive::RawSlice;
+use pulse_shared::archive::{RawSlice, check_posted, replay_page};
 use pulse_shared::error::{FunctionError, Rejection};
 use pulse_shared::processed::ProcessedEvent;
 use serde::{Deserialize, Serialize};
@@ -37,6 +40,12 @@ pub struct PredictReplayRequest {
     pub events: Option<Vec<Value>>,
     #[serde(default)]
     pub raw: Option<RawSlice>,
+    /// Objects per page of a slice: at most (and by default) [`pulse_shared::archive::MAX_REPLAY_PAGE`].
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Where the page starts: the `next_after` of the answer before.
+    #[serde(default)]
+    pub after: Option<String>,
 }
 
 /// One event that could not be scored.
@@ -60,6 +69,9 @@ pub struct PredictReplayReport {
     pub rejections: Vec<RejectedEvent>,
     /// Archive objects that are not a JSON event, left where they are.
     pub unreadable: Vec<String>,
+    /// Set when more of the slice may follow this page: ask again with `after` set to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
 }
 
 enum Item {
@@ -71,34 +83,34 @@ pub async fn handle(
     State(state): State<AppState>,
     Json(request): Json<PredictReplayRequest>,
 ) -> Result<Json<PredictReplayReport>, FunctionError> {
-    let items: Vec<Item> = match request {
-        PredictReplayRequest {
-            events: Some(events),
-            raw: None,
-        } => {
-            stream::iter(events)
+    let limit = replay_page(request.limit)?;
+    let (items, next_after): (Vec<Item>, _) = match (request.events, request.raw) {
+        (Some(events), None) => {
+            check_posted(events.len())?;
+            let items = stream::iter(events)
                 .map(|event| score_value(&state, event))
                 .buffer_unordered(CONCURRENCY)
                 .try_collect()
-                .await?
+                .await?;
+            (items, None)
         }
-        PredictReplayRequest {
-            events: None,
-            raw: Some(slice),
-        } => {
+        (None, Some(slice)) => {
             let config = &state.inner.config;
-            let names = slice
-                .list(
+            let (names, next) = slice
+                .list_page(
                     &*state.inner.objects,
                     &config.raw_bucket,
                     &config.raw_prefix,
+                    request.after.as_deref(),
+                    limit,
                 )
                 .await?;
-            stream::iter(names)
+            let items = stream::iter(names)
                 .map(|name| score_archived(&state, name))
                 .buffer_unordered(CONCURRENCY)
                 .try_collect()
-                .await?
+                .await?;
+            (items, next)
         }
         _ => {
             return Err(FunctionError::BadRequest(
@@ -106,7 +118,10 @@ pub async fn handle(
             ));
         }
     };
-    let mut report = PredictReplayReport::default();
+    let mut report = PredictReplayReport {
+        next_after,
+        ..PredictReplayReport::default()
+    };
     for item in items {
         match item {
             Item::Scored(_, Outcome::Predicted { .. }) => report.predicted += 1,

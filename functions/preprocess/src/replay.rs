@@ -5,6 +5,10 @@
 //! - `{"raw": {"event_type": "order", "from": "…", "to": "…"}}`: a slice of the raw archive
 //!   (event time in `[from, to)`) is re-published to the processed topic as archived.
 //!
+//! A prefix or slice is worked through a page at a time: at most `limit` objects (1,000 at most,
+//! the default) per request, and the answer's `next_after`, when set, is the `after` of the next
+//! request. At most 1,000 events may be posted at once.
+//!
 //! Everything it does is idempotent (create-if-absent writes, downstream dedup on `event_id`),
 //! so calling it twice is safe. A transient failure answers 503: call again.
 
@@ -14,7 +18,7 @@ use axum::Json;
 use axum::extract::State;
 use base64::Engine as _;
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
-use pulse_shared::archive::RawSlice;
+use pulse_shared::archive::{RawSlice, check_posted, replay_page};
 use pulse_shared::deadletter::DeadLetterRecord;
 use pulse_shared::envelope::{PushMessage, decode_pubsub};
 use pulse_shared::storage::is_safe_object_name;
@@ -38,6 +42,12 @@ pub struct ReplayRequest {
     pub dead_letter_prefix: Option<String>,
     #[serde(default)]
     pub raw: Option<RawSlice>,
+    /// Objects per page of a prefix or slice: at most (and by default) [`pulse_shared::archive::MAX_REPLAY_PAGE`].
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Where the page starts: the `next_after` of the answer before.
+    #[serde(default)]
+    pub after: Option<String>,
 }
 
 /// What a replay did.
@@ -53,6 +63,10 @@ pub struct ReplayReport {
     pub republished: u64,
     /// Objects that could not be read as what they should be, left where they are.
     pub unreadable: Vec<String>,
+    /// Set when more of the prefix or slice may follow this page: ask again with `after` set to
+    /// it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
 }
 
 impl ReplayReport {
@@ -85,37 +99,39 @@ pub async fn handle(
     State(state): State<AppState>,
     Json(request): Json<ReplayRequest>,
 ) -> Result<Json<ReplayReport>, FunctionError> {
-    let outcomes = match request {
-        ReplayRequest {
-            events: Some(events),
-            dead_letter_prefix: None,
-            raw: None,
-        } => run(events.into_iter().map(|event| replay_posted(&state, event))).await?,
-        ReplayRequest {
-            events: None,
-            dead_letter_prefix: Some(prefix),
-            raw: None,
-        } => {
-            let names = dead_letter_names(&state, &prefix).await?;
-            run(names
+    let limit = replay_page(request.limit)?;
+    let after = request.after.as_deref();
+    let (outcomes, next_after) = match (request.events, request.dead_letter_prefix, request.raw) {
+        (Some(events), None, None) => {
+            check_posted(events.len())?;
+            let outcomes =
+                run(events.into_iter().map(|event| replay_posted(&state, event))).await?;
+            (outcomes, None)
+        }
+        (None, Some(prefix), None) => {
+            let names = dead_letter_names(&state, &prefix, after, limit).await?;
+            let next = (names.len() == limit)
+                .then(|| names.last().cloned())
+                .flatten();
+            let outcomes = run(names
                 .into_iter()
                 .map(|name| replay_dead_letter(&state, name)))
-            .await?
+            .await?;
+            (outcomes, next)
         }
-        ReplayRequest {
-            events: None,
-            dead_letter_prefix: None,
-            raw: Some(slice),
-        } => {
+        (None, None, Some(slice)) => {
             let config = state.config();
-            let names = slice
-                .list(
+            let (names, next) = slice
+                .list_page(
                     &*state.inner.objects,
                     &config.raw_bucket,
                     &config.raw_prefix,
+                    after,
+                    limit,
                 )
                 .await?;
-            run(names.into_iter().map(|name| republish_raw(&state, name))).await?
+            let outcomes = run(names.into_iter().map(|name| republish_raw(&state, name))).await?;
+            (outcomes, next)
         }
         _ => {
             return Err(FunctionError::BadRequest(
@@ -123,7 +139,10 @@ pub async fn handle(
             ));
         }
     };
-    let mut report = ReplayReport::default();
+    let mut report = ReplayReport {
+        next_after,
+        ..ReplayReport::default()
+    };
     for outcome in outcomes {
         match outcome {
             ItemOutcome::Ingested(ingested) => report.count(ingested),
@@ -159,14 +178,29 @@ async fn replay_posted(state: &AppState, event: Value) -> Result<ItemOutcome, Fu
     Ok(ItemOutcome::Ingested(ingest(state, &message, None).await?))
 }
 
-async fn dead_letter_names(state: &AppState, prefix: &str) -> Result<Vec<String>, FunctionError> {
+/// A page of the dead-letter records under `prefix`.
+async fn dead_letter_names(
+    state: &AppState,
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<String>, FunctionError> {
     let root = state.inner.dead_letters.prefix();
     if !prefix.starts_with(root) || !is_safe_object_name(prefix.trim_end_matches('/')) {
         return Err(FunctionError::BadRequest(format!(
             "dead_letter_prefix {prefix:?} must lie under {root:?}, e.g. \"{root}bad_value/\""
         )));
     }
-    Ok(state.inner.dead_letters.list(prefix).await?)
+    if after.is_some_and(|after| !after.starts_with(prefix)) {
+        return Err(FunctionError::BadRequest(format!(
+            "`after` must be a record name under {prefix:?}, as a previous page gave"
+        )));
+    }
+    Ok(state
+        .inner
+        .dead_letters
+        .list_page(prefix, after, limit)
+        .await?)
 }
 
 /// A dead-lettered message goes through validation again under its original message id, so

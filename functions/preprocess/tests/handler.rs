@@ -577,6 +577,53 @@ async fn replay_of_a_raw_slice_republishes_what_was_archived() {
     assert_eq!(republished, ["s-1", "s-2"]);
 }
 
+/// A replay listed its whole prefix or slice and worked through all of it in one request, its
+/// answer naming every unreadable object: now a page at a time, each answer saying where the
+/// next starts, until none is left.
+#[tokio::test]
+async fn replays_go_a_page_at_a_time() {
+    let h = Harness::new();
+    for i in 0..5 {
+        h.deliver(&format!("bad-{i}"), format!("{{not json {i}").as_bytes())
+            .await;
+        let ts = format!("2024-05-01T12:0{i}:00Z");
+        h.deliver(&format!("ok-{i}"), &bytes(&order(&format!("p-{i}"), &ts)))
+            .await;
+    }
+    let mut pages = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let request =
+            json!({"dead_letter_prefix": "dead-letter/bad_json/", "limit": 2, "after": after});
+        let (status, report) = h.replay(request).await;
+        assert_eq!(status, StatusCode::OK, "{report}");
+        pages.push(report["dead_lettered"]["bad_json"].as_u64().unwrap_or(0));
+        match report["next_after"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, [2, 2, 1]);
+
+    let slice = json!({"event_type": "order", "from": "2024-05-01T12:00:00Z", "to": "2024-05-01T13:00:00Z"});
+    let (_, first) = h.replay(json!({"raw": slice, "limit": 3})).await;
+    assert_eq!(first["republished"], 3, "{first}");
+    let next = first["next_after"].as_str().unwrap();
+    let (_, second) = h
+        .replay(json!({"raw": slice, "limit": 3, "after": next}))
+        .await;
+    assert_eq!(second["republished"], 2, "{second}");
+    assert!(second.get("next_after").is_none(), "{second}");
+
+    let too_many: Vec<Value> = (0..1001).map(|i| json!({"n": i})).collect();
+    let (status, answer) = h.replay(json!({"events": too_many})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    let (status, _) = h
+        .replay(json!({"dead_letter_prefix": "dead-letter/", "limit": 5000}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
 #[tokio::test]
 async fn a_replay_request_must_name_exactly_one_source() {
     let h = Harness::new();

@@ -125,6 +125,39 @@ impl ObjectStore for GcsObjectStore {
         Ok(names)
     }
 
+    /// Lists from `after` on (Cloud Storage's `lexicographicStart`, inclusive, so `after` itself
+    /// is skipped here) and stops at `max`: a page costs about one list call, whatever follows.
+    async fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<Vec<String>, BackendError> {
+        let mut request = self
+            .control
+            .list_objects()
+            .set_parent(bucket_path(bucket))
+            .set_prefix(prefix)
+            .set_page_size(i32::try_from(max.clamp(1, 1000)).unwrap_or(1000));
+        if let Some(after) = after {
+            request = request.set_lexicographic_start(after);
+        }
+        let mut items = request.by_item();
+        let mut names = Vec::new();
+        while names.len() < max
+            && let Some(object) = items.next().await
+        {
+            let object = object
+                .map_err(|e| BackendError::from_gax(format!("list gs://{bucket}/{prefix}"), &e))?;
+            if after.is_none_or(|after| object.name.as_str() > after) {
+                names.push(object.name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
     async fn read_range(
         &self,
         bucket: &str,
