@@ -95,6 +95,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `PULSE_MAX_EVENT_BYTES`: largest decoded event; larger ones are dead-lettered `too_large`.
     pub max_event_bytes: usize,
+    /// `PULSE_MAX_EVENT_TYPES`: how many event tables table-manager may make (default 1,000);
+    /// events of a type that would need one more are dead-lettered `too_many_event_types`.
+    pub max_event_types: usize,
     /// `PULSE_REQUEST_TIMEOUT_SECS`: per-request deadline (default 60).
     pub request_timeout: Duration,
     /// `PULSE_LOCAL_FSYNC`: local writes are synced to disk before they are acknowledged
@@ -228,6 +231,7 @@ impl Config {
             processed_topic: env.string_or("PULSE_PROCESSED_TOPIC", "events-processed"),
             max_body_bytes: env.parse("PULSE_MAX_BODY_BYTES")?.unwrap_or(16 << 20),
             max_event_bytes: env.parse("PULSE_MAX_EVENT_BYTES")?.unwrap_or(1 << 20),
+            max_event_types: env.parse("PULSE_MAX_EVENT_TYPES")?.unwrap_or(1_000),
             request_timeout: Duration::from_secs(
                 env.parse("PULSE_REQUEST_TIMEOUT_SECS")?.unwrap_or(60),
             ),

@@ -36,11 +36,13 @@ pub enum Reason {
     /// The prediction endpoint answered with predictions that do not match the instances sent
     /// (count or shape).
     BadPrediction,
+    /// The event's type would need a new table past `PULSE_MAX_EVENT_TYPES` (table-manager).
+    TooManyEventTypes,
 }
 
 impl Reason {
     /// Every reason, for tests and reports.
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 13] = [
         Reason::BadEnvelope,
         Reason::BadBase64,
         Reason::BadJson,
@@ -53,6 +55,7 @@ impl Reason {
         Reason::SchemaConflict,
         Reason::MissingFeature,
         Reason::BadPrediction,
+        Reason::TooManyEventTypes,
     ];
 
     /// The reason code as it appears in dead-letter paths and reports.
@@ -70,6 +73,7 @@ impl Reason {
             Reason::SchemaConflict => "schema_conflict",
             Reason::MissingFeature => "missing_feature",
             Reason::BadPrediction => "bad_prediction",
+            Reason::TooManyEventTypes => "too_many_event_types",
         }
     }
 

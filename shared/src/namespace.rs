@@ -23,6 +23,16 @@ pub fn event_table(event_type: &str) -> String {
     }
 }
 
+/// True when `table` holds an event type's rows: a known type's table or `events_<type>`.
+pub fn is_event_table(table: &str) -> bool {
+    KNOWN_TYPES.iter().any(|spec| spec.table == table)
+        || table
+            .strip_prefix(DISCOVERED_EVENT_PREFIX)
+            .is_some_and(|event_type| {
+                is_valid_event_type(event_type) && known_type(event_type).is_none()
+            })
+}
+
 /// The longest identifier PostgreSQL keeps whole: it truncates longer ones, so two long names
 /// could meet in one table. Parquet loads are copied to PostgreSQL, so their tables fit it.
 pub const POSTGRES_IDENTIFIER_MAX: usize = 63;

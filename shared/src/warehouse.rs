@@ -150,6 +150,16 @@ pub trait Warehouse: Send + Sync {
     /// Every table in the dataset, with row counts where cheap.
     async fn list_tables(&self) -> Result<Vec<TableSummary>, BackendError>;
 
+    /// The names of every table in the dataset (not views), without reading their schemas.
+    async fn table_names(&self) -> Result<Vec<String>, BackendError> {
+        Ok(self
+            .list_tables()
+            .await?
+            .into_iter()
+            .map(|table| table.spec.name)
+            .collect())
+    }
+
     /// Creates the deduplicated view over `table` (`unique_<table>`, each id once) unless it
     /// exists. The view selects every column, so columns added to the table later appear in it.
     async fn ensure_unique_view(

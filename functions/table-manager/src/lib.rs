@@ -4,6 +4,7 @@
 //! that conflict with their table. Keeps the promise checkable: compacts repeats away and
 //! reconciles the tables with the raw archive.
 
+mod admission;
 mod compact;
 mod event_table;
 mod reconcile;
@@ -44,6 +45,8 @@ struct Settings {
     /// The raw archive, read by the reconciliation.
     objects: Arc<dyn ObjectStore>,
     writers: Writers,
+    /// Which event types may have a table (`PULSE_MAX_EVENT_TYPES`).
+    event_types: admission::EventTypes,
     dead_letters: DeadLetterStore,
 }
 
@@ -56,12 +59,14 @@ impl AppState {
             Arc::new(event_table::EventTables),
             config.batch,
         );
+        let event_types = admission::EventTypes::new(warehouse.clone(), config.max_event_types);
         Self {
             inner: Arc::new(Settings {
                 config,
                 warehouse,
                 objects: backends.objects.clone(),
                 writers,
+                event_types,
                 dead_letters,
             }),
         }

@@ -58,6 +58,10 @@ pub async fn handle(
         }
     };
     telemetry::record_ids(None, Some(&event_id));
+    if let Err(rejection) = state.inner.event_types.admit(&event_type).await? {
+        let (rejection, record) = rejected(rejection);
+        return dead_letter(&state, &rejection, &record).await;
+    }
     match state
         .inner
         .writers

@@ -248,6 +248,33 @@ async fn an_unknown_type_gets_an_inferred_table_that_evolves() {
     assert_eq!(row["coupon"], "WINTER");
 }
 
+/// Every new event type made a table and a writer task: a type per event grew both without
+/// bound. Past `PULSE_MAX_EVENT_TYPES` event tables, a new type is dead-lettered alone, while
+/// types that have a table go on being written.
+#[tokio::test]
+async fn new_event_types_past_the_cap_are_dead_lettered_and_known_ones_still_written() {
+    let h = Harness::with_config(|config| config.max_event_types = 2);
+    let event = |id: &str, event_type: &str| json!({"event_id": id, "event_type": event_type, "timestamp": "2026-11-21T10:00:00Z", "n": 1});
+    assert_eq!(
+        h.deliver("m1", &event("a1", "alpha")).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(h.deliver("m2", &order("o-1")).await.0, StatusCode::OK);
+    let (status, body) = h.deliver("m3", &event("g1", "gamma")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["reason"], "too_many_event_types", "{body}");
+    assert!(h.warehouse.table("events_gamma").await.unwrap().is_none());
+    assert_eq!(h.dead_letters("too_many_event_types"), 1);
+
+    assert_eq!(
+        h.deliver("m4", &event("a2", "alpha")).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(h.deliver("m5", &order("o-2")).await.0, StatusCode::OK);
+    assert_eq!(h.count("events_alpha").await, 2);
+    assert_eq!(h.count("orders").await, 2);
+}
+
 #[tokio::test]
 async fn an_event_type_named_like_another_table_cannot_reach_it() {
     let h = Harness::new();

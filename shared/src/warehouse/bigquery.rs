@@ -520,6 +520,36 @@ impl Warehouse for BigQueryWarehouse {
         Ok(tables)
     }
 
+    /// Listed page by page, without reading each table (which `list_tables` does).
+    async fn table_names(&self) -> Result<Vec<String>, BackendError> {
+        let mut names = Vec::new();
+        let mut page_token = None;
+        loop {
+            let mut options = ListOptions::default().max_results(1000);
+            if let Some(token) = page_token.take() {
+                options = options.page_token(token);
+            }
+            let listed: TableList = self
+                .client
+                .table()
+                .list(&self.project, &self.dataset, options)
+                .await
+                .map_err(|e| classify(format!("list tables of {}", self.dataset), &e))?;
+            names.extend(
+                listed
+                    .tables
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|entry| entry.r#type.as_deref() != Some("VIEW"))
+                    .map(|entry| entry.table_reference.table_id),
+            );
+            match listed.next_page_token {
+                Some(token) if !token.is_empty() => page_token = Some(token),
+                _ => return Ok(names),
+            }
+        }
+    }
+
     async fn ensure_unique_view(
         &self,
         table: &str,
