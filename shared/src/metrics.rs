@@ -314,7 +314,7 @@ mod tests {
         let line: Value = serde_json::from_str(text.trim()).unwrap();
         assert_eq!(line["table"], "orders", "{line}");
         assert_eq!(line["rowsCommitted"], 2, "{line}");
-        let freshness = line["freshnessMillis"].as_u64().expect(&line.to_string());
+        let freshness = line["freshnessMillis"].as_u64().unwrap_or_default();
         assert!(
             (30_000..40_000).contains(&freshness),
             "the oldest row's age: {line}"
