@@ -15,11 +15,18 @@ locals {
     PULSE_DATASET         = google_bigquery_dataset.pulse.dataset_id
   }
 
-  # Pub/Sub-pushed functions check the push token themselves too (shared/src/oidc.rs).
+  # Pub/Sub-pushed functions check the push token themselves too, and take only the operators'
+  # tokens on their manual routes: the push identity invokes the whole service, so IAM alone
+  # would let a push token replay or change tables (shared/src/oidc.rs). table-manager's
+  # operators include the scheduler's account, which calls POST /compact.
   push_env = {
     for f, audience in local.push_audience : f => {
       PULSE_PUSH_AUDIENCE        = audience
       PULSE_PUSH_SERVICE_ACCOUNT = google_service_account.push.email
+      PULSE_OPERATOR_PRINCIPALS = join(",", concat(
+        var.operators,
+        f == "table-manager" ? [google_service_account.scheduler.member] : [],
+      ))
     }
   }
 

@@ -52,12 +52,16 @@ variable "function_overrides" {
 }
 
 variable "operators" {
-  description = "IAM members who may call the functions by hand (replay, event-generator), e.g. `group:data-eng@example.com`."
+  description = "IAM members who may call the functions by hand (replay, :ensure, event-generator), e.g. `user:ann@example.com` or `domain:example.com`. The functions check the caller's ID token against this list too (PULSE_OPERATOR_PRINCIPALS), and a token names its holder, not their groups: no `group:` members."
   type        = list(string)
   default     = []
   validation {
     condition     = alltrue([for m in var.operators : !contains(["allUsers", "allAuthenticatedUsers"], m)])
-    error_message = "operators must name people or groups; allUsers and allAuthenticatedUsers would make the functions public."
+    error_message = "operators must name people; allUsers and allAuthenticatedUsers would make the functions public."
+  }
+  validation {
+    condition     = alltrue([for m in var.operators : can(regex("^(user|serviceAccount):[^@,]+@[^@,]+$|^domain:[^@,:]+$", m))])
+    error_message = "operators must be user:EMAIL, serviceAccount:EMAIL or domain:DOMAIN: the functions check the caller's ID token, which names a person, not their groups."
   }
 }
 

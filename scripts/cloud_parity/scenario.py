@@ -137,11 +137,11 @@ the health route an operator must reach from outside."""
                        "subscription": f"projects/{stack.d.project}/subscriptions/{push.name}"})
     checks = []
     async with aiohttp.ClientSession() as http:
-        async def status(url: str, token: str | None, method: str = "POST") -> int:
+        async def status(url: str, token: str | None, method: str = "POST", data: str = body) -> int:
             headers = {"Content-Type": "application/json"}
             if token:
                 headers["Authorization"] = f"Bearer {token}"
-            async with http.request(method, url, data=body if method == "POST" else None, headers=headers) as r:
+            async with http.request(method, url, data=data if method == "POST" else None, headers=headers) as r:
                 return r.status
 
         checks.append((f"no token, to {preprocess.name} (Cloud Run)", 401, await status(door + "/", None)))
@@ -156,6 +156,14 @@ the health route an operator must reach from outside."""
             token = stack.issuer.id_token(operator_of(service), service.url)
             checks.append((f"GET /health on {service.name} by an operator", 200,
                            await status(stack.doors[service.name] + "/health", token, "GET")))
+        # The push identity invokes the whole service; the function itself keeps it off the
+        # manual routes, which take the operators' tokens.
+        replay, nothing = door + "/replay", json.dumps({"events": []})
+        push_token = stack.issuer.id_token(push.oidc_service_account, preprocess.url)
+        checks.append((f"push token on {preprocess.name}'s /replay (a manual route)", 403,
+                       await status(replay, push_token, data=nothing)))
+        checks.append((f"operator token on {preprocess.name}'s /replay", 200,
+                       await status(replay, stack.issuer.id_token(operator, preprocess.url), data=nothing)))
         stripped = identity.strip_signature(stack.issuer.id_token(push.oidc_service_account, push.oidc_audience))
         off_cloud_run = await start_off_cloud_run(stack, preprocess)
         try:

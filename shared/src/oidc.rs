@@ -12,8 +12,16 @@
 //! the audience of this function's subscription, gets through, not any other caller that may
 //! invoke the service. It is on when `PULSE_PUSH_AUDIENCE` and `PULSE_PUSH_SERVICE_ACCOUNT` are
 //! set (Terraform sets both), and off otherwise, e.g. locally. Every function's trigger route
-//! gets [`require_push_token`] through [`crate::runtime::trigger_route`], and only that route:
-//! manual calls (`/replay`) carry a person's token and are guarded by IAM.
+//! gets [`require_push_token`] through [`crate::runtime::trigger_route`].
+//!
+//! The push identity is an invoker of the whole service, so IAM alone would let a push token
+//! open the manual routes too (`/replay`, `:ensure`, `/predict-replay`, …). With push tokens
+//! verified, those routes get [`require_operator_token`] through
+//! [`crate::runtime::operator_routes`]: the token's holder must be one of
+//! `PULSE_OPERATOR_PRINCIPALS` (Terraform passes the `operators`, and the scheduler's account to
+//! table-manager), and is never the push identity. The audience of an operator's token is Cloud
+//! Run's to check (it takes the service's URL and the gcloud client's ID), so it is not checked
+//! here.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -68,6 +76,63 @@ pub struct PushAuthConfig {
     /// True on Cloud Run (`K_SERVICE` set): tokens arrive with their signature already
     /// verified and replaced by [`SIGNATURE_REMOVED_BY_GOOGLE`].
     pub behind_cloud_run: bool,
+    /// `PULSE_OPERATOR_PRINCIPALS`: who may call the manual routes (none when unset: they are
+    /// then closed).
+    pub operators: Operators,
+}
+
+/// Who may call the manual routes: `PULSE_OPERATOR_PRINCIPALS`, comma-separated IAM members
+/// (`user:a@example.com`, `serviceAccount:s@p.iam.gserviceaccount.com`, a bare email, or
+/// `domain:example.com`). A token names its holder, not the holder's groups, so `group:` members
+/// are refused: list the people, or their domain.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Operators {
+    emails: Vec<String>,
+    domains: Vec<String>,
+}
+
+impl Operators {
+    /// Parses a list of IAM members.
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let mut operators = Self::default();
+        for member in list.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+            let (kind, value) = member.split_once(':').unwrap_or(("user", member));
+            let value = value.to_ascii_lowercase();
+            match kind {
+                "user" | "serviceAccount" if value.contains('@') => operators.emails.push(value),
+                "domain" if !value.is_empty() && !value.contains('@') => {
+                    operators.domains.push(value);
+                }
+                "group" => {
+                    return Err(format!(
+                        "{member}: a token names its holder, not the holder's groups; list the \
+                         group's members, or their domain"
+                    ));
+                }
+                _ => {
+                    return Err(format!(
+                        "{member} is not `user:EMAIL`, `serviceAccount:EMAIL`, an email or \
+                         `domain:DOMAIN`"
+                    ));
+                }
+            }
+        }
+        Ok(operators)
+    }
+
+    /// True when the holder of `email` is an operator.
+    pub fn admit(&self, email: &str) -> bool {
+        let email = email.to_ascii_lowercase();
+        self.emails.contains(&email)
+            || email
+                .rsplit_once('@')
+                .is_some_and(|(_, domain)| self.domains.iter().any(|d| d == domain))
+    }
+
+    /// True when nobody is an operator.
+    pub fn is_empty(&self) -> bool {
+        self.emails.is_empty() && self.domains.is_empty()
+    }
 }
 
 impl PushAuthConfig {
@@ -84,17 +149,41 @@ impl PushAuthConfig {
         let get = |var: &str| lookup(var).filter(|v| !v.is_empty());
         let jwks_url = get("PULSE_PUSH_JWKS_URL").unwrap_or_else(|| GOOGLE_JWKS_URL.to_owned());
         let behind_cloud_run = get("K_SERVICE").is_some();
+        let operators = match get("PULSE_OPERATOR_PRINCIPALS") {
+            None => Operators::default(),
+            Some(list) => Operators::parse(&list).map_err(|reason| ConfigError::Invalid {
+                var: "PULSE_OPERATOR_PRINCIPALS",
+                value: list.clone(),
+                reason,
+            })?,
+        };
         match (
             get("PULSE_PUSH_AUDIENCE"),
             get("PULSE_PUSH_SERVICE_ACCOUNT"),
         ) {
+            (None, None) if !operators.is_empty() => Err(ConfigError::Missing {
+                var: "PULSE_PUSH_AUDIENCE",
+                reason: "PULSE_OPERATOR_PRINCIPALS is set, but callers are verified only with \
+                         push tokens (PULSE_PUSH_AUDIENCE and PULSE_PUSH_SERVICE_ACCOUNT)"
+                    .to_owned(),
+            }),
             (None, None) => Ok(None),
+            (Some(_), Some(service_account)) if operators.admit(&service_account) => {
+                Err(ConfigError::Invalid {
+                    var: "PULSE_OPERATOR_PRINCIPALS",
+                    value: service_account,
+                    reason: "the push identity cannot be an operator: a push token would open \
+                             the manual routes"
+                        .to_owned(),
+                })
+            }
             (Some(audience), Some(service_account)) => Ok(Some(Self {
                 audience,
                 service_account,
                 jwks_url,
                 min_refresh_interval: MIN_REFRESH_INTERVAL,
                 behind_cloud_run,
+                operators,
             })),
             (Some(_), None) => Err(ConfigError::Missing {
                 var: "PULSE_PUSH_SERVICE_ACCOUNT",
@@ -138,6 +227,10 @@ pub enum PushAuthError {
     /// Google's keys could not be fetched: answered 503, so Pub/Sub delivers again later.
     #[error("signing keys unavailable: {0}")]
     KeysUnavailable(String),
+    /// A valid token of someone who is not an operator (the push identity among them) on a
+    /// manual route: refused (403).
+    #[error("`{0}` is not one of PULSE_OPERATOR_PRINCIPALS")]
+    NotOperator(String),
 }
 
 impl IntoResponse for PushAuthError {
@@ -145,6 +238,10 @@ impl IntoResponse for PushAuthError {
         if let Self::KeysUnavailable(_) = self {
             tracing::error!(error = %self, "push token not checked: answering 503 to be retried");
             return (StatusCode::SERVICE_UNAVAILABLE, "service unavailable").into_response();
+        }
+        if let Self::NotOperator(_) = self {
+            tracing::warn!(error = %self, "manual request refused");
+            return (StatusCode::FORBIDDEN, "forbidden").into_response();
         }
         tracing::warn!(error = %self, "push request refused");
         (
@@ -270,6 +367,26 @@ impl PushVerifier {
         &self,
         authorization: Option<&HeaderValue>,
     ) -> Result<PushClaims, PushAuthError> {
+        let claims = self.claims(authorization).await?;
+        check_claims(claims, &self.inner.config, unix_now())
+    }
+
+    /// Verifies the `Authorization` header of a manual request: a Google ID token of one of
+    /// the operators, never of the push identity.
+    pub async fn verify_operator(
+        &self,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<PushClaims, PushAuthError> {
+        let claims = self.claims(authorization).await?;
+        check_operator_claims(claims, &self.inner.config, unix_now())
+    }
+
+    /// The claims of a Google ID token: its signature checked against Google's keys, or
+    /// removed by Cloud Run after Cloud Run checked it.
+    async fn claims(
+        &self,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<TokenClaims, PushAuthError> {
         let token = authorization
             .and_then(|value| value.to_str().ok())
             .and_then(|value| {
@@ -308,7 +425,7 @@ impl PushVerifier {
                 .map_err(|e| PushAuthError::Invalid(e.to_string()))?
                 .claims
         };
-        check_claims(claims, &self.inner.config, unix_now())
+        Ok(claims)
     }
 
     /// The key `kid`: from the cache while it is fresh; else after fetching the key set again,
@@ -410,10 +527,50 @@ fn check_claims(
     config: &PushAuthConfig,
     now: u64,
 ) -> Result<PushClaims, PushAuthError> {
-    let invalid = |why: String| Err(PushAuthError::Invalid(why));
     if !claims.aud.contains(&config.audience) {
-        return invalid(format!("audience is not `{}`", config.audience));
+        return Err(PushAuthError::Invalid(format!(
+            "audience is not `{}`",
+            config.audience
+        )));
     }
+    check_issued(&claims, now)?;
+    let email = claims.email.unwrap_or_default();
+    if !email.eq_ignore_ascii_case(&config.service_account) {
+        return Err(PushAuthError::WrongAccount(email));
+    }
+    if claims.email_verified != Some(true) {
+        return Err(PushAuthError::EmailNotVerified);
+    }
+    Ok(PushClaims {
+        email,
+        sub: claims.sub,
+    })
+}
+
+/// The claims an operator's token must carry: issued by Google, in date, for a verified email
+/// of an operator that is not the push identity.
+fn check_operator_claims(
+    claims: TokenClaims,
+    config: &PushAuthConfig,
+    now: u64,
+) -> Result<PushClaims, PushAuthError> {
+    check_issued(&claims, now)?;
+    let email = claims.email.unwrap_or_default();
+    if email.eq_ignore_ascii_case(&config.service_account) || !config.operators.admit(&email) {
+        return Err(PushAuthError::NotOperator(email));
+    }
+    if claims.email_verified != Some(true) {
+        return Err(PushAuthError::EmailNotVerified);
+    }
+    Ok(PushClaims {
+        email,
+        sub: claims.sub,
+    })
+}
+
+/// Issued by Google, not expired, not issued in the future.
+fn check_issued(claims: &TokenClaims, now: u64) -> Result<(), PushAuthError> {
+    let invalid = |why: String| Err(PushAuthError::Invalid(why));
     if !claims
         .iss
         .as_deref()
@@ -431,17 +588,7 @@ fn check_claims(
         Some(iat) => return invalid(format!("issued in the future ({iat}, now {now})")),
         None => return invalid("no `iat`".to_owned()),
     }
-    let email = claims.email.unwrap_or_default();
-    if !email.eq_ignore_ascii_case(&config.service_account) {
-        return Err(PushAuthError::WrongAccount(email));
-    }
-    if claims.email_verified != Some(true) {
-        return Err(PushAuthError::EmailNotVerified);
-    }
-    Ok(PushClaims {
-        email,
-        sub: claims.sub,
-    })
+    Ok(())
 }
 
 fn unix_now() -> u64 {
@@ -471,6 +618,25 @@ pub async fn require_push_token(
 ) -> Response {
     match verifier
         .verify(request.headers().get(header::AUTHORIZATION))
+        .await
+    {
+        Ok(claims) => {
+            request.extensions_mut().insert(claims);
+            next.run(request).await
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Middleware that lets a manual request through only with an operator's token
+/// ([`PushVerifier::verify_operator`]); the verified claims are put in the request's extensions.
+pub async fn require_operator_token(
+    State(verifier): State<PushVerifier>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match verifier
+        .verify_operator(request.headers().get(header::AUTHORIZATION))
         .await
     {
         Ok(claims) => {
@@ -534,6 +700,46 @@ mod tests {
             "{err}"
         );
         let err = load(&[("PULSE_PUSH_SERVICE_ACCOUNT", "s")]).unwrap_err();
+        assert!(err.to_string().contains("PULSE_PUSH_AUDIENCE"), "{err}");
+    }
+
+    #[test]
+    fn operators_are_people_service_accounts_or_domains_never_the_push_identity() {
+        let push = [
+            ("PULSE_PUSH_AUDIENCE", "a"),
+            (
+                "PULSE_PUSH_SERVICE_ACCOUNT",
+                "push@p.iam.gserviceaccount.com",
+            ),
+        ];
+        let with = |operators: &str| {
+            let mut vars = push.to_vec();
+            vars.push(("PULSE_OPERATOR_PRINCIPALS", operators));
+            load(&vars)
+        };
+        let config = with("user:Ann@example.com, serviceAccount:sched@p.iam.gserviceaccount.com,domain:ops.example")
+            .unwrap()
+            .unwrap();
+        for email in [
+            "ann@example.com",
+            "sched@p.iam.gserviceaccount.com",
+            "bo@ops.example",
+        ] {
+            assert!(config.operators.admit(email), "{email}");
+        }
+        for email in [
+            "push@p.iam.gserviceaccount.com",
+            "eve@example.com",
+            "x@evil.ops.example",
+        ] {
+            assert!(!config.operators.admit(email), "{email}");
+        }
+        assert!(load(&push).unwrap().unwrap().operators.is_empty());
+        let err = with("group:data-eng@example.com").unwrap_err();
+        assert!(err.to_string().contains("groups"), "{err}");
+        let err = with("serviceAccount:push@p.iam.gserviceaccount.com").unwrap_err();
+        assert!(err.to_string().contains("push identity"), "{err}");
+        let err = load(&[("PULSE_OPERATOR_PRINCIPALS", "user:a@b.c")]).unwrap_err();
         assert!(err.to_string().contains("PULSE_PUSH_AUDIENCE"), "{err}");
     }
 

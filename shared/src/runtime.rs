@@ -13,7 +13,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::config::Config;
 use crate::metrics;
-use crate::oidc::{PushVerifier, require_push_token};
+use crate::oidc::{PushVerifier, require_operator_token, require_push_token};
 use crate::telemetry::{self, RequestContext};
 
 /// The health routes every function answers: `/healthz` for Cloud Run's probes, and `/health`
@@ -52,8 +52,8 @@ pub fn with_runtime_layers(router: Router, config: &Config, function: &'static s
 /// A function's trigger route (`POST /`, where Pub/Sub pushes and Eventarc deliver): when
 /// `PULSE_PUSH_AUDIENCE` and `PULSE_PUSH_SERVICE_ACCOUNT` are set, a request without a valid
 /// push token is refused 401 before the handler runs ([`crate::oidc`]); unset, as locally, the
-/// route is left as it is. Manual routes and `/healthz` are not wrapped: Cloud Run IAM guards
-/// them. Use it as `.route("/", trigger_route(post(handle), &config))`.
+/// route is left as it is. Manual routes take [`operator_routes`]; `/healthz` and `/metrics` are
+/// guarded by Cloud Run IAM alone. Use it as `.route("/", trigger_route(post(handle), &config))`.
 ///
 /// # Panics
 /// When the HTTP client for Google's signing keys cannot be built: the service then stops at
@@ -76,6 +76,34 @@ where
     route.route_layer(axum::middleware::from_fn_with_state(
         verifier,
         require_push_token,
+    ))
+}
+
+/// A function's manual routes (replays, `:ensure`, compaction, reloads): when push tokens are
+/// verified, a request without an ID token of one of `PULSE_OPERATOR_PRINCIPALS` is refused
+/// before its handler runs (401 without a valid token, 403 for anyone else, the push identity
+/// included: it may invoke the whole service, so IAM alone would let a push token in). Unset, as
+/// locally, the routes are left as they are. Use it as
+/// `router.merge(operator_routes(Router::new().route("/replay", post(replay)), &config))`.
+///
+/// # Panics
+/// When the HTTP client for Google's signing keys cannot be built (see [`trigger_route`]).
+pub fn operator_routes<S>(routes: Router<S>, config: &Config) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let Some(push) = &config.push_auth else {
+        return routes;
+    };
+    let verifier = PushVerifier::new(push.clone()).unwrap_or_else(|error| {
+        panic!("operator tokens cannot be verified ({error}); stopping rather than open the manual routes")
+    });
+    if push.operators.is_empty() {
+        tracing::warn!("PULSE_OPERATOR_PRINCIPALS is empty: the manual routes refuse everyone");
+    }
+    routes.route_layer(axum::middleware::from_fn_with_state(
+        verifier,
+        require_operator_token,
     ))
 }
 

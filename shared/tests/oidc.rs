@@ -16,7 +16,8 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use pulse_shared::oidc::{
-    PushAuthConfig, PushAuthError, PushVerifier, SIGNATURE_REMOVED_BY_GOOGLE, require_push_token,
+    Operators, PushAuthConfig, PushAuthError, PushVerifier, SIGNATURE_REMOVED_BY_GOOGLE,
+    require_operator_token, require_push_token,
 };
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
@@ -24,6 +25,7 @@ use tower::ServiceExt as _;
 
 const AUDIENCE: &str = "pulse-preprocess-push";
 const PUSH_ACCOUNT: &str = "pulse-push@acme.iam.gserviceaccount.com";
+const OPERATOR: &str = "ops@acme.example";
 const KEY_1: &str = include_str!("fixtures/oidc/test-key-1.pem");
 const KEY_2: &str = include_str!("fixtures/oidc/test-key-2.pem");
 const JWKS_1: &str = include_str!("fixtures/oidc/jwks-1.json");
@@ -67,6 +69,7 @@ impl KeyServer {
             jwks_url: self.url.clone(),
             min_refresh_interval,
             behind_cloud_run: false,
+            operators: Operators::parse(&format!("user:{OPERATOR}")).unwrap(),
         }
     }
 
@@ -173,6 +176,71 @@ async fn push(app: Router, token: Option<&str>) -> (StatusCode, String) {
         .await
         .unwrap();
     (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+/// A manual route behind the operator middleware, as `runtime::operator_routes` mounts it.
+fn manual_app(verifier: PushVerifier) -> Router {
+    Router::new().route(
+        "/",
+        post(|| async { "replayed" })
+            .route_layer(from_fn_with_state(verifier, require_operator_token)),
+    )
+}
+
+/// The push identity may invoke the whole service, so a push token opened `/replay`, `:ensure`
+/// and `/predict-replay` too: a manual route now takes an operator's token only.
+#[tokio::test]
+async fn manual_routes_take_an_operators_token_and_never_a_push_token() {
+    let keys = KeyServer::start(JWKS_1).await;
+    let push_token = sign(&google_claims(), "test-key-1", KEY_1);
+    let (status, body) = push(manual_app(keys.verifier()), Some(&push_token)).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::FORBIDDEN, "forbidden")
+    );
+
+    // An operator's token from gcloud: another audience, which Cloud Run checks.
+    let operator = with(&[
+        ("email", json!(OPERATOR)),
+        ("aud", json!("32555940559.apps.googleusercontent.com")),
+    ]);
+    let token = sign(&operator, "test-key-1", KEY_1);
+    let (status, body) = push(manual_app(keys.verifier()), Some(&token)).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "replayed"));
+    // ... which opens no trigger route.
+    assert_eq!(
+        push(app(keys.verifier()), Some(&token)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, _) = push(
+        manual_app(keys.cloud_run_verifier()),
+        Some(&strip_signature(&token)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "Cloud Run checked the signature");
+
+    for (what, claims) in [
+        (
+            "another person",
+            with(&[("email", json!("eve@acme.example"))]),
+        ),
+        (
+            "an unverified email",
+            with(&[("email", json!(OPERATOR)), ("email_verified", json!(false))]),
+        ),
+        (
+            "an expired token",
+            with(&[("email", json!(OPERATOR)), ("exp", json!(now() - 3600))]),
+        ),
+    ] {
+        let token = sign(&claims, "test-key-1", KEY_1);
+        let (status, _) = push(manual_app(keys.verifier()), Some(&token)).await;
+        assert!(status.is_client_error(), "{what}: {status}");
+    }
+    assert_eq!(
+        push(manual_app(keys.verifier()), None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 project     = "pulse-test"
 region      = "europe-west1"
 alert_email = "alerts@example.com"
-operators   = ["group:data-eng@example.com"]
+operators   = ["user:data-eng@example.com"]
 images = {
   preprocess        = "europe-west1-docker.pkg.dev/pulse-test/pulse/preprocess@sha256:0000000000000000000000000000000000000000000000000000000000000001"
   "table-manager"   = "europe-west1-docker.pkg.dev/pulse-test/pulse/table-manager@sha256:0000000000000000000000000000000000000000000000000000000000000002"

@@ -178,6 +178,39 @@ run "operators_cannot_be_everyone" {
   expect_failures = [var.operators]
 }
 
+run "operators_are_people_not_groups" {
+  command = plan
+
+  variables {
+    operators = ["group:data-eng@example.com"]
+  }
+
+  expect_failures = [var.operators]
+}
+
+run "manual_routes_take_the_operators_not_the_push_identity" {
+  command = apply
+
+  variables {
+    operators = ["user:ann@example.com", "domain:ops.example.com"]
+  }
+
+  assert {
+    condition = alltrue([for f in ["preprocess", "inference"] :
+      local.push_env[f].PULSE_OPERATOR_PRINCIPALS == "user:ann@example.com,domain:ops.example.com"
+    ])
+    error_message = "the pushed functions' manual routes take the operators"
+  }
+  assert {
+    condition     = local.push_env["table-manager"].PULSE_OPERATOR_PRINCIPALS == "user:ann@example.com,domain:ops.example.com,${google_service_account.scheduler.member}"
+    error_message = "table-manager's manual routes take the operators and the scheduler, which compacts"
+  }
+  assert {
+    condition     = alltrue([for f, env in local.push_env : !strcontains(env.PULSE_OPERATOR_PRINCIPALS, google_service_account.push.email)])
+    error_message = "the push identity is never an operator"
+  }
+}
+
 run "inference_scores_with_the_built_in_predictor_by_default" {
   command = apply
 

@@ -21,7 +21,7 @@ use pulse_shared::auth::{AccessTokens, MetadataIdTokens};
 use pulse_shared::backends::Backends;
 use pulse_shared::config::{BackendKind, BatchLimits, Config, endpoint_location};
 use pulse_shared::deadletter::DeadLetterStore;
-use pulse_shared::runtime::{trigger_route, with_runtime_layers};
+use pulse_shared::runtime::{operator_routes, trigger_route, with_runtime_layers};
 use pulse_shared::storage::ObjectStore;
 use pulse_shared::warehouse::Warehouse;
 use pulse_shared::warehouse::group_commit::Writers;
@@ -135,7 +135,10 @@ pub fn app(state: AppState) -> Router {
             "/",
             trigger_route(post(trigger::handle), &state.inner.config),
         )
-        .route("/predict-replay", post(replay::handle))
+        .merge(operator_routes(
+            Router::new().route("/predict-replay", post(replay::handle)),
+            &state.inner.config,
+        ))
         .with_state(state.clone());
     with_runtime_layers(router, &state.inner.config, FUNCTION)
 }

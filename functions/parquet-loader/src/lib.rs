@@ -21,7 +21,7 @@ use axum::routing::post;
 use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
 use pulse_shared::deadletter::DeadLetterStore;
-use pulse_shared::runtime::{trigger_route, with_runtime_layers};
+use pulse_shared::runtime::{operator_routes, trigger_route, with_runtime_layers};
 use pulse_shared::storage::ObjectStore;
 use pulse_shared::warehouse::Warehouse;
 
@@ -85,7 +85,10 @@ pub fn app(state: AppState) -> Router {
             "/",
             trigger_route(post(trigger::handle), &state.inner.config),
         )
-        .route("/load", post(reload::handle))
+        .merge(operator_routes(
+            Router::new().route("/load", post(reload::handle)),
+            &state.inner.config,
+        ))
         .with_state(state.clone());
     with_runtime_layers(router, &state.inner.config, FUNCTION)
 }

@@ -14,7 +14,7 @@ use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
 use pulse_shared::deadletter::DeadLetterStore;
 use pulse_shared::publish::Publisher;
-use pulse_shared::runtime::{trigger_route, with_runtime_layers};
+use pulse_shared::runtime::{operator_routes, trigger_route, with_runtime_layers};
 use pulse_shared::storage::ObjectStore;
 
 pub use ingest::{Ingested, raw_object_name};
@@ -60,7 +60,10 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     let router = Router::new()
         .route("/", trigger_route(post(trigger::handle), state.config()))
-        .route("/replay", post(replay::handle))
+        .merge(operator_routes(
+            Router::new().route("/replay", post(replay::handle)),
+            state.config(),
+        ))
         .with_state(state.clone());
     with_runtime_layers(router, state.config(), FUNCTION)
 }

@@ -108,6 +108,7 @@ async fn counters_move_with_deliveries_and_dead_letters() {
             service_account: "push@p.iam.gserviceaccount.com".to_owned(),
             jwks_url: "http://127.0.0.1:9/never-fetched".to_owned(),
             min_refresh_interval: Duration::from_secs(30),
+            operators: pulse_shared::oidc::Operators::default(),
             behind_cloud_run: false,
         }),
     );

@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
 use pulse_shared::deadletter::DeadLetterStore;
-use pulse_shared::runtime::{trigger_route, with_runtime_layers};
+use pulse_shared::runtime::{operator_routes, trigger_route, with_runtime_layers};
 use pulse_shared::storage::ObjectStore;
 use pulse_shared::warehouse::Warehouse;
 use pulse_shared::warehouse::group_commit::Writers;
@@ -82,12 +82,16 @@ pub fn app(state: AppState) -> Router {
             "/",
             trigger_route(post(trigger::handle), &state.inner.config),
         )
-        .route("/tables", get(tables::list))
-        .route("/tables/{action}", post(tables::ensure))
-        .route("/views", get(views::list))
-        .route("/views/{name}", get(views::read))
-        .route("/compact", post(compact::handle))
-        .route("/reconcile", post(reconcile::handle))
+        .merge(operator_routes(
+            Router::new()
+                .route("/tables", get(tables::list))
+                .route("/tables/{action}", post(tables::ensure))
+                .route("/views", get(views::list))
+                .route("/views/{name}", get(views::read))
+                .route("/compact", post(compact::handle))
+                .route("/reconcile", post(reconcile::handle)),
+            &state.inner.config,
+        ))
         .with_state(state.clone());
     with_runtime_layers(router, &state.inner.config, FUNCTION)
 }

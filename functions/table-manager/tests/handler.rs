@@ -15,7 +15,7 @@ use common::Observed;
 use http::{Request, StatusCode};
 use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
-use pulse_shared::oidc::{MIN_REFRESH_INTERVAL, PushAuthConfig};
+use pulse_shared::oidc::{MIN_REFRESH_INTERVAL, Operators, PushAuthConfig};
 use pulse_shared::registry::{Provenance, normalise};
 use pulse_shared::storage::ObjectStore;
 use pulse_shared::warehouse::{DuckDbWarehouse, Warehouse};
@@ -503,7 +503,7 @@ async fn ensure_creates_and_evolves_a_table_by_hand() {
 }
 
 #[tokio::test]
-async fn with_push_auth_configured_the_trigger_needs_a_push_token_and_other_routes_do_not() {
+async fn with_push_auth_configured_the_trigger_needs_a_push_token_and_manual_routes_an_operators() {
     // Nothing listens on port 1: a token that gets as far as a key lookup finds no keys.
     let h = Harness::with_config(|config| {
         config.push_auth = Some(PushAuthConfig {
@@ -512,6 +512,7 @@ async fn with_push_auth_configured_the_trigger_needs_a_push_token_and_other_rout
             jwks_url: "http://127.0.0.1:1/certs".to_owned(),
             min_refresh_interval: MIN_REFRESH_INTERVAL,
             behind_cloud_run: false,
+            operators: Operators::parse("user:ops@acme.example").unwrap(),
         });
     });
     let event = order("o1");
@@ -546,12 +547,15 @@ async fn with_push_auth_configured_the_trigger_needs_a_push_token_and_other_rout
     );
     let health = Request::get("/healthz").body(Body::empty()).unwrap();
     assert_eq!(h.send(health).await.0, StatusCode::OK);
+    // Manual routes need an operator's token: without one, or with the push identity's (whose
+    // key lookup fails here), nothing gets through.
     let tables = Request::get("/tables").body(Body::empty()).unwrap();
-    assert_eq!(
-        h.send(tables).await.0,
-        StatusCode::OK,
-        "manual routes stay open"
-    );
+    assert_eq!(h.send(tables).await.0, StatusCode::UNAUTHORIZED);
+    let ensure = Request::post("/tables/orders:ensure")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(h.send(ensure).await.0, StatusCode::SERVICE_UNAVAILABLE);
 
     let unconfigured = Harness::new();
     let (status, body) = unconfigured.deliver("m1", &event).await;
