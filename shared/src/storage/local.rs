@@ -174,6 +174,15 @@ impl LocalObjectStore {
     }
 }
 
+/// True when an error says there is no object at a path: nothing there, a directory (of other
+/// objects' names), or a file where a directory on the way would be.
+fn is_absent(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory | io::ErrorKind::IsADirectory
+    )
+}
+
 fn unsafe_address(bucket: &str, name: &str) -> BackendError {
     BackendError::new(
         format!("address {bucket}/{name}"),
@@ -224,7 +233,8 @@ impl ObjectStore for LocalObjectStore {
         }
         match result.await {
             Ok(Ok(created)) => Ok(created),
-            // An object the journal cannot hold: no retry can store it.
+            // An object the journal cannot hold, or a name a file cannot have beside the others:
+            // no retry can store it.
             Ok(Err(err)) if err.kind() == io::ErrorKind::InvalidInput => {
                 Err(BackendError::new(operation(), Retry::Permanent, err))
             }
@@ -246,7 +256,7 @@ impl ObjectStore for LocalObjectStore {
         }
         match tokio::fs::read(&path).await {
             Ok(bytes) => Ok(Some(Bytes::from(bytes))),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) if is_absent(&err) => Ok(None),
             Err(err) => Err(BackendError::io(operation(), &err)),
         }
     }
@@ -337,7 +347,7 @@ impl ObjectStore for LocalObjectStore {
         };
         match removed {
             Ok(()) => Ok(()),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(err) if is_absent(&err) => Ok(()),
             Err(err) => Err(BackendError::io(operation, &err)),
         }
     }
@@ -380,7 +390,7 @@ fn read_range_of(
     use std::io::{Read as _, Seek as _, SeekFrom};
     let mut file = match fs::File::open(path) {
         Ok(file) => file,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) if is_absent(&err) => return Ok(None),
         Err(err) => return Err(err),
     };
     let metadata = file.metadata()?;
@@ -410,7 +420,7 @@ fn read_range_of(
 fn copy_file(from: &Path, generation: Option<i64>, to: &Path) -> io::Result<bool> {
     let mut source = match fs::File::open(from) {
         Ok(file) => file,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(err) if is_absent(&err) => return Ok(false),
         Err(err) => return Err(err),
     };
     let found = local_generation(&source.metadata()?);
@@ -617,6 +627,57 @@ mod tests {
         assert_eq!(
             store.uri("b", "in/a.bin"),
             dir.path().join("b/in/a.bin").display().to_string()
+        );
+    }
+
+    /// Cloud Storage holds `a/b` and `a/b/c` both; files cannot. The second of such a pair was
+    /// answered as stored (a directory taken for the object, or two journal records whose files
+    /// cannot both be written) and then lost: it is refused now, for good, and the first kept.
+    #[tokio::test]
+    async fn a_name_that_clashes_with_a_file_or_directory_is_refused_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalObjectStore::open(dir.path(), false).unwrap();
+        let put = |name: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .create_if_absent("b", name, Bytes::from(name), "text/plain")
+                    .await
+            }
+        };
+        // In the journal, then on disk, and within one group.
+        assert_eq!(put("j/a").await.unwrap(), Created::New);
+        assert_eq!(put("j/a/c").await.unwrap_err().retry, Retry::Permanent);
+        assert_eq!(put("j/x/y").await.unwrap(), Created::New);
+        let err = put("j/x").await.unwrap_err();
+        assert!(err.message.contains("j/x/…"), "{}", err.message);
+        store.flush().await.unwrap();
+        assert_eq!(put("j/a/c/d").await.unwrap_err().retry, Retry::Permanent);
+        assert_eq!(put("j/x").await.unwrap_err().retry, Retry::Permanent);
+        let (first, second) = tokio::join!(put("g/p"), put("g/p/q"));
+        assert!(first.is_ok() != second.is_ok(), "{first:?} {second:?}");
+
+        store.flush().await.unwrap();
+        for (name, stored) in [
+            ("j/a", true),
+            ("j/x/y", true),
+            ("j/a/c", false),
+            ("j/x", false),
+        ] {
+            let read = store.read("b", name).await.unwrap();
+            assert_eq!(read.is_some(), stored, "{name}");
+            if stored {
+                assert_eq!(read.unwrap(), Bytes::from(name));
+            }
+        }
+        let kept = [
+            store.read("b", "g/p").await.unwrap(),
+            store.read("b", "g/p/q").await.unwrap(),
+        ];
+        assert_eq!(
+            kept.iter().flatten().count(),
+            1,
+            "the one answered as stored is there"
         );
     }
 

@@ -9,7 +9,6 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io;
-use std::path::Path;
 use std::sync::{Arc, mpsc};
 
 use bytes::Bytes;
@@ -149,6 +148,8 @@ impl Committer {
     fn commit(&mut self, jobs: Vec<WriteJob>, buffer: &mut Vec<u8>) -> Vec<io::Result<Created>> {
         buffer.clear();
         let mut in_group = HashSet::with_capacity(jobs.len());
+        // The directories the group's new objects need.
+        let mut group_dirs: HashSet<&str> = HashSet::new();
         let decisions: Vec<Decision> = jobs
             .iter()
             .map(|job| {
@@ -158,11 +159,15 @@ impl Committer {
                 if self.pending.contains(&job.key) {
                     return Decision::Exists;
                 }
-                match exists(&self.root.join(&job.key)) {
-                    Ok(true) => Decision::Exists,
-                    Ok(false) => match Journal::stage(buffer, &job.key, &job.body) {
+                match self.place(&job.key, &in_group, &group_dirs) {
+                    Ok(Place::Taken) => Decision::Exists,
+                    Ok(Place::Clash(why)) => {
+                        Decision::Failed(io::Error::new(io::ErrorKind::InvalidInput, why))
+                    }
+                    Ok(Place::Free) => match Journal::stage(buffer, &job.key, &job.body) {
                         Ok(staged) => {
                             in_group.insert(job.key.as_str());
+                            group_dirs.extend(parents(&job.key));
                             Decision::New(staged)
                         }
                         Err(err) => Decision::Failed(err),
@@ -204,11 +209,73 @@ impl Committer {
     }
 }
 
-/// Whether an object's file exists already (written by an earlier process, or by hand).
-fn exists(path: &Path) -> io::Result<bool> {
-    match fs::symlink_metadata(path) {
-        Ok(_) => Ok(true),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(err) => Err(err),
+/// Where a new object would go.
+enum Place {
+    Free,
+    /// Its file exists already (written by an earlier process, or by hand).
+    Taken,
+    /// A file cannot go there: Cloud Storage holds both `a/b` and `a/b/c`, a directory tree
+    /// cannot, and the write answered as stored would be lost when its file is written.
+    Clash(String),
+}
+
+impl Committer {
+    /// Where `key` would go beside the objects there are: on disk, in the journal, or new in
+    /// this group (`in_group`, and the directories they need, `group_dirs`). One stat in the
+    /// steady state, of the object's own path (its directory's when that is new).
+    fn place(
+        &self,
+        key: &str,
+        in_group: &HashSet<&str>,
+        group_dirs: &HashSet<&str>,
+    ) -> io::Result<Place> {
+        let clash = |object: &str| {
+            Place::Clash(format!(
+                "`{object}` is an object, so `{key}` cannot be stored under it here (the local \
+                 store keeps objects as files)"
+            ))
+        };
+        let below = format!("{key}/");
+        if group_dirs.contains(key) || self.pending.has_under(&below) {
+            return Ok(clash(&format!("{key}/…")));
+        }
+        if let Some(parent) =
+            parents(key).find(|p| in_group.contains(p) || self.pending.contains(p))
+        {
+            return Ok(clash(parent));
+        }
+        match fs::symlink_metadata(self.root.join(key)) {
+            Ok(metadata) if metadata.is_dir() => Ok(clash(&format!("{key}/…"))),
+            Ok(_) => Ok(Place::Taken),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                // The nearest existing parent must be a directory.
+                for parent in parents(key) {
+                    match fs::symlink_metadata(self.root.join(parent)) {
+                        Ok(metadata) if metadata.is_dir() => return Ok(Place::Free),
+                        Ok(_) => return Ok(clash(parent)),
+                        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                        Err(err) => return Err(err),
+                    }
+                }
+                Ok(Place::Free)
+            }
+            // A parent is a file.
+            Err(err) if err.kind() == io::ErrorKind::NotADirectory => {
+                let file = parents(key).find(|parent| {
+                    fs::symlink_metadata(self.root.join(parent)).is_ok_and(|m| !m.is_dir())
+                });
+                Ok(clash(file.unwrap_or(key)))
+            }
+            Err(err) => Err(err),
+        }
     }
+}
+
+/// The object paths above `key` ("bucket/name"), nearest first, the bucket's directory left
+/// out: `b/x/y/z` gives `b/x/y`, `b/x`.
+fn parents(key: &str) -> impl Iterator<Item = &str> {
+    let bucket_end = key.find('/').unwrap_or(key.len());
+    key.rmatch_indices('/')
+        .map(|(i, _)| &key[..i])
+        .filter(move |parent| parent.len() > bucket_end)
 }

@@ -40,6 +40,14 @@ impl Pending {
         lock(&self.objects).contains_key(key)
     }
 
+    /// True when some key starts with `prefix`.
+    pub fn has_under(&self, prefix: &str) -> bool {
+        lock(&self.objects)
+            .range(prefix.to_owned()..)
+            .next()
+            .is_some_and(|(key, _)| key.starts_with(prefix))
+    }
+
     /// Keys starting with `prefix`, in order.
     pub fn keys_under(&self, prefix: &str) -> Vec<String> {
         lock(&self.objects)
