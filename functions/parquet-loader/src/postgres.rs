@@ -55,8 +55,17 @@ impl From<BackendError> for CopyError {
 }
 
 impl PostgresCopy {
-    /// Parses `DATABASE_URL`; tables go in the schema named like the warehouse dataset.
+    /// Parses `DATABASE_URL`; tables go in the schema named like the warehouse dataset, which
+    /// must then be a name PostgreSQL keeps whole (it cuts identifiers at 63 bytes).
     pub fn new(url: &str, schema: &str) -> anyhow::Result<Self> {
+        if schema.len() > POSTGRES_IDENTIFIER_MAX {
+            anyhow::bail!(
+                "PULSE_DATASET {schema:?} has {} bytes: with DATABASE_URL set it names the \
+                 PostgreSQL schema too, and PostgreSQL keeps only the first \
+                 {POSTGRES_IDENTIFIER_MAX} bytes of a name",
+                schema.len()
+            );
+        }
         let config = url
             .parse()
             .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a PostgreSQL URL: {e}"))?;
@@ -319,4 +328,19 @@ fn backend(operation: &str, err: &tokio_postgres::Error) -> BackendError {
 /// A quoted identifier (names are checked before they get here; quoting is the second guard).
 fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_schema_name_postgresql_would_cut_short_stops_the_start() {
+        let url = "postgres://loader@127.0.0.1/pulse";
+        assert!(PostgresCopy::new(url, &"d".repeat(POSTGRES_IDENTIFIER_MAX)).is_ok());
+        let Err(err) = PostgresCopy::new(url, &"d".repeat(POSTGRES_IDENTIFIER_MAX + 1)) else {
+            panic!("a 64-byte schema name was taken");
+        };
+        assert!(err.to_string().contains("PULSE_DATASET"), "{err}");
+    }
 }
