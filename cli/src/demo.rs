@@ -39,9 +39,6 @@ const LOAD_POLL: Duration = Duration::from_millis(200);
 /// Options of `pulse demo`.
 #[derive(clap::Args, Debug, Default)]
 pub struct DemoArgs {
-    /// Print the report as JSON.
-    #[arg(long)]
-    pub json: bool,
     /// Generate the events of this seed (random when absent, and printed). Events are new only
     /// once: the same seed again in the same data dir sends event ids that are stored already.
     #[arg(long)]

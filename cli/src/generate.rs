@@ -42,9 +42,6 @@ pub struct GenerateArgs {
     /// Topic to publish to (default: the raw topic).
     #[arg(long)]
     topic: Option<String>,
-    /// Print the summary as JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// What a run did.
@@ -96,6 +93,7 @@ pub async fn run(
     config: Config,
     ports: PortChoice,
     args: GenerateArgs,
+    quiet: bool,
 ) -> anyhow::Result<GenerateReport> {
     let request = RunRequest {
         scenario: args.scenario,
@@ -113,7 +111,12 @@ pub async fn run(
         .plan(&spec.scenario);
     let progress = Progress::new(spec.scenario.count);
 
-    let bar = ProgressBar::new(spec.scenario.count).with_style(
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(spec.scenario.count)
+    }
+    .with_style(
         ProgressStyle::with_template(
             "{spinner} {msg:>12} [{bar:40}] {pos}/{len} sent, {per_sec}, eta {eta}",
         )?
@@ -137,10 +140,11 @@ pub async fn run(
     bar.set_position(p.sent + p.failed);
     bar.finish_and_clear();
 
-    eprintln!("waiting for the pipeline to settle…");
+    let settling = pulse::render::spinner("waiting for the pipeline to settle", quiet);
     let settled = tokio::time::timeout(SETTLE_TIMEOUT, stack.bus.settled())
         .await
         .is_ok();
+    settling.finish_and_clear();
     let report = GenerateReport {
         processed: stack.bus.published(&stack.config.processed_topic),
         spec,

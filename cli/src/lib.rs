@@ -4,6 +4,10 @@
 
 pub mod dashboard;
 pub mod demo;
+pub mod exit;
+pub mod inspect;
 pub mod publish_api;
+pub mod remote;
+pub mod render;
 pub mod stack;
 pub mod verify;

@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use table_manager::{CompactReport, CompactRequest, ReconcileRequest, Reconciliation};
 
+use crate::remote::{Remote, local_url};
 use crate::stack::{PREPROCESS_PORT, TABLE_MANAGER_PORT};
 
 /// Where the stack's functions answer.
@@ -25,10 +26,6 @@ pub struct StackUrls {
     /// preprocess's base URL (for `--repair`).
     #[arg(long, env = "PULSE_PREPROCESS_URL", default_value_t = local_url(PREPROCESS_PORT))]
     pub preprocess: String,
-}
-
-fn local_url(port: u16) -> String {
-    format!("http://127.0.0.1:{port}")
 }
 
 /// `pulse verify`.
@@ -47,9 +44,6 @@ pub struct VerifyArgs {
     /// hold doubled rows (closed days only; today's wait for the scheduled compaction).
     #[arg(long)]
     pub repair: bool,
-    /// Print the report as JSON.
-    #[arg(long)]
-    pub json: bool,
     #[command(flatten)]
     pub urls: StackUrls,
 }
@@ -66,9 +60,6 @@ pub struct CompactArgs {
     /// Last partition date, before today (default: yesterday).
     #[arg(long)]
     pub to: Option<NaiveDate>,
-    /// Print the report as JSON.
-    #[arg(long)]
-    pub json: bool,
     #[command(flatten)]
     pub urls: StackUrls,
 }
@@ -171,7 +162,8 @@ impl fmt::Display for VerifyReport {
 /// Reconciles the range an hour at a time (a progress bar on stderr unless `quiet`), repairing
 /// each page's findings as it goes when asked.
 pub async fn verify(args: &VerifyArgs, quiet: bool) -> anyhow::Result<VerifyReport> {
-    let http = reqwest::Client::new();
+    let table_manager = Remote::new(&args.urls.table_manager);
+    let preprocess = Remote::new(&args.urls.preprocess);
     let request = ReconcileRequest {
         event_type: args.event_type.clone(),
         from: args.from,
@@ -190,8 +182,7 @@ pub async fn verify(args: &VerifyArgs, quiet: bool) -> anyhow::Result<VerifyRepo
     let mut repair = args.repair.then(Repair::default);
     let mut doubled_days = BTreeSet::new();
     for page in pages {
-        let url = format!("{}/reconcile", args.urls.table_manager);
-        let page_found: Reconciliation = post(&http, &url, &page).await?;
+        let page_found: Reconciliation = post(&table_manager, "/reconcile", &page).await?;
         if let Some(repair) = &mut repair {
             if !page_found.missing.is_empty() {
                 let slice = RawSlice {
@@ -200,9 +191,8 @@ pub async fn verify(args: &VerifyArgs, quiet: bool) -> anyhow::Result<VerifyRepo
                     to: page.to,
                     event_ids: Some(page_found.missing.iter().cloned().collect()),
                 };
-                let url = format!("{}/replay", args.urls.preprocess);
                 let replayed: preprocess::ReplayReport =
-                    post(&http, &url, &serde_json::json!({ "raw": slice })).await?;
+                    post(&preprocess, "/replay", &serde_json::json!({ "raw": slice })).await?;
                 repair.redriven += replayed.republished;
             }
             if !page_found.duplicated.is_empty() {
@@ -232,8 +222,9 @@ pub async fn verify(args: &VerifyArgs, quiet: bool) -> anyhow::Result<VerifyRepo
                 from: Some(day),
                 to: Some(day),
             };
-            let url = format!("{}/compact", args.urls.table_manager);
-            repair.compacted.push(post(&http, &url, &request).await?);
+            repair
+                .compacted
+                .push(post(&table_manager, "/compact", &request).await?);
         }
     }
     Ok(VerifyReport {
@@ -252,24 +243,15 @@ pub async fn compact(args: &CompactArgs) -> anyhow::Result<CompactReport> {
         from: args.from,
         to: args.to,
     };
-    let url = format!("{}/compact", args.urls.table_manager);
-    post(&reqwest::Client::new(), &url, &request).await
+    post(&Remote::new(&args.urls.table_manager), "/compact", &request).await
 }
 
-/// Posts `body` as JSON and reads the JSON answer; any other status is an error naming it.
+/// Posts `body` as JSON to `url` (a function's base URL and a route) and reads the JSON answer,
+/// with an ID token for a deployed function.
 async fn post<T: DeserializeOwned>(
-    http: &reqwest::Client,
-    url: &str,
+    remote: &Remote,
+    path: &str,
     body: &impl Serialize,
 ) -> anyhow::Result<T> {
-    let response = http
-        .post(url)
-        .json(body)
-        .send()
-        .await
-        .map_err(|err| anyhow::anyhow!("{url}: {err} (is the stack running? `pulse up`)"))?;
-    let status = response.status();
-    let text = response.text().await?;
-    anyhow::ensure!(status.is_success(), "{url} answered {status}: {text}");
-    serde_json::from_str(&text).map_err(|err| anyhow::anyhow!("{url} answered {text}: {err}"))
+    Ok(remote.post(path, body).await?)
 }

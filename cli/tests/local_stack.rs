@@ -4,12 +4,14 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
+use common::pulse;
 use pulse::stack::{LocalStack, PortChoice};
 use pulse_shared::config::Config;
 use pulse_shared::warehouse::{DuckDbWarehouse, Warehouse as _};
@@ -39,31 +41,6 @@ fn files_under(root: &Path) -> Vec<String> {
     }
     files.sort();
     files
-}
-
-/// Runs the `pulse` binary on `data_dir` (free ports, JSON output) and returns its report.
-/// The binary's own environment is the test's, minus anything that would point it elsewhere.
-fn pulse(data_dir: &Path, args: &[&str]) -> Value {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_pulse"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("PULSE_") || name == "K_SERVICE" || name == "DATABASE_URL" {
-            command.env_remove(name);
-        }
-    }
-    let output = command
-        .args(args)
-        .args(["--json", "--any-ports"])
-        .env("PULSE_DATA_DIR", data_dir)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    assert!(
-        output.status.success(),
-        "pulse {args:?} failed\nstdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    // Logs go to stderr: stdout is the report alone, so `pulse demo --json | jq` works.
-    serde_json::from_str(&stdout).unwrap_or_else(|err| panic!("{err}: {stdout}"))
 }
 
 /// `count(*)` of a table, or `None` when the warehouse has no such table.

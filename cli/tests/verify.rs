@@ -86,7 +86,6 @@ async fn run_verify(stack: &LocalStack, repair: bool) -> VerifyReport {
         from: format!("{DAY}T10:00:00Z").parse().unwrap(),
         to: format!("{DAY}T12:00:00Z").parse().unwrap(),
         repair,
-        json: true,
         urls: urls(stack),
     };
     verify(&args, true).await.unwrap()
@@ -97,7 +96,6 @@ async fn run_compact(stack: &LocalStack) -> pulse_shared::warehouse::Compaction 
         table: Some("orders".to_owned()),
         from: Some(DAY.parse().unwrap()),
         to: Some(DAY.parse().unwrap()),
-        json: true,
         urls: urls(stack),
     };
     let mut report = compact(&args).await.unwrap();

@@ -114,6 +114,9 @@ pub struct Config {
     pub bigquery_endpoint: Option<String>,
     /// How concurrent requests are coalesced into one warehouse write per table.
     pub batch: BatchLimits,
+    /// `PULSE_QUERY_MAX_BYTES_BILLED`: bytes one read-only query (table-manager's `POST /query`)
+    /// may bill on BigQuery (default 1 GB).
+    pub query_max_bytes_billed: u64,
     /// `PULSE_PUSH_AUDIENCE` and `PULSE_PUSH_SERVICE_ACCOUNT` (both or neither): who may call
     /// the trigger route; none when unset (see [`crate::runtime::trigger_route`]).
     pub push_auth: Option<PushAuthConfig>,
@@ -245,6 +248,9 @@ impl Config {
                 max_bytes: env.parse("PULSE_BATCH_MAX_BYTES")?.unwrap_or(5_000_000),
                 linger: Duration::from_millis(env.parse("PULSE_BATCH_LINGER_MS")?.unwrap_or(20)),
             },
+            query_max_bytes_billed: env
+                .parse("PULSE_QUERY_MAX_BYTES_BILLED")?
+                .unwrap_or(1_000_000_000),
             prediction: prediction_settings(&env, backend)?,
             push_auth: PushAuthConfig::from_lookup(&lookup)?,
         })

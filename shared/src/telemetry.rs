@@ -21,6 +21,12 @@ use crate::metrics;
 
 /// Installs the global subscriber. `RUST_LOG` filters (default `info`).
 pub fn init(config: &Config) {
+    init_with_filter(config, None);
+}
+
+/// Installs the global subscriber with `filter` (a `RUST_LOG`-style directive, e.g. `debug`,
+/// from a command-line tool's `-v`/`-q`), or when `None`, with `RUST_LOG`, by default `info`.
+pub fn init_with_filter(config: &Config, filter: Option<&str>) {
     // The per-write "rows committed" line feeds Cloud Logging's freshness metric; locally,
     // `/metrics` and the dashboard show the same figures, so the text log leaves it out.
     let default = if config.json_logs {
@@ -28,7 +34,10 @@ pub fn init(config: &Config) {
     } else {
         "info,pulse_shared::metrics=warn"
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let filter = match filter {
+        Some(directive) => EnvFilter::new(directive),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
+    };
     let registry = tracing_subscriber::registry().with(filter);
     let installed = if config.json_logs {
         registry

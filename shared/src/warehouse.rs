@@ -6,6 +6,7 @@ pub mod dedup;
 #[cfg(feature = "duckdb")]
 pub mod duckdb;
 pub mod group_commit;
+pub mod read_only;
 pub mod schema;
 
 use async_trait::async_trait;
@@ -17,6 +18,7 @@ pub use bigquery::BigQueryWarehouse;
 pub use dedup::{Compaction, DateRange, RowIdentity, TimeWindow};
 #[cfg(feature = "duckdb")]
 pub use duckdb::DuckDbWarehouse;
+pub use read_only::{QueryAnswer, QueryError, QueryLimits, ResultColumn};
 pub use schema::{Addition, Column, ColumnType, Fit, Mode, TableSpec};
 
 /// One row to insert: its values as a JSON object, and the id repeats are recognised by.
@@ -187,6 +189,20 @@ pub trait Warehouse: Send + Sync {
 
     /// Runs a query (in the warehouse's SQL dialect) and returns its rows as JSON objects.
     async fn query(&self, sql: &str) -> Result<Vec<Map<String, Value>>, BackendError>;
+
+    /// Runs one read-only query for a person or a script, within `limits`; anything but a
+    /// single SELECT (or `WITH … SELECT`) is refused by the warehouse's own reading of it
+    /// ([`read_only`]). Unqualified table names are the dataset's.
+    async fn read_only_query(
+        &self,
+        _sql: &str,
+        _limits: QueryLimits,
+    ) -> Result<QueryAnswer, QueryError> {
+        Err(QueryError::Refused(format!(
+            "{} does not answer ad-hoc queries",
+            self.describe()
+        )))
+    }
 
     /// Creates or replaces view `name` in the dataset as `select`, in the warehouse's dialect.
     /// Only the local warehouse does: on BigQuery the views are Terraform's, and a function

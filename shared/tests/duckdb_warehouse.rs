@@ -231,3 +231,128 @@ async fn a_row_the_table_refuses_is_named_and_nothing_is_written() {
         "nothing may be written when a row is refused: {rows:?}"
     );
 }
+
+fn limits(max_rows: usize) -> pulse_shared::warehouse::QueryLimits {
+    pulse_shared::warehouse::QueryLimits {
+        max_rows,
+        timeout: std::time::Duration::from_secs(10),
+        max_bytes_billed: 0,
+    }
+}
+
+/// A refusal's reason, or a panic when the query was run or failed otherwise.
+async fn refusal(warehouse: &DuckDbWarehouse, sql: &str) -> String {
+    match warehouse.read_only_query(sql, limits(10)).await {
+        Err(pulse_shared::warehouse::QueryError::Refused(reason)) => reason,
+        other => panic!("{sql}: expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_read_only_query_answers_one_select_and_refuses_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = DuckDbWarehouse::open(&dir.path().join("w.duckdb"), "pulse").unwrap();
+    warehouse.ensure_table(&spec()).await.unwrap();
+    let rows: Vec<Row> = (0..5)
+        .map(|i| row(&format!("r{i}"), json!({"reading": i})))
+        .collect();
+    warehouse.insert_rows("readings", &rows).await.unwrap();
+
+    // Unqualified names are the dataset's; columns come in the query's order with their types.
+    let answer = warehouse
+        .read_only_query(
+            "WITH r AS (SELECT reading, event_id FROM readings) \
+             SELECT event_id, reading FROM r ORDER BY event_id; -- the last line",
+            limits(3),
+        )
+        .await
+        .unwrap();
+    let names: Vec<&str> = answer.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["event_id", "reading"]);
+    assert_eq!(answer.columns[1].kind, "DOUBLE");
+    assert_eq!(event_ids(&answer.rows), ["r0", "r1", "r2"]);
+    assert!(answer.truncated, "five rows, three asked for");
+    let all = warehouse
+        .read_only_query("FROM pulse.readings SELECT count(*) AS n", limits(3))
+        .await
+        .unwrap();
+    assert_eq!(all.rows[0]["n"], 5);
+    assert!(!all.truncated);
+
+    // Statements that are not one query, by DuckDB's parse: nothing runs.
+    for sql in [
+        "DELETE FROM readings",
+        "DROP TABLE pulse.readings",
+        "SELECT 1; DELETE FROM readings",
+        "COPY (SELECT 1) TO 'out.csv'",
+        "ATTACH 'other.duckdb'",
+        "SET threads = 1",
+        "",
+    ] {
+        let reason = refusal(&warehouse, sql).await;
+        assert!(reason.contains("single read-only query"), "{sql}: {reason}");
+    }
+    // The wrapping for the row limit cannot be broken out of.
+    let reason = refusal(
+        &warehouse,
+        "SELECT 1) AS x; DELETE FROM readings; SELECT (1",
+    )
+    .await;
+    assert!(reason.contains("cannot parse"), "{reason}");
+    // Files and settings are not the warehouse.
+    for sql in [
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT * FROM '/etc/hosts.csv'",
+        "SELECT * FROM (SELECT * FROM read_text('/etc/hostname'))",
+        "SELECT * FROM other.readings",
+        "SELECT * FROM duckdb_secrets()",
+    ] {
+        let reason = refusal(&warehouse, sql).await;
+        assert!(
+            reason.contains("warehouse") || reason.contains("dataset"),
+            "{sql}: {reason}"
+        );
+    }
+    // A query that names what is not there is the caller's to fix.
+    let reason = refusal(&warehouse, "SELECT nope FROM readings").await;
+    assert!(reason.contains("nope"), "{reason}");
+    // Sequences advance even in a read-only transaction? No: DuckDB refuses the write.
+    let reason = refusal(&warehouse, "SELECT nextval('no_such_sequence')").await;
+    assert!(!reason.is_empty());
+
+    let stored = warehouse
+        .query("SELECT count(*) AS n FROM pulse.readings")
+        .await
+        .unwrap();
+    assert_eq!(
+        stored[0]["n"], 5,
+        "every refused statement left the table alone"
+    );
+}
+
+#[tokio::test]
+async fn a_read_only_query_is_stopped_at_its_time_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = DuckDbWarehouse::open(&dir.path().join("w.duckdb"), "pulse").unwrap();
+    let slow = pulse_shared::warehouse::QueryLimits {
+        timeout: std::time::Duration::from_millis(300),
+        ..limits(10)
+    };
+    let started = std::time::Instant::now();
+    let result = warehouse
+        .read_only_query(
+            "SELECT count(*) FROM range(1000000000000) AS a(x) WHERE x % 7 = 3",
+            slow,
+        )
+        .await;
+    match result {
+        Err(pulse_shared::warehouse::QueryError::Refused(reason)) => {
+            assert!(reason.contains("longer than"), "{reason}")
+        }
+        other => panic!("expected the query to be stopped, got {other:?}"),
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    // The warehouse's own connections were never interrupted.
+    let after = warehouse.query("SELECT 1 AS n").await.unwrap();
+    assert_eq!(after[0]["n"], 1);
+}

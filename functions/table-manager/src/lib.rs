@@ -7,6 +7,7 @@
 mod admission;
 mod compact;
 mod event_table;
+mod query;
 mod reconcile;
 mod tables;
 mod trigger;
@@ -26,6 +27,7 @@ use pulse_shared::warehouse::group_commit::Writers;
 
 pub use compact::{CompactReport, CompactRequest};
 pub use event_table::{table_name, table_spec};
+pub use query::QueryRequest;
 pub use reconcile::{ReconcileRequest, Reconciliation};
 pub use tables::EnsureRequest;
 pub use trigger::TriggerResponse;
@@ -74,8 +76,8 @@ impl AppState {
 }
 
 /// The function's HTTP surface: `POST /` (the trigger), `POST /tables/{event_type}:ensure`,
-/// `GET /tables`, `GET /views`, `GET /views/{name}`, `POST /compact`, `POST /reconcile`,
-/// `GET /healthz`, `GET /metrics`.
+/// `GET /tables`, `GET /views`, `GET /views/{name}`, `POST /query`, `POST /compact`,
+/// `POST /reconcile`, `GET /healthz`, `GET /metrics`.
 pub fn app(state: AppState) -> Router {
     let router = Router::new()
         .route(
@@ -88,6 +90,7 @@ pub fn app(state: AppState) -> Router {
                 .route("/tables/{action}", post(tables::ensure))
                 .route("/views", get(views::list))
                 .route("/views/{name}", get(views::read))
+                .route("/query", post(query::handle))
                 .route("/compact", post(compact::handle))
                 .route("/reconcile", post(reconcile::handle)),
             &state.inner.config,

@@ -29,13 +29,15 @@ use gcp_bigquery_client::model::view_definition::ViewDefinition;
 use gcp_bigquery_client::table::ListOptions;
 use serde_json::{Map, Value};
 
+mod read_only;
+
 use super::dedup::{CompactionSql, EVENT_TIME, PARTITION, unique_view_query};
 use super::schema::{
     Addition, Column, ColumnType, Mode, TableSpec, apply_additions, check_columns,
 };
 use super::{
-    Compaction, DateRange, InsertError, LoadError, LoadOutcome, Row, RowIdentity, TableSummary,
-    TimeWindow, Warehouse, refused_columns,
+    Compaction, DateRange, InsertError, LoadError, LoadOutcome, QueryAnswer, QueryError,
+    QueryLimits, Row, RowIdentity, TableSummary, TimeWindow, Warehouse, refused_columns,
 };
 use crate::auth::AccessTokens;
 use crate::error::{BackendError, Retry};
@@ -730,6 +732,14 @@ impl Warehouse for BigQueryWarehouse {
             page_token = page.page_token;
         }
         Ok(records)
+    }
+
+    async fn read_only_query(
+        &self,
+        sql: &str,
+        limits: QueryLimits,
+    ) -> Result<QueryAnswer, QueryError> {
+        self.run_read_only(sql, limits).await
     }
 
     fn describe(&self) -> String {

@@ -22,14 +22,16 @@ use duckdb::{Connection, params, params_from_iter};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+mod read_only;
+
 use super::dedup::{CompactionSql, EVENT_TIME, PARTITION, unique_view_query};
 use super::schema::{
     Addition, Column, ColumnType, Mode, TableSpec, apply_additions, check_columns,
     columns_from_arrow,
 };
 use super::{
-    Compaction, DateRange, InsertError, LoadError, LoadOutcome, Row, RowIdentity, TableSummary,
-    TimeWindow, Warehouse, refused_columns,
+    Compaction, DateRange, InsertError, LoadError, LoadOutcome, QueryAnswer, QueryError,
+    QueryLimits, Row, RowIdentity, TableSummary, TimeWindow, Warehouse, refused_columns,
 };
 use crate::error::{BackendError, Retry};
 use crate::namespace;
@@ -593,6 +595,29 @@ impl Warehouse for DuckDbWarehouse {
                 })
             })
             .collect()
+    }
+
+    async fn read_only_query(
+        &self,
+        sql: &str,
+        limits: QueryLimits,
+    ) -> Result<QueryAnswer, QueryError> {
+        let inner = self.inner.clone();
+        let sql = sql.to_owned();
+        // A connection of its own: its interrupt and its transaction touch nothing else.
+        let task = tokio::task::spawn_blocking(move || {
+            let connection = lock(&inner.root)
+                .try_clone()
+                .map_err(|e| QueryError::Backend(classify("open a query connection", &e)))?;
+            read_only::run(&connection, &inner.dataset, &sql, limits)
+        });
+        task.await.map_err(|e| {
+            QueryError::Backend(BackendError::new(
+                "run a query",
+                Retry::Transient,
+                e.to_string(),
+            ))
+        })?
     }
 
     async fn create_view(&self, name: &str, select: &str) -> Result<(), BackendError> {
