@@ -13,7 +13,7 @@ use pulse_shared::telemetry;
 
 use pulse::exit::{self, Problems};
 use pulse::stack::{LocalStack, PortChoice};
-use pulse::{demo, inspect, render, verify};
+use pulse::{dead_letters, demo, inspect, render, replay, status, verify};
 
 #[derive(Parser)]
 #[command(
@@ -65,12 +65,12 @@ enum Command {
     Query(inspect::QueryArgs),
     /// Count a running stack's dead letters by reason, with the newest details; `--show ID`
     /// prints one record.
-    // DeadLetters(dead_letters::DeadLettersArgs),
+    DeadLetters(dead_letters::DeadLettersArgs),
     /// Re-drive dead letters, a raw archive slice or one landing object through the running
     /// stack's replay routes.
-    // Replay(replay::ReplayArgs),
+    Replay(replay::ReplayArgs),
     /// Each function's health, backlog and recent errors; exit 1 when one is down.
-    // Status(status::StatusArgs),
+    Status(status::StatusArgs),
     /// Compare a running stack's raw archive with its event table for one type and time range:
     /// archived, stored, missing, doubled and unexpected events; `--repair` re-drives the
     /// missing and compacts the doubled.
@@ -173,22 +173,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", inspect::answer_text(&answer));
             }
         }
-        //         Command::DeadLetters(args) => {
-        //             operator_logs(&options);
-        //             dead_letters::run(&args, json, quiet).await?;
-        //         }
-        //         Command::Replay(args) => {
-        //             operator_logs(&options);
-        //             let report = replay::run(&args, quiet).await?;
-        //             let value = json.then(|| serde_json::to_value(&report)).transpose()?;
-        //             print_report(value, &report, &report.problems(), "the replay left work undone")?;
-        //         }
-        //         Command::Status(args) => {
-        //             operator_logs(&options);
-        //             let report = status::run(&args, quiet).await;
-        //             let value = json.then(|| serde_json::to_value(&report)).transpose()?;
-        //             print_report(value, &report, &report.problems(), "the stack is not healthy")?;
-        //         }
+        Command::DeadLetters(args) => {
+            operator_logs(&options);
+            dead_letters::run(&args, json, quiet).await?;
+        }
+        Command::Replay(args) => {
+            operator_logs(&options);
+            let report = replay::run(&args, quiet).await?;
+            let value = json.then(|| serde_json::to_value(&report)).transpose()?;
+            print_report(
+                value,
+                &report,
+                &report.problems(),
+                "the replay left work undone",
+            )?;
+        }
+        Command::Status(args) => {
+            operator_logs(&options);
+            let report = status::run(&args, quiet).await;
+            let value = json.then(|| serde_json::to_value(&report)).transpose()?;
+            print_report(
+                value,
+                &report,
+                &report.problems(),
+                "the stack is not healthy",
+            )?;
+        }
         Command::Verify(args) => {
             operator_logs(&options);
             let report = verify::verify(&args, quiet).await?;
@@ -255,5 +265,15 @@ fn print_report(
         Ok(())
     } else {
         Err(Problems(format!("{meaning}: {}", problems.join("; "))).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

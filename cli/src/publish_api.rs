@@ -1,5 +1,6 @@
 //! The local bus's publish endpoint, shaped like Pub/Sub's REST `topics.publish`, so anything
-//! that can call Pub/Sub over HTTP (or curl) can feed the local stack.
+//! that can call Pub/Sub over HTTP (or curl) can feed the local stack; and `GET /bus`, its
+//! backlog, for `pulse status`.
 
 use std::collections::BTreeMap;
 
@@ -32,15 +33,43 @@ struct PublishResponse {
     message_ids: Vec<String>,
 }
 
-/// `POST /v1/projects/{project}/topics/{topic}:publish` and `GET /healthz`.
+/// `POST /v1/projects/{project}/topics/{topic}:publish`, `GET /bus` and `GET /healthz`.
 pub fn router(bus: LocalBus, config: &Config) -> Router {
+    let topics = vec![config.raw_topic.clone(), config.processed_topic.clone()];
     Router::new()
         .route(
             "/v1/projects/{project}/topics/{topic_action}",
             post(publish),
         )
         .route("/healthz", get(|| async { "ok" }))
-        .with_state((bus, config.project.clone()))
+        .with_state((bus.clone(), config.project.clone()))
+        .merge(
+            Router::new()
+                .route("/bus", get(backlog))
+                .with_state((bus, topics)),
+        )
+}
+
+/// What the local bus holds: the Pub/Sub backlog of the local stack.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BusBacklog {
+    /// Deliveries accepted and not yet acknowledged or dead-lettered, all subscriptions.
+    pub undelivered: u64,
+    /// Messages published since the stack started, by topic.
+    pub published: BTreeMap<String, u64>,
+}
+
+async fn backlog(State((bus, topics)): State<(LocalBus, Vec<String>)>) -> Json<BusBacklog> {
+    Json(BusBacklog {
+        undelivered: bus.in_flight() as u64,
+        published: topics
+            .into_iter()
+            .map(|topic| {
+                let count = bus.published(&topic);
+                (topic, count)
+            })
+            .collect(),
+    })
 }
 
 async fn publish(

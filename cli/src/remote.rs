@@ -31,7 +31,7 @@ pub fn local_url(port: u16) -> String {
 #[derive(Clone, Debug, clap::Args)]
 pub struct TableManagerUrl {
     /// table-manager's base URL (a deployed one: its Cloud Run URL).
-    #[arg(long = "table-manager", env = "PULSE_TABLE_MANAGER_URL", value_name = "URL",
+    #[arg(id = "table_manager_url", long = "table-manager", env = "PULSE_TABLE_MANAGER_URL", value_name = "URL",
           default_value_t = local_url(TABLE_MANAGER_PORT))]
     pub url: String,
 }
@@ -40,7 +40,7 @@ pub struct TableManagerUrl {
 #[derive(Clone, Debug, clap::Args)]
 pub struct PreprocessUrl {
     /// preprocess's base URL.
-    #[arg(long = "preprocess", env = "PULSE_PREPROCESS_URL", value_name = "URL",
+    #[arg(id = "preprocess_url", long = "preprocess", env = "PULSE_PREPROCESS_URL", value_name = "URL",
           default_value_t = local_url(PREPROCESS_PORT))]
     pub url: String,
 }
@@ -49,7 +49,7 @@ pub struct PreprocessUrl {
 #[derive(Clone, Debug, clap::Args)]
 pub struct ParquetLoaderUrl {
     /// parquet-loader's base URL.
-    #[arg(long = "parquet-loader", env = "PULSE_PARQUET_LOADER_URL", value_name = "URL",
+    #[arg(id = "parquet_loader_url", long = "parquet-loader", env = "PULSE_PARQUET_LOADER_URL", value_name = "URL",
           default_value_t = local_url(PARQUET_LOADER_PORT))]
     pub url: String,
 }

@@ -216,3 +216,212 @@ async fn pulse_query_reads_through_table_manager_and_refuses_anything_but_a_sele
     assert_eq!(usage.code, Some(2), "{usage:#?}");
     fixture.stack.stop().await;
 }
+
+impl Fixture {
+    fn url(address: std::net::SocketAddr) -> String {
+        format!("http://{address}")
+    }
+
+    /// Every function's URL flag, as `pulse status` takes them.
+    fn all_urls(&self) -> Vec<String> {
+        let stack = &self.stack;
+        args(&[
+            "--preprocess",
+            &Self::url(stack.preprocess),
+            "--table-manager",
+            &Self::url(stack.table_manager),
+            "--parquet-loader",
+            &Self::url(stack.parquet_loader),
+            "--inference",
+            &Self::url(stack.inference),
+            "--predictor",
+            &Self::url(stack.predictor),
+            "--control",
+            &Self::url(stack.control),
+        ])
+    }
+}
+
+fn with(mut list: Vec<String>, more: &[String]) -> Vec<String> {
+    list.extend_from_slice(more);
+    list
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pulse_dead_letters_counts_by_reason_shows_one_and_replay_redrives_them() {
+    let fixture = Fixture::start().await;
+    let preprocess = [
+        "--preprocess".to_owned(),
+        Fixture::url(fixture.stack.preprocess),
+    ];
+
+    let summary = pulse_json(with(args(&["dead-letters"]), &preprocess)).await;
+    assert_eq!(summary["total"], 1, "{summary:#}");
+    let reason = &summary["reasons"][0];
+    assert_eq!(reason["count"], 1);
+    let reason_code = reason["reason"].as_str().unwrap().to_owned();
+    let newest = &reason["newest"][0];
+    assert_eq!(newest["function"], "preprocess");
+    assert!(
+        newest["detail"].as_str().unwrap().contains("timestamp"),
+        "{newest}"
+    );
+    let id = newest["id"].as_str().unwrap().to_owned();
+
+    let text = pulse(with(args(&["dead-letters"]), &preprocess)).await;
+    assert_eq!(text.code, Some(0), "{text:#?}");
+    assert!(text.stdout.contains(&reason_code), "{}", text.stdout);
+    assert!(text.stdout.contains(&id), "{}", text.stdout);
+
+    // One record, by id or by name, with its event decoded.
+    let shown = pulse_json(with(args(&["dead-letters", "--show", &id]), &preprocess)).await;
+    assert_eq!(shown["record"]["reason"], reason_code.as_str());
+    assert_eq!(shown["data"]["event_id"], "bad-1");
+    let name = shown["name"].as_str().unwrap().to_owned();
+    let by_name = pulse(with(args(&["dead-letters", "--show", &name]), &preprocess)).await;
+    assert_eq!(by_name.code, Some(0), "{by_name:#?}");
+    assert!(
+        by_name.stdout.contains("\"event_id\": \"bad-1\""),
+        "{}",
+        by_name.stdout
+    );
+    let unknown = pulse(with(
+        args(&["dead-letters", "--show", "no-such-id"]),
+        &preprocess,
+    ))
+    .await;
+    assert_eq!(unknown.code, Some(4), "{unknown:#?}");
+
+    // Replayed unfixed, the event is dead-lettered again: the replay says so and exits 1.
+    let again = pulse(with(
+        args(&["replay", "dead-letters", &reason_code, "--json"]),
+        &preprocess,
+    ))
+    .await;
+    assert_eq!(again.code, Some(1), "{again:#?}");
+    let report = again.json();
+    assert_eq!(report["replayed"], "events");
+    assert_eq!(report["dead_lettered"][&reason_code], 1, "{report:#}");
+    assert!(
+        again.stderr.contains("dead-lettered again"),
+        "{}",
+        again.stderr
+    );
+
+    // A raw slice is re-published as archived; table-manager keeps each event once.
+    let raw = pulse_json(with(
+        args(&[
+            "replay",
+            "raw",
+            "--event-type",
+            "order",
+            "--from",
+            "2026-12-05T00:00:00Z",
+            "--to",
+            "2026-12-06T00:00:00Z",
+        ]),
+        &preprocess,
+    ))
+    .await;
+    assert_eq!(raw["republished"], 2, "{raw:#}");
+    fixture.settle().await;
+    let rows = pulse_json(args(&[
+        "query",
+        "SELECT count(*) AS n FROM orders",
+        "--table-manager",
+        &fixture.table_manager(),
+    ]))
+    .await;
+    assert_eq!(rows["rows"][0]["n"], 2);
+    fixture.stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pulse_replay_object_loads_a_landing_file_once() {
+    let fixture = Fixture::start().await;
+    let stack = &fixture.stack;
+    let name = "landing/sample/alltypes_plain.parquet";
+    let fixture_file =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/alltypes_plain.parquet");
+    stack
+        .objects
+        .create_if_absent(
+            &stack.config.landing_bucket,
+            name,
+            std::fs::read(fixture_file).unwrap().into(),
+            "application/octet-stream",
+        )
+        .await
+        .unwrap();
+    let loader = [
+        "--parquet-loader".to_owned(),
+        Fixture::url(stack.parquet_loader),
+    ];
+    for _ in 0..2 {
+        // The watcher may have loaded it first: either way it is loaded, once.
+        let outcome = pulse_json(with(args(&["replay", "object", name]), &loader)).await;
+        assert_eq!(outcome["replayed"], "object");
+        assert_eq!(outcome["outcome"]["outcome"], "loaded", "{outcome:#}");
+        assert_eq!(outcome["outcome"]["rows"], 8);
+    }
+    let rows = pulse_json(args(&[
+        "query",
+        "SELECT count(*) AS n FROM load_sample",
+        "--table-manager",
+        &fixture.table_manager(),
+    ]))
+    .await;
+    assert_eq!(rows["rows"][0]["n"], 8, "loaded once");
+    let missing = pulse(with(
+        args(&["replay", "object", "landing/sample/none.parquet"]),
+        &loader,
+    ))
+    .await;
+    assert_eq!(missing.code, Some(1), "{missing:#?}");
+    fixture.stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pulse_status_shows_each_functions_health_backlog_and_recent_errors() {
+    let fixture = Fixture::start().await;
+    let status = pulse_json(with(args(&["status"]), &fixture.all_urls())).await;
+    let functions = status["functions"].as_array().unwrap();
+    let names: Vec<&str> = functions
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "preprocess",
+            "table-manager",
+            "parquet-loader",
+            "inference",
+            "predictor"
+        ]
+    );
+    assert!(functions.iter().all(|f| f["healthy"] == true), "{status:#}");
+    let preprocess = &functions[0];
+    assert_eq!(preprocess["acknowledged"], 3, "{status:#}");
+    assert_eq!(preprocess["dead_lettered"], 1);
+    assert_eq!(functions[1]["acknowledged"], 2, "two orders stored");
+    assert_eq!(status["backlog"]["undelivered"], 0);
+    assert_eq!(status["backlog"]["published"]["events-raw"], 3);
+    assert_eq!(status["recent_errors"][0]["function"], "preprocess");
+
+    let text = pulse(with(args(&["status"]), &fixture.all_urls())).await;
+    assert_eq!(text.code, Some(0), "{text:#?}");
+    assert!(text.stdout.contains("table-manager"), "{}", text.stdout);
+    assert!(text.stdout.contains("recent errors"), "{}", text.stdout);
+
+    // A function that does not answer is a finding: exit 1, named.
+    let mut urls = fixture.all_urls();
+    let at = urls.iter().position(|a| a == "--inference").unwrap();
+    urls[at + 1] = "http://127.0.0.1:9".to_owned();
+    let down = pulse(with(args(&["status", "--json"]), &urls)).await;
+    assert_eq!(down.code, Some(1), "{down:#?}");
+    let report = down.json();
+    assert_eq!(report["functions"][3]["healthy"], false);
+    assert!(down.stderr.contains("inference is down"), "{}", down.stderr);
+    fixture.stack.stop().await;
+}

@@ -2,6 +2,7 @@
 //! normalises each, archives it in the raw archive (create-if-absent) and publishes it to the
 //! processed topic; dead-letters what can never succeed. Also re-drives events by hand.
 
+mod dead_letters;
 mod ingest;
 mod replay;
 mod trigger;
@@ -9,7 +10,7 @@ mod trigger;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::post;
+use axum::routing::{get, post};
 use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
 use pulse_shared::deadletter::DeadLetterStore;
@@ -17,6 +18,7 @@ use pulse_shared::publish::Publisher;
 use pulse_shared::runtime::{operator_routes, trigger_route, with_runtime_layers};
 use pulse_shared::storage::ObjectStore;
 
+pub use dead_letters::{DeadLetterDetail, DeadLetterShown, DeadLetterSummary, ReasonSummary};
 pub use ingest::{Ingested, raw_object_name};
 pub use pulse_shared::archive::RawSlice;
 pub use pulse_shared::error::FunctionError;
@@ -56,12 +58,16 @@ impl AppState {
     }
 }
 
-/// The function's HTTP surface: `POST /` (the trigger), `POST /replay`, `GET /healthz`.
+/// The function's HTTP surface: `POST /` (the trigger), `POST /replay`, `GET /dead-letters`,
+/// `GET /dead-letters/record`, `GET /healthz`.
 pub fn app(state: AppState) -> Router {
     let router = Router::new()
         .route("/", trigger_route(post(trigger::handle), state.config()))
         .merge(operator_routes(
-            Router::new().route("/replay", post(replay::handle)),
+            Router::new()
+                .route("/replay", post(replay::handle))
+                .route("/dead-letters", get(dead_letters::summary))
+                .route("/dead-letters/record", get(dead_letters::record)),
             state.config(),
         ))
         .with_state(state.clone());
