@@ -232,12 +232,12 @@ impl LocalStack {
         );
         let _ = writeln!(
             text,
-            "  preprocess     http://{}/  (replay: POST /replay)",
+            "  preprocess     http://{}/  (pulse dead-letters, pulse replay; pulse status for all)",
             self.preprocess
         );
         let _ = writeln!(
             text,
-            "  table-manager  http://{}/  (tables: GET /tables; pulse verify, pulse compact)",
+            "  table-manager  http://{}/  (pulse tables, pulse query \"SELECT …\", pulse verify)",
             self.table_manager
         );
         let _ = writeln!(
