@@ -7,7 +7,7 @@ use base64::Engine as _;
 use chrono::Utc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue};
-use pulse_shared::envelope::decode_pubsub;
+use pulse_shared::delivery::envelope::decode_pubsub;
 use pulse_shared::registry::{Provenance, normalise};
 use serde_json::json;
 

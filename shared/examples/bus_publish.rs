@@ -15,7 +15,7 @@ use axum::routing::post;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
-use pulse_shared::deadletter::DeadLetterStore;
+use pulse_shared::delivery::deadletter::DeadLetterStore;
 use pulse_shared::publish::{
     LocalBus, LogOptions, OutgoingMessage, Publisher as _, PushSubscription,
 };

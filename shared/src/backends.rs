@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::config::{BackendKind, Config};
-use crate::deadletter::DeadLetterStore;
+use crate::delivery::deadletter::DeadLetterStore;
 use crate::publish::{LocalBus, LogOptions, Publisher, PubsubPublisher};
 use crate::storage::{GcsObjectStore, LocalObjectStore, ObjectStore};
 use crate::warehouse::{BigQueryWarehouse, Warehouse};

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::delivery::oidc::PushAuthConfig;
 use crate::namespace;
-use crate::oidc::PushAuthConfig;
 
 /// Which implementation backs each outside system.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

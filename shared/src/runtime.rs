@@ -13,7 +13,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::config::Config;
 use crate::metrics;
-use crate::oidc::{PushVerifier, require_operator_token, require_push_token};
+use crate::delivery::oidc::{PushVerifier, require_operator_token, require_push_token};
 use crate::telemetry::{self, RequestContext};
 
 /// The health routes every function answers: `/healthz` for Cloud Run's probes, and `/health`
@@ -51,7 +51,7 @@ pub fn with_runtime_layers(router: Router, config: &Config, function: &'static s
 
 /// A function's trigger route (`POST /`, where Pub/Sub pushes and Eventarc deliver): when
 /// `PULSE_PUSH_AUDIENCE` and `PULSE_PUSH_SERVICE_ACCOUNT` are set, a request without a valid
-/// push token is refused 401 before the handler runs ([`crate::oidc`]); unset, as locally, the
+/// push token is refused 401 before the handler runs ([`crate::delivery::oidc`]); unset, as locally, the
 /// route is left as it is. Manual routes take [`operator_routes`]; `/healthz` and `/metrics` are
 /// guarded by Cloud Run IAM alone. Use it as `.route("/", trigger_route(post(handle), &config))`.
 ///

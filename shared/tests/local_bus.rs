@@ -12,8 +12,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use bytes::Bytes;
-use pulse_shared::deadletter::DeadLetterStore;
-use pulse_shared::envelope::decode_pubsub;
+use pulse_shared::delivery::deadletter::DeadLetterStore;
+use pulse_shared::delivery::envelope::decode_pubsub;
 use pulse_shared::publish::{
     LocalBus, LogOptions, OutgoingMessage, Publisher as _, PushSubscription,
 };

@@ -15,7 +15,7 @@ use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use pulse_shared::oidc::{
+use pulse_shared::delivery::oidc::{
     Operators, PushAuthConfig, PushAuthError, PushVerifier, SIGNATURE_REMOVED_BY_GOOGLE,
     require_operator_token, require_push_token,
 };

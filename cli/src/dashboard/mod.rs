@@ -15,7 +15,7 @@ use axum::extract::{Form, State};
 use axum::routing::{get, post};
 use maud::Markup;
 use preprocess::ReplayReport;
-use pulse_shared::deadletter::{DeadLetterRecord, DeadLetterStore};
+use pulse_shared::delivery::deadletter::{DeadLetterRecord, DeadLetterStore};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::task::JoinHandle;

@@ -19,7 +19,7 @@ use axum::extract::State;
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use pulse_shared::archive::{RawSlice, check_posted, replay_page};
 use pulse_shared::error::{FunctionError, Rejection};
-use pulse_shared::processed::ProcessedEvent;
+use pulse_shared::delivery::processed::ProcessedEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 

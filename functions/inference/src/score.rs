@@ -2,8 +2,8 @@
 //! instance, get its prediction (in a shared call), and commit its row (in a shared write).
 
 use chrono::Utc;
+use pulse_shared::delivery::processed::ProcessedEvent;
 use pulse_shared::error::{FunctionError, Reason, Rejection};
-use pulse_shared::processed::ProcessedEvent;
 use pulse_shared::warehouse::group_commit::WriteError;
 use serde::Serialize;
 

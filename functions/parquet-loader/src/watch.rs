@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use pulse_shared::config::Config;
-use pulse_shared::envelope::STORAGE_FINALIZED;
+use pulse_shared::delivery::envelope::STORAGE_FINALIZED;
 use pulse_shared::storage::local_generation;
 use serde_json::json;
 

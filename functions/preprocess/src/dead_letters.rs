@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{Query, State};
 use base64::Engine as _;
-use pulse_shared::deadletter::DeadLetterRecord;
+use pulse_shared::delivery::deadletter::DeadLetterRecord;
 use pulse_shared::storage::is_safe_object_name;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -13,7 +13,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
-use pulse_shared::deadletter::DeadLetterStore;
+use pulse_shared::delivery::deadletter::DeadLetterStore;
 use pulse_shared::publish::Publisher;
 use pulse_shared::runtime::{operator_routes, trigger_route, with_runtime_layers};
 use pulse_shared::storage::ObjectStore;

@@ -2,8 +2,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use pulse_shared::deadletter::DeadLetterRecord;
-use pulse_shared::envelope::PubsubPush;
+use pulse_shared::delivery::deadletter::DeadLetterRecord;
+use pulse_shared::delivery::envelope::PubsubPush;
 use pulse_shared::telemetry;
 use serde::Serialize;
 

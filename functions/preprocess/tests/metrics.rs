@@ -13,8 +13,8 @@ use http::{Request, StatusCode};
 use preprocess::{AppState, app};
 use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
+use pulse_shared::delivery::oidc::PushAuthConfig;
 use pulse_shared::metrics::{self, DEAD_LETTERS, DELIVERIES, Sample};
-use pulse_shared::oidc::PushAuthConfig;
 use serde_json::json;
 use tower::ServiceExt as _;
 
@@ -108,7 +108,7 @@ async fn counters_move_with_deliveries_and_dead_letters() {
             service_account: "push@p.iam.gserviceaccount.com".to_owned(),
             jwks_url: "http://127.0.0.1:9/never-fetched".to_owned(),
             min_refresh_interval: Duration::from_secs(30),
-            operators: pulse_shared::oidc::Operators::default(),
+            operators: pulse_shared::delivery::oidc::Operators::default(),
             behind_cloud_run: false,
         }),
     );

@@ -3,10 +3,10 @@
 
 use axum::Json;
 use axum::extract::State;
-use pulse_shared::deadletter::DeadLetterRecord;
-use pulse_shared::envelope::PubsubPush;
+use pulse_shared::delivery::deadletter::DeadLetterRecord;
+use pulse_shared::delivery::envelope::PubsubPush;
+use pulse_shared::delivery::processed::ProcessedEvent;
 use pulse_shared::error::{FunctionError, Reason, Rejection};
-use pulse_shared::processed::ProcessedEvent;
 use pulse_shared::telemetry;
 use pulse_shared::warehouse::group_commit::WriteError;
 use serde::Serialize;

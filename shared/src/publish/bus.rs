@@ -27,8 +27,8 @@ use tokio::sync::{Semaphore, mpsc, watch};
 pub use log::{LogOptions, LogStats, Undelivered};
 
 use super::{OutgoingMessage, Publisher};
-use crate::deadletter::{DeadLetterRecord, DeadLetterStore};
-use crate::envelope::{PUBSUB_PUBLISHED, PubsubDelivery, PushMessage};
+use crate::delivery::deadletter::{DeadLetterRecord, DeadLetterStore};
+use crate::delivery::envelope::{PUBSUB_PUBLISHED, PubsubDelivery, PushMessage};
 use crate::error::{BackendError, Reason, Rejection, Retry};
 use crate::registry::rfc3339;
 

@@ -38,7 +38,7 @@ use rustix::fs::{FlockOperation, Mode, OFlags};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use crate::envelope::PushMessage;
+use crate::delivery::envelope::PushMessage;
 
 /// A segment is sealed, and a new one begun, once it holds this much.
 pub const SEGMENT_BYTES: u64 = 16 << 20;

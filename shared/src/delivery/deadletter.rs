@@ -11,7 +11,7 @@ use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::envelope::PushMessage;
+use crate::delivery::envelope::PushMessage;
 use crate::error::{BackendError, Rejection};
 use crate::metrics;
 use crate::registry::{is_valid_event_id, rfc3339};

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::envelope::PushMessage;
+use crate::delivery::envelope::PushMessage;
 use crate::error::{Reason, Rejection};
 use crate::registry::{is_valid_event_id, is_valid_event_type};
 
