@@ -16,9 +16,16 @@ pub struct Backends {
 }
 
 impl Backends {
-    /// Builds the backends the configuration names. Locally the bus has no subscriptions, so
-    /// what a lone function publishes is dropped, as Pub/Sub drops messages nobody subscribed to.
+    /// Builds the backends the configuration names and logs which they are. Locally the bus has
+    /// no subscriptions, so what a lone function publishes is dropped, as Pub/Sub drops messages
+    /// nobody subscribed to.
     pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let backends = Self::connect(config).await?;
+        backends.log();
+        Ok(backends)
+    }
+
+    async fn connect(config: &Config) -> anyhow::Result<Self> {
         match config.backend {
             BackendKind::Gcp => {
                 let emulated = |endpoint: &Option<String>| {
@@ -93,10 +100,16 @@ impl Backends {
         )
     }
 
-    /// The warehouse the configuration names: BigQuery (or `BIGQUERY_ENDPOINT`'s emulator), or
-    /// the local DuckDB file. Opened by the functions that write tables, once per process: the
-    /// local stack shares one.
+    /// The warehouse the configuration names, logged: BigQuery (or `BIGQUERY_ENDPOINT`'s
+    /// emulator), or the local DuckDB file. Opened by the functions that write tables, once per
+    /// process: the local stack shares one.
     pub async fn warehouse(config: &Config) -> anyhow::Result<Arc<dyn Warehouse>> {
+        let warehouse = Self::open_warehouse(config).await?;
+        tracing::info!(warehouse = %warehouse.describe(), "warehouse chosen");
+        Ok(warehouse)
+    }
+
+    async fn open_warehouse(config: &Config) -> anyhow::Result<Arc<dyn Warehouse>> {
         match config.backend {
             BackendKind::Gcp => Ok(Arc::new(
                 BigQueryWarehouse::connect(

@@ -53,7 +53,8 @@ pub enum ConfigError {
 /// Everything a Pulse function reads from its environment.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// `PORT`: where the HTTP server listens (Cloud Run sets it; default 8080).
+    /// `PORT`: where the HTTP server listens (Cloud Run sets it; default 8080); `AIP_HTTP_PORT`
+    /// when set (Vertex AI sets it for a custom container).
     pub port: u16,
     /// `K_SERVICE`: the Cloud Run service name, present only on Cloud Run.
     pub service: Option<String>,
@@ -118,7 +119,7 @@ pub struct Config {
     /// may bill on BigQuery (default 1 GB).
     pub query_max_bytes_billed: u64,
     /// `PULSE_PUSH_AUDIENCE` and `PULSE_PUSH_SERVICE_ACCOUNT` (both or neither): who may call
-    /// the trigger route; none when unset (see [`crate::runtime::trigger_route`]).
+    /// the trigger route; none when unset (see [`crate::delivery::trigger::route`]).
     pub push_auth: Option<PushAuthConfig>,
     /// How inference calls its prediction endpoint.
     pub prediction: PredictionSettings,
@@ -213,7 +214,11 @@ impl Config {
             }
         };
         Ok(Self {
-            port: env.parse("PORT")?.unwrap_or(8080),
+            // Vertex AI tells a custom container where to listen in `AIP_HTTP_PORT`.
+            port: match env.parse("AIP_HTTP_PORT")? {
+                Some(port) => port,
+                None => env.parse("PORT")?.unwrap_or(8080),
+            },
             revision: env.string("K_REVISION"),
             service,
             project,

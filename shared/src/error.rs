@@ -4,9 +4,6 @@
 use std::fmt;
 use std::time::Duration;
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-
 /// Why an input can never succeed. The code names the dead-letter folder it lands in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -194,7 +191,8 @@ impl BackendError {
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// A request a function could not complete. Permanent problems with an input are not errors:
-/// they are dead-lettered and acknowledged.
+/// they are dead-lettered and acknowledged. Answered in the one answer shape
+/// ([`crate::delivery::answer`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FunctionError {
@@ -205,42 +203,6 @@ pub enum FunctionError {
     /// A manual request is malformed: answered 400 with what to fix.
     #[error("{0}")]
     BadRequest(String),
-}
-
-impl IntoResponse for FunctionError {
-    fn into_response(self) -> Response {
-        match self {
-            FunctionError::Backend(err) => {
-                let status = match err.retry {
-                    Retry::Transient => StatusCode::SERVICE_UNAVAILABLE,
-                    Retry::Throttled => StatusCode::TOO_MANY_REQUESTS,
-                    // An input the caller should have set aside alone reaches here only when
-                    // it could not: it is retried like an operator's problem.
-                    Retry::Permanent | Retry::InvalidInput => StatusCode::INTERNAL_SERVER_ERROR,
-                };
-                tracing::error!(operation = %err.operation, "{err}; answering {status} so the delivery is retried");
-                // The operation names what failed, never how: backend messages stay in the log.
-                let mut response = (
-                    status,
-                    format!(
-                        "{} failed; nothing was acknowledged, the delivery will be retried\n",
-                        err.operation
-                    ),
-                )
-                    .into_response();
-                if matches!(err.retry, Retry::Transient | Retry::Throttled) {
-                    response.headers_mut().insert(
-                        header::RETRY_AFTER,
-                        HeaderValue::from(RETRY_AFTER.as_secs()),
-                    );
-                }
-                response
-            }
-            FunctionError::BadRequest(message) => {
-                (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response()
-            }
-        }
-    }
 }
 
 #[cfg(test)]

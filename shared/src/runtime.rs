@@ -1,19 +1,21 @@
 //! The HTTP runtime every function shares: `GET /healthz` and `GET /health`, `GET /metrics`, a
-//! body limit, a request timeout, the request span and its metrics, push-token verification on
-//! the trigger route, and serving on `$PORT` until SIGTERM, draining requests in flight.
+//! body limit, a request timeout, the request span and its metrics, one answer shape for errors,
+//! and [`run`]: configuration, telemetry and serving on `$PORT` until SIGTERM, draining requests
+//! in flight. The trigger route is [`crate::delivery::trigger::route`].
 
 use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{MethodRouter, get};
+use axum::routing::get;
 use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::config::Config;
+use crate::delivery::answer::uniform_errors;
+use crate::delivery::oidc::{PushVerifier, require_operator_token};
 use crate::metrics;
-use crate::delivery::oidc::{PushVerifier, require_operator_token, require_push_token};
 use crate::telemetry::{self, RequestContext};
 
 /// The health routes every function answers: `/healthz` for Cloud Run's probes, and `/health`
@@ -40,6 +42,7 @@ pub fn with_runtime_layers(router: Router, config: &Config, function: &'static s
             StatusCode::SERVICE_UNAVAILABLE,
             config.request_timeout,
         ))
+        .layer(axum::middleware::from_fn(uniform_errors))
         .layer(axum::middleware::from_fn_with_state(
             RequestContext {
                 project: config.project.clone(),
@@ -49,34 +52,27 @@ pub fn with_runtime_layers(router: Router, config: &Config, function: &'static s
         ))
 }
 
-/// A function's trigger route (`POST /`, where Pub/Sub pushes and Eventarc deliver): when
-/// `PULSE_PUSH_AUDIENCE` and `PULSE_PUSH_SERVICE_ACCOUNT` are set, a request without a valid
-/// push token is refused 401 before the handler runs ([`crate::delivery::oidc`]); unset, as locally, the
-/// route is left as it is. Manual routes take [`operator_routes`]; `/healthz` and `/metrics` are
-/// guarded by Cloud Run IAM alone. Use it as `.route("/", trigger_route(post(handle), &config))`.
-///
-/// # Panics
-/// When the HTTP client for Google's signing keys cannot be built: the service then stops at
-/// start-up rather than take pushes it cannot verify.
-pub fn trigger_route<S>(route: MethodRouter<S>, config: &Config) -> MethodRouter<S>
+/// Runs a function's binary: reads the configuration, starts telemetry, builds the function's
+/// router with `app` (which adds [`with_runtime_layers`]), and serves it on `0.0.0.0:$PORT`
+/// (Cloud Run's contract) until SIGTERM.
+pub fn run<F, Fut>(function: &'static str, app: F) -> anyhow::Result<()>
 where
-    S: Clone + Send + Sync + 'static,
+    F: FnOnce(Config) -> Fut,
+    Fut: Future<Output = anyhow::Result<Router>>,
 {
-    let Some(push) = &config.push_auth else {
-        return route;
-    };
-    let verifier = PushVerifier::new(push.clone()).unwrap_or_else(|error| {
-        panic!("push tokens cannot be verified ({error}); stopping rather than accept unverified pushes")
-    });
-    tracing::info!(
-        audience = %push.audience,
-        service_account = %push.service_account,
-        "the trigger route requires a push token"
-    );
-    route.route_layer(axum::middleware::from_fn_with_state(
-        verifier,
-        require_push_token,
-    ))
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let config = Config::from_env()?;
+            telemetry::init(&config);
+            let port = config.port;
+            let router = app(config).await?;
+            let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port))).await?;
+            tracing::info!(port, "{function} listening");
+            serve(listener, router).await?;
+            Ok(())
+        })
 }
 
 /// A function's manual routes (replays, `:ensure`, compaction, reloads): when push tokens are
@@ -87,7 +83,7 @@ where
 /// `router.merge(operator_routes(Router::new().route("/replay", post(replay)), &config))`.
 ///
 /// # Panics
-/// When the HTTP client for Google's signing keys cannot be built (see [`trigger_route`]).
+/// When the HTTP client for Google's signing keys cannot be built (see [`crate::delivery::trigger::route`]).
 pub fn operator_routes<S>(routes: Router<S>, config: &Config) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
@@ -105,11 +101,6 @@ where
         verifier,
         require_operator_token,
     ))
-}
-
-/// Binds `0.0.0.0:$PORT` (Cloud Run's contract).
-pub async fn bind(config: &Config) -> std::io::Result<TcpListener> {
-    TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], config.port))).await
 }
 
 /// Serves `router` on `listener` until SIGTERM or Ctrl-C, then stops accepting and waits for

@@ -196,7 +196,10 @@ async fn manual_routes_take_an_operators_token_and_never_a_push_token() {
     let (status, body) = push(manual_app(keys.verifier()), Some(&push_token)).await;
     assert_eq!(
         (status, body.as_str()),
-        (StatusCode::FORBIDDEN, "forbidden")
+        (
+            StatusCode::FORBIDDEN,
+            r#"{"outcome":"error","error":"forbidden"}"#
+        )
     );
 
     // An operator's token from gcloud: another audience, which Cloud Run checks.
@@ -362,7 +365,7 @@ async fn every_wrong_token_is_refused_with_401_and_no_detail() {
         let (status, body) = push(app(verifier.clone()), token.as_deref()).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}");
         assert_eq!(
-            body, "unauthorized",
+            body, r#"{"outcome":"error","error":"unauthorized"}"#,
             "{case}: the body must say nothing more"
         );
     }

@@ -1,8 +1,9 @@
-//! The API's errors: each becomes a JSON body `{"error": …}` saying what to change.
+//! The API's errors: each becomes the one error answer, `{"outcome": "error", "error": …}`,
+//! saying what to change.
 
-use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use pulse_shared::delivery::answer;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -22,9 +23,11 @@ pub enum ApiError {
     TooManyRuns(#[from] crate::jobs::TooManyRuns),
 }
 
-/// The body of every error answer.
+/// The body of every error answer ([`pulse_shared::delivery::answer::ErrorAnswer`]).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
+    /// Always `error`.
+    pub outcome: String,
     pub error: String,
 }
 
@@ -35,12 +38,6 @@ impl IntoResponse for ApiError {
             ApiError::NoSuchJob(_) => StatusCode::NOT_FOUND,
             ApiError::TooManyRuns(_) => StatusCode::TOO_MANY_REQUESTS,
         };
-        (
-            status,
-            Json(ErrorBody {
-                error: self.to_string(),
-            }),
-        )
-            .into_response()
+        answer::error(status, &self.to_string())
     }
 }

@@ -21,7 +21,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
-use pulse_shared::config::Config;
+use pulse_shared::backends::Backends;
+use pulse_shared::config::{BackendKind, Config};
 use pulse_shared::publish::Publisher;
 use pulse_shared::runtime::with_runtime_layers;
 
@@ -87,4 +88,17 @@ pub fn app(state: AppState) -> Router {
         .route("/openapi.json", get(api::openapi))
         .with_state(state.clone());
     with_runtime_layers(router, state.config(), FUNCTION)
+}
+
+/// The service as its binary runs it: the publisher the configuration names, then [`app`].
+pub async fn start(config: Config) -> anyhow::Result<Router> {
+    let backends = Backends::from_config(&config).await?;
+    if config.backend == BackendKind::Local {
+        tracing::warn!(
+            "a lone event-generator on the local bus publishes to nobody; run it inside the \
+             local stack (`pulse up`) or point it at the Pub/Sub emulator \
+             (PULSE_BACKEND=gcp PUBSUB_ENDPOINT=http://127.0.0.1:8085)"
+        );
+    }
+    Ok(app(AppState::new(config, backends.publisher)))
 }

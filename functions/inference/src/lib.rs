@@ -20,8 +20,9 @@ use axum::routing::post;
 use pulse_shared::auth::{AccessTokens, MetadataIdTokens};
 use pulse_shared::backends::Backends;
 use pulse_shared::config::{BackendKind, BatchLimits, Config, endpoint_location};
+use pulse_shared::delivery;
 use pulse_shared::delivery::deadletter::DeadLetterStore;
-use pulse_shared::runtime::{operator_routes, trigger_route, with_runtime_layers};
+use pulse_shared::runtime::{operator_routes, with_runtime_layers};
 use pulse_shared::storage::ObjectStore;
 use pulse_shared::warehouse::Warehouse;
 use pulse_shared::warehouse::group_commit::Writers;
@@ -29,7 +30,7 @@ use pulse_shared::warehouse::group_commit::Writers;
 pub use features::Features;
 pub use predictions::spec as predictions_table_spec;
 pub use replay::{PredictReplayReport, PredictReplayRequest, RejectedEvent};
-pub use trigger::TriggerResponse;
+pub use score::Outcome;
 
 /// The function's name in logs and dead-letter records.
 pub const FUNCTION: &str = "inference";
@@ -133,7 +134,7 @@ pub fn app(state: AppState) -> Router {
     let router = Router::new()
         .route(
             "/",
-            trigger_route(post(trigger::handle), &state.inner.config),
+            delivery::trigger::route::<AppState>(&state.inner.config),
         )
         .merge(operator_routes(
             Router::new().route("/predict-replay", post(replay::handle)),
@@ -141,6 +142,15 @@ pub fn app(state: AppState) -> Router {
         ))
         .with_state(state.clone());
     with_runtime_layers(router, &state.inner.config, FUNCTION)
+}
+
+/// The function as its binary runs it: the backends, warehouse and predict-call tokens the
+/// configuration names, then [`app`].
+pub async fn start(config: Config) -> anyhow::Result<Router> {
+    let backends = Backends::from_config(&config).await?;
+    let warehouse = Backends::warehouse(&config).await?;
+    let tokens = default_tokens(&config)?;
+    Ok(app(AppState::new(config, &backends, warehouse, tokens)?))
 }
 
 #[cfg(test)]

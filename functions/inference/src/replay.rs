@@ -18,8 +18,9 @@ use axum::Json;
 use axum::extract::State;
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use pulse_shared::archive::{RawSlice, check_posted, replay_page};
-use pulse_shared::error::{FunctionError, Rejection};
 use pulse_shared::delivery::processed::ProcessedEvent;
+use pulse_shared::delivery::{Handled, answer};
+use pulse_shared::error::{FunctionError, Rejection};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -75,13 +76,13 @@ pub struct PredictReplayReport {
 }
 
 enum Item {
-    Scored(Option<String>, Outcome),
+    Scored(Option<String>, Handled<Outcome>),
     Unreadable(String),
 }
 
 pub async fn handle(
     State(state): State<AppState>,
-    Json(request): Json<PredictReplayRequest>,
+    answer::Json(request): answer::Json<PredictReplayRequest>,
 ) -> Result<Json<PredictReplayReport>, FunctionError> {
     let limit = replay_page(request.limit)?;
     let (items, next_after): (Vec<Item>, _) = match (request.events, request.raw) {
@@ -124,9 +125,9 @@ pub async fn handle(
     };
     for item in items {
         match item {
-            Item::Scored(_, Outcome::Predicted { .. }) => report.predicted += 1,
-            Item::Scored(_, Outcome::NotScored { .. }) => report.not_scored += 1,
-            Item::Scored(event_id, Outcome::Rejected(Rejection { reason, detail })) => {
+            Item::Scored(_, Handled::Done(Outcome::Predicted { .. })) => report.predicted += 1,
+            Item::Scored(_, Handled::Done(Outcome::NotScored { .. })) => report.not_scored += 1,
+            Item::Scored(event_id, Handled::Rejected(Rejection { reason, detail })) => {
                 *report.rejected.entry(reason.code().to_owned()).or_default() += 1;
                 if report.rejections.len() < LISTED_REJECTIONS {
                     report.rejections.push(RejectedEvent {
@@ -154,7 +155,7 @@ async fn score_value(state: &AppState, event: Value) -> Result<Item, FunctionErr
     };
     let outcome = match checked {
         Ok(event) => score_event(state, &event).await?,
-        Err(rejection) => Outcome::Rejected(rejection),
+        Err(rejection) => Handled::Rejected(rejection),
     };
     Ok(Item::Scored(event_id, outcome))
 }

@@ -2,8 +2,9 @@
 //! instance, get its prediction (in a shared call), and commit its row (in a shared write).
 
 use chrono::Utc;
+use pulse_shared::delivery::Handled;
 use pulse_shared::delivery::processed::ProcessedEvent;
-use pulse_shared::error::{FunctionError, Reason, Rejection};
+use pulse_shared::error::{BackendError, Reason, Rejection};
 use pulse_shared::warehouse::group_commit::WriteError;
 use serde::Serialize;
 
@@ -25,22 +26,19 @@ pub enum Outcome {
     },
     /// Its type is not scored here: nothing to do.
     NotScored { event_type: String },
-    /// It can never be scored as it is.
-    #[serde(skip)]
-    Rejected(Rejection),
 }
 
-/// Scores one event and stores its prediction. Err means nothing was stored and the event may
-/// succeed when delivered again.
+/// Scores one event and stores its prediction, or says why it can never be scored as it is. Err
+/// means nothing was stored and the event may succeed when delivered again.
 pub async fn score_event(
     state: &AppState,
     event: &ProcessedEvent,
-) -> Result<Outcome, FunctionError> {
+) -> Result<Handled<Outcome>, BackendError> {
     let settings = &state.inner;
     if !settings.features.scores(&event.event_type) {
-        return Ok(Outcome::NotScored {
+        return Ok(Handled::Done(Outcome::NotScored {
             event_type: event.event_type.clone(),
-        });
+        }));
     }
     let prepared = settings
         .features
@@ -48,17 +46,17 @@ pub async fn score_event(
         .and_then(|instance| Ok((instance, event.text("event_date")?)));
     let (instance, event_date) = match prepared {
         Ok(prepared) => prepared,
-        Err(rejection) => return Ok(Outcome::Rejected(rejection)),
+        Err(rejection) => return Ok(Handled::Rejected(rejection)),
     };
     let scored = match settings.scorer.score(instance).await {
         Ok(scored) => scored,
         Err(ScoreError::BadPrediction(detail)) => {
-            return Ok(Outcome::Rejected(Rejection::new(
+            return Ok(Handled::Rejected(Rejection::new(
                 Reason::BadPrediction,
                 detail,
             )));
         }
-        Err(ScoreError::Unavailable(err) | ScoreError::Refused(err)) => return Err(err.into()),
+        Err(ScoreError::Unavailable(err) | ScoreError::Refused(err)) => return Err(err),
     };
     let row = predictions::row(
         &event.event_id,
@@ -72,19 +70,19 @@ pub async fn score_event(
         .write(&settings.table, event.event_id.clone(), row)
         .await
     {
-        Ok(()) => Ok(Outcome::Predicted {
+        Ok(()) => Ok(Handled::Done(Outcome::Predicted {
             event_id: event.event_id.clone(),
             score: scored.prediction.score,
             label: scored.prediction.label,
             model: scored.model,
             latency_ms: scored.latency.as_secs_f64() * 1000.0,
-        }),
+        })),
         // The predictions table has columns the row does not fit (changed by hand): nothing an
         // event can fix, but nothing to lose either — the record keeps the event.
-        Err(WriteError::Conflict(detail)) => Ok(Outcome::Rejected(Rejection::new(
+        Err(WriteError::Conflict(detail)) => Ok(Handled::Rejected(Rejection::new(
             Reason::SchemaConflict,
             format!("the predictions table refused the row: {detail}"),
         ))),
-        Err(WriteError::Backend(err)) => Err(err.into()),
+        Err(WriteError::Backend(err)) => Err(err),
     }
 }

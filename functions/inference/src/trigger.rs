@@ -1,75 +1,24 @@
-//! `POST /`: a processed event (Eventarc `messagePublished` or a Pub/Sub push body) becomes a
-//! prediction row, or a dead letter (`missing_feature`, `bad_prediction`, …), or nothing when its
-//! type is not scored. Answered only when the row is committed.
+//! `POST /`: a processed event becomes a prediction row ([`crate::score`]), or nothing when its
+//! type is not scored; one that can never be scored is handed back to be dead-lettered
+//! (`missing_feature`, `bad_prediction`, …). Answered only when the row is committed.
 
-use axum::Json;
-use axum::extract::State;
-use pulse_shared::delivery::deadletter::DeadLetterRecord;
-use pulse_shared::delivery::envelope::PubsubPush;
-use pulse_shared::delivery::processed::ProcessedEvent;
-use pulse_shared::error::{FunctionError, Rejection};
-use pulse_shared::telemetry;
-use serde::Serialize;
+use pulse_shared::delivery::deadletter::DeadLetterStore;
+use pulse_shared::delivery::{Handled, Processed, Trigger};
+use pulse_shared::error::BackendError;
 
 use crate::score::{Outcome, score_event};
 use crate::{AppState, FUNCTION};
 
-/// The answer to a delivery that is done with: 200 either way.
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-pub enum TriggerResponse {
-    Done(Outcome),
-    DeadLettered {
-        outcome: &'static str,
-        reason: String,
-        dead_letter: String,
-    },
-}
+impl Trigger for AppState {
+    type Delivery = Processed;
+    type Done = Outcome;
+    const FUNCTION: &'static str = FUNCTION;
 
-pub async fn handle(
-    State(state): State<AppState>,
-    push: PubsubPush,
-) -> Result<Json<TriggerResponse>, FunctionError> {
-    let (message, subscription) = match push.decoded {
-        Ok((_framing, delivery)) => (delivery.message, delivery.subscription),
-        Err(rejection) => {
-            let record =
-                DeadLetterRecord::for_body(&rejection, FUNCTION, &push.headers, &push.body);
-            return dead_letter(&state, &rejection, &record).await;
-        }
-    };
-    telemetry::record_ids(Some(&message.message_id), None);
-    let outcome = match ProcessedEvent::from_message(&message) {
-        Ok(event) => {
-            telemetry::record_ids(None, Some(&event.event_id));
-            score_event(&state, &event).await?
-        }
-        Err(rejection) => Outcome::Rejected(rejection),
-    };
-    match outcome {
-        Outcome::Rejected(rejection) => {
-            let record = DeadLetterRecord::for_message(
-                &rejection,
-                FUNCTION,
-                &message,
-                subscription.as_deref(),
-            );
-            dead_letter(&state, &rejection, &record).await
-        }
-        done => Ok(Json(TriggerResponse::Done(done))),
+    fn dead_letters(&self) -> &DeadLetterStore {
+        &self.inner.dead_letters
     }
-}
 
-/// Stores the dead-letter record; only then may the delivery be acknowledged.
-async fn dead_letter(
-    state: &AppState,
-    rejection: &Rejection,
-    record: &DeadLetterRecord,
-) -> Result<Json<TriggerResponse>, FunctionError> {
-    let object = state.inner.dead_letters.write(record).await?;
-    Ok(Json(TriggerResponse::DeadLettered {
-        outcome: "dead_lettered",
-        reason: rejection.reason.code().to_owned(),
-        dead_letter: object,
-    }))
+    async fn handle(&self, delivery: &mut Processed) -> Result<Handled<Outcome>, BackendError> {
+        score_event(self, &delivery.event).await
+    }
 }

@@ -20,8 +20,9 @@ use axum::Router;
 use axum::routing::post;
 use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
+use pulse_shared::delivery;
 use pulse_shared::delivery::deadletter::DeadLetterStore;
-use pulse_shared::runtime::{operator_routes, trigger_route, with_runtime_layers};
+use pulse_shared::runtime::{operator_routes, with_runtime_layers};
 use pulse_shared::storage::ObjectStore;
 use pulse_shared::warehouse::Warehouse;
 
@@ -83,7 +84,7 @@ pub fn app(state: AppState) -> Router {
     let router = Router::new()
         .route(
             "/",
-            trigger_route(post(trigger::handle), &state.inner.config),
+            delivery::trigger::route::<AppState>(&state.inner.config),
         )
         .merge(operator_routes(
             Router::new().route("/load", post(reload::handle)),
@@ -91,4 +92,12 @@ pub fn app(state: AppState) -> Router {
         ))
         .with_state(state.clone());
     with_runtime_layers(router, &state.inner.config, FUNCTION)
+}
+
+/// The function as its binary runs it: the backends and warehouse the configuration names, then
+/// [`app`].
+pub async fn start(config: Config) -> anyhow::Result<Router> {
+    let backends = Backends::from_config(&config).await?;
+    let warehouse = Backends::warehouse(&config).await?;
+    Ok(app(AppState::new(config, &backends, warehouse)?))
 }

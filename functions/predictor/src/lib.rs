@@ -147,3 +147,19 @@ fn error(status: StatusCode, message: String) -> Response {
     let body = json!({"error": {"code": status.as_u16(), "message": message, "status": code}});
     (status, Json(body)).into_response()
 }
+
+/// The predictor as its binary runs it: the models in `PULSE_MODEL_DIR` (else the built-in
+/// ones) on the routes Vertex AI names, then the shared layers.
+pub async fn start(config: pulse_shared::config::Config) -> anyhow::Result<Router> {
+    let models = match std::env::var_os("PULSE_MODEL_DIR") {
+        Some(dir) => Models::from_dir(&std::path::PathBuf::from(dir))?,
+        None => Models::builtin(),
+    };
+    let routes = Routes::from_env();
+    tracing::info!(predict = %routes.predict, health = %routes.health, "predictor routes");
+    Ok(runtime::with_runtime_layers(
+        app(models, &routes),
+        &config,
+        FUNCTION,
+    ))
+}

@@ -1,28 +1,29 @@
-//! One message through preprocess: validate and normalise, then archive and publish, or
-//! dead-letter. Used by the trigger and by replay alike.
+//! One message through preprocess: validate and normalise, then archive and publish; what can
+//! never succeed is handed back to be dead-lettered. Used by the trigger and by replay alike.
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use chrono::Utc;
 use pulse_shared::archive::minute_path;
-use pulse_shared::delivery::deadletter::DeadLetterRecord;
+use pulse_shared::delivery::Handled;
 use pulse_shared::delivery::envelope::PushMessage;
-use pulse_shared::error::{Reason, Rejection};
+use pulse_shared::error::BackendError;
 use pulse_shared::publish::OutgoingMessage;
 use pulse_shared::registry::{NormalisedEvent, Provenance, normalise};
 use pulse_shared::storage::Created;
 use pulse_shared::telemetry;
 
-use crate::{AppState, FUNCTION, FunctionError};
+use serde::Serialize;
 
-/// What became of a message. Either way it may be acknowledged.
-#[derive(Clone, Debug, PartialEq, Eq)]
+use crate::AppState;
+
+/// What became of a valid message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Ingested {
     /// Archived (or found already archived: a redelivery) and published.
     Accepted { event_id: String, duplicate: bool },
-    /// It can never succeed; its record is at `object` in the dead-letter store.
-    DeadLettered { reason: Reason, object: String },
 }
 
 /// The raw archive object of an event: `<prefix><event_type>/YYYY/MM/DD/HH/MM/<event_id>.json`,
@@ -40,8 +41,7 @@ pub fn raw_object_name(prefix: &str, event: &NormalisedEvent) -> String {
 pub async fn ingest(
     state: &AppState,
     message: &PushMessage,
-    subscription: Option<&str>,
-) -> Result<Ingested, FunctionError> {
+) -> Result<Handled<Ingested>, BackendError> {
     let provenance = Provenance {
         message_id: &message.message_id,
         publish_time: message.publish_time.as_deref(),
@@ -53,12 +53,9 @@ pub async fn ingest(
     match normalised {
         Ok(event) => {
             telemetry::record_ids(None, Some(&event.event_id));
-            archive_and_publish(state, &event).await
+            Ok(Handled::Done(archive_and_publish(state, &event).await?))
         }
-        Err(rejection) => {
-            let record = DeadLetterRecord::for_message(&rejection, FUNCTION, message, subscription);
-            dead_letter(state, &rejection, &record).await
-        }
+        Err(rejection) => Ok(Handled::Rejected(rejection)),
     }
 }
 
@@ -68,7 +65,7 @@ pub async fn ingest(
 async fn archive_and_publish(
     state: &AppState,
     event: &NormalisedEvent,
-) -> Result<Ingested, FunctionError> {
+) -> Result<Ingested, BackendError> {
     let config = state.config();
     let json = event.json().clone();
     let created = state
@@ -95,7 +92,7 @@ pub async fn publish_processed(
     json: Bytes,
     event_type: &str,
     event_id: &str,
-) -> Result<(), FunctionError> {
+) -> Result<(), BackendError> {
     let attributes = BTreeMap::from([
         ("event_type".to_owned(), event_type.to_owned()),
         ("event_id".to_owned(), event_id.to_owned()),
@@ -112,17 +109,4 @@ pub async fn publish_processed(
         )
         .await?;
     Ok(())
-}
-
-/// Stores the dead-letter record; only then may the input be acknowledged.
-pub async fn dead_letter(
-    state: &AppState,
-    rejection: &Rejection,
-    record: &DeadLetterRecord,
-) -> Result<Ingested, FunctionError> {
-    let object = state.inner.dead_letters.write(record).await?;
-    Ok(Ingested::DeadLettered {
-        reason: rejection.reason,
-        object,
-    })
 }

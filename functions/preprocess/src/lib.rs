@@ -13,9 +13,10 @@ use axum::Router;
 use axum::routing::{get, post};
 use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
+use pulse_shared::delivery;
 use pulse_shared::delivery::deadletter::DeadLetterStore;
 use pulse_shared::publish::Publisher;
-use pulse_shared::runtime::{operator_routes, trigger_route, with_runtime_layers};
+use pulse_shared::runtime::{operator_routes, with_runtime_layers};
 use pulse_shared::storage::ObjectStore;
 
 pub use dead_letters::{DeadLetterDetail, DeadLetterShown, DeadLetterSummary, ReasonSummary};
@@ -62,7 +63,7 @@ impl AppState {
 /// `GET /dead-letters/record`, `GET /healthz`.
 pub fn app(state: AppState) -> Router {
     let router = Router::new()
-        .route("/", trigger_route(post(trigger::handle), state.config()))
+        .route("/", delivery::trigger::route::<AppState>(state.config()))
         .merge(operator_routes(
             Router::new()
                 .route("/replay", post(replay::handle))
@@ -72,4 +73,10 @@ pub fn app(state: AppState) -> Router {
         ))
         .with_state(state.clone());
     with_runtime_layers(router, state.config(), FUNCTION)
+}
+
+/// The function as its binary runs it: the backends the configuration names, then [`app`].
+pub async fn start(config: Config) -> anyhow::Result<Router> {
+    let backends = Backends::from_config(&config).await?;
+    Ok(app(AppState::new(config, backends)))
 }

@@ -21,12 +21,14 @@ use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use pulse_shared::archive::{RawSlice, check_posted, replay_page};
 use pulse_shared::delivery::deadletter::DeadLetterRecord;
 use pulse_shared::delivery::envelope::{PushMessage, decode_pubsub};
+use pulse_shared::delivery::{Handled, answer};
+use pulse_shared::error::Rejection;
 use pulse_shared::storage::is_safe_object_name;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::ingest::{Ingested, dead_letter, ingest, publish_processed};
+use crate::ingest::{Ingested, ingest, publish_processed};
 use crate::{AppState, FUNCTION, FunctionError};
 
 /// How many objects or events a replay works on at once.
@@ -69,35 +71,17 @@ pub struct ReplayReport {
     pub next_after: Option<String>,
 }
 
-impl ReplayReport {
-    fn count(&mut self, ingested: Ingested) {
-        match ingested {
-            Ingested::Accepted {
-                duplicate: false, ..
-            } => self.accepted += 1,
-            Ingested::Accepted {
-                duplicate: true, ..
-            } => self.duplicates += 1,
-            Ingested::DeadLettered { reason, .. } => {
-                *self
-                    .dead_lettered
-                    .entry(reason.code().to_owned())
-                    .or_default() += 1;
-            }
-        }
-    }
-}
-
 /// The result of replaying one item.
 enum ItemOutcome {
     Ingested(Ingested),
+    DeadLettered(Rejection),
     Republished,
     Unreadable(String),
 }
 
 pub async fn handle(
     State(state): State<AppState>,
-    Json(request): Json<ReplayRequest>,
+    answer::Json(request): answer::Json<ReplayRequest>,
 ) -> Result<Json<ReplayReport>, FunctionError> {
     let limit = replay_page(request.limit)?;
     let after = request.after.as_deref();
@@ -145,7 +129,19 @@ pub async fn handle(
     };
     for outcome in outcomes {
         match outcome {
-            ItemOutcome::Ingested(ingested) => report.count(ingested),
+            ItemOutcome::Ingested(Ingested::Accepted { duplicate, .. }) => {
+                if duplicate {
+                    report.duplicates += 1;
+                } else {
+                    report.accepted += 1;
+                }
+            }
+            ItemOutcome::DeadLettered(rejection) => {
+                *report
+                    .dead_lettered
+                    .entry(rejection.reason.code().to_owned())
+                    .or_default() += 1;
+            }
             ItemOutcome::Republished => report.republished += 1,
             ItemOutcome::Unreadable(name) => report.unreadable.push(name),
         }
@@ -175,7 +171,31 @@ async fn replay_posted(state: &AppState, event: Value) -> Result<ItemOutcome, Fu
         publish_time: None,
         ordering_key: None,
     };
-    Ok(ItemOutcome::Ingested(ingest(state, &message, None).await?))
+    ingest_message(state, &message, None).await
+}
+
+/// Ingests a message again; what fails validation again is dead-lettered again.
+async fn ingest_message(
+    state: &AppState,
+    message: &PushMessage,
+    subscription: Option<&str>,
+) -> Result<ItemOutcome, FunctionError> {
+    match ingest(state, message).await? {
+        Handled::Done(ingested) => Ok(ItemOutcome::Ingested(ingested)),
+        Handled::Rejected(rejection) => {
+            let record = DeadLetterRecord::for_message(&rejection, FUNCTION, message, subscription);
+            dead_letter(state, rejection, &record).await
+        }
+    }
+}
+
+async fn dead_letter(
+    state: &AppState,
+    rejection: Rejection,
+    record: &DeadLetterRecord,
+) -> Result<ItemOutcome, FunctionError> {
+    state.inner.dead_letters.write(record).await?;
+    Ok(ItemOutcome::DeadLettered(rejection))
 }
 
 /// A page of the dead-letter records under `prefix`.
@@ -210,24 +230,21 @@ async fn replay_dead_letter(state: &AppState, name: String) -> Result<ItemOutcom
         return Ok(ItemOutcome::Unreadable(name));
     };
     if let Some(message) = &record.message {
-        return Ok(ItemOutcome::Ingested(
-            ingest(state, message, record.subscription.as_deref()).await?,
-        ));
+        return ingest_message(state, message, record.subscription.as_deref()).await;
     }
     let Some(body) = record.body_bytes() else {
         return Ok(ItemOutcome::Unreadable(name));
     };
     let headers = record.header_map();
-    let ingested = match decode_pubsub(&headers, &body) {
+    match decode_pubsub(&headers, &body) {
         Ok((_, delivery)) => {
-            ingest(state, &delivery.message, delivery.subscription.as_deref()).await?
+            ingest_message(state, &delivery.message, delivery.subscription.as_deref()).await
         }
         Err(rejection) => {
             let again = DeadLetterRecord::for_body(&rejection, FUNCTION, &headers, &body);
-            dead_letter(state, &rejection, &again).await?
+            dead_letter(state, rejection, &again).await
         }
-    };
-    Ok(ItemOutcome::Ingested(ingested))
+    }
 }
 
 async fn republish_raw(state: &AppState, name: String) -> Result<ItemOutcome, FunctionError> {

@@ -1,55 +1,26 @@
-//! `POST /`: the Pub/Sub trigger (Eventarc binary or structured CloudEvent, or a push body).
+//! `POST /`: one raw event from Pub/Sub is archived and published ([`crate::ingest`]); the
+//! delivery module decodes it and dead-letters what can never succeed.
 
-use axum::Json;
-use axum::extract::State;
-use pulse_shared::delivery::deadletter::DeadLetterRecord;
-use pulse_shared::delivery::envelope::PubsubPush;
-use pulse_shared::telemetry;
-use serde::Serialize;
+use pulse_shared::delivery::envelope::PubsubDelivery;
+use pulse_shared::delivery::{Handled, Trigger};
+use pulse_shared::error::BackendError;
 
-use crate::ingest::{Ingested, dead_letter, ingest};
-use crate::{AppState, FUNCTION, FunctionError};
+use crate::ingest::{Ingested, ingest};
+use crate::{AppState, FUNCTION};
 
-/// The answer to a delivery that is done with: 200 either way.
-#[derive(Debug, Serialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum TriggerResponse {
-    Accepted { event_id: String, duplicate: bool },
-    DeadLettered { reason: String, dead_letter: String },
-}
+impl Trigger for AppState {
+    type Delivery = PubsubDelivery;
+    type Done = Ingested;
+    const FUNCTION: &'static str = FUNCTION;
 
-impl From<Ingested> for TriggerResponse {
-    fn from(ingested: Ingested) -> Self {
-        match ingested {
-            Ingested::Accepted {
-                event_id,
-                duplicate,
-            } => Self::Accepted {
-                event_id,
-                duplicate,
-            },
-            Ingested::DeadLettered { reason, object } => Self::DeadLettered {
-                reason: reason.code().to_owned(),
-                dead_letter: object,
-            },
-        }
+    fn dead_letters(&self) -> &pulse_shared::delivery::deadletter::DeadLetterStore {
+        &self.inner.dead_letters
     }
-}
 
-pub async fn handle(
-    State(state): State<AppState>,
-    push: PubsubPush,
-) -> Result<Json<TriggerResponse>, FunctionError> {
-    let ingested = match push.decoded {
-        Ok((_framing, delivery)) => {
-            telemetry::record_ids(Some(&delivery.message.message_id), None);
-            ingest(&state, &delivery.message, delivery.subscription.as_deref()).await?
-        }
-        Err(rejection) => {
-            let record =
-                DeadLetterRecord::for_body(&rejection, FUNCTION, &push.headers, &push.body);
-            dead_letter(&state, &rejection, &record).await?
-        }
-    };
-    Ok(Json(ingested.into()))
+    async fn handle(
+        &self,
+        delivery: &mut PubsubDelivery,
+    ) -> Result<Handled<Ingested>, BackendError> {
+        ingest(self, &delivery.message).await
+    }
 }

@@ -7,6 +7,7 @@
 use axum::Json;
 use axum::extract::State;
 use chrono::{Days, NaiveDate, Utc};
+use pulse_shared::delivery::answer;
 use pulse_shared::error::FunctionError;
 use pulse_shared::namespace::{LOAD_PREFIX, UNIQUE_VIEW_PREFIX};
 use pulse_shared::warehouse::dedup::{EVENT_ROWS, PREDICTION_ROWS};
@@ -44,9 +45,9 @@ pub struct CompactReport {
 
 pub async fn handle(
     State(state): State<AppState>,
-    body: Option<Json<CompactRequest>>,
+    body: Option<answer::Json<CompactRequest>>,
 ) -> Result<Json<CompactReport>, FunctionError> {
-    let request = body.map(|Json(body)| body).unwrap_or_default();
+    let request = body.map(|answer::Json(body)| body).unwrap_or_default();
     let dates = closed_dates(&request, Utc::now().date_naive())?;
     let warehouse = &state.inner.warehouse;
     let predictions = &state.inner.config.prediction.table;

@@ -19,8 +19,9 @@ use axum::Router;
 use axum::routing::{get, post};
 use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
+use pulse_shared::delivery;
 use pulse_shared::delivery::deadletter::DeadLetterStore;
-use pulse_shared::runtime::{operator_routes, trigger_route, with_runtime_layers};
+use pulse_shared::runtime::{operator_routes, with_runtime_layers};
 use pulse_shared::storage::ObjectStore;
 use pulse_shared::warehouse::Warehouse;
 use pulse_shared::warehouse::group_commit::Writers;
@@ -30,7 +31,7 @@ pub use event_table::{table_name, table_spec};
 pub use query::QueryRequest;
 pub use reconcile::{ReconcileRequest, Reconciliation};
 pub use tables::EnsureRequest;
-pub use trigger::TriggerResponse;
+pub use trigger::Written;
 
 /// The function's name in logs and dead-letter records.
 pub const FUNCTION: &str = "table-manager";
@@ -82,7 +83,7 @@ pub fn app(state: AppState) -> Router {
     let router = Router::new()
         .route(
             "/",
-            trigger_route(post(trigger::handle), &state.inner.config),
+            delivery::trigger::route::<AppState>(&state.inner.config),
         )
         .merge(operator_routes(
             Router::new()
@@ -97,4 +98,12 @@ pub fn app(state: AppState) -> Router {
         ))
         .with_state(state.clone());
     with_runtime_layers(router, &state.inner.config, FUNCTION)
+}
+
+/// The function as its binary runs it: the backends and warehouse the configuration names, then
+/// [`app`].
+pub async fn start(config: Config) -> anyhow::Result<Router> {
+    let backends = Backends::from_config(&config).await?;
+    let warehouse = Backends::warehouse(&config).await?;
+    Ok(app(AppState::new(config, &backends, warehouse)))
 }

@@ -9,6 +9,7 @@ use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use pulse_shared::archive::{RawSlice, event_id_of};
+use pulse_shared::delivery::answer;
 use pulse_shared::error::FunctionError;
 use pulse_shared::namespace;
 use pulse_shared::warehouse::TimeWindow;
@@ -97,7 +98,7 @@ impl ReconcileRequest {
 
 pub async fn handle(
     State(state): State<AppState>,
-    Json(request): Json<ReconcileRequest>,
+    answer::Json(request): answer::Json<ReconcileRequest>,
 ) -> Result<Json<Reconciliation>, FunctionError> {
     request.check()?;
     let mut report = Reconciliation::default();

@@ -6,6 +6,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use pulse_shared::delivery::answer;
 use pulse_shared::error::FunctionError;
 use pulse_shared::registry::is_valid_event_type;
 use pulse_shared::warehouse::dedup::EVENT_ROWS;
@@ -44,7 +45,7 @@ pub struct EnsureReport {
 pub async fn ensure(
     State(state): State<AppState>,
     Path(action): Path<String>,
-    body: Option<Json<EnsureRequest>>,
+    body: Option<answer::Json<EnsureRequest>>,
 ) -> Result<(StatusCode, Json<EnsureReport>), FunctionError> {
     let Some(event_type) = action.strip_suffix(":ensure") else {
         return Err(FunctionError::BadRequest(format!(
@@ -57,10 +58,12 @@ pub async fn ensure(
              letters, digits or underscores)"
         )));
     }
-    let request = body.map(|Json(body)| body).unwrap_or(EnsureRequest {
-        sample: None,
-        columns: None,
-    });
+    let request = body
+        .map(|answer::Json(body)| body)
+        .unwrap_or(EnsureRequest {
+            sample: None,
+            columns: None,
+        });
     let wanted = match (request.sample, request.columns) {
         (Some(sample), None) => event_table::table_spec(event_type, &sample),
         (None, Some(columns)) => event_table::table_spec_from_columns(event_type, columns),

@@ -7,9 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{FromRequest, Request};
 use base64::Engine as _;
-use bytes::Bytes;
 use cloudevents::{AttributesReader, Data, Event};
 use http::HeaderMap;
 use serde::de::DeserializeOwned;
@@ -22,7 +20,7 @@ pub const PUBSUB_PUBLISHED: &str = "google.cloud.pubsub.topic.v1.messagePublishe
 /// CloudEvent type of a new Cloud Storage object delivered by Eventarc.
 pub const STORAGE_FINALIZED: &str = "google.cloud.storage.object.v1.finalized";
 
-/// How a delivery reached us; kept for logs and dead-letter records.
+/// How a delivery reached us; logged with each delivery (at debug level).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Framing {
@@ -327,35 +325,6 @@ fn opt_int_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::
     Option::<IntOrString>::deserialize(d)?
         .map(IntOrString::into_i64)
         .transpose()
-}
-
-/// The request headers and body, kept whole so a delivery that fails to decode can still be
-/// dead-lettered, with the Pub/Sub delivery decoded from them.
-#[derive(Debug)]
-pub struct PubsubPush {
-    pub headers: HeaderMap,
-    pub body: Bytes,
-    pub decoded: Result<(Framing, PubsubDelivery), Rejection>,
-}
-
-impl<S: Send + Sync> FromRequest<S> for PubsubPush {
-    type Rejection = axum::response::Response;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        // The headers are kept for dead-letter records; the body extractor needs the rest of the
-        // request (its size limit lives in the extensions).
-        let (mut parts, body) = req.into_parts();
-        let headers = std::mem::take(&mut parts.headers);
-        let body = Bytes::from_request(Request::from_parts(parts, body), state)
-            .await
-            .map_err(axum::response::IntoResponse::into_response)?;
-        let decoded = decode_pubsub(&headers, &body);
-        Ok(Self {
-            headers,
-            body,
-            decoded,
-        })
-    }
 }
 
 #[cfg(test)]

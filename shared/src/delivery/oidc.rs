@@ -12,7 +12,7 @@
 //! the audience of this function's subscription, gets through, not any other caller that may
 //! invoke the service. It is on when `PULSE_PUSH_AUDIENCE` and `PULSE_PUSH_SERVICE_ACCOUNT` are
 //! set (Terraform sets both), and off otherwise, e.g. locally. Every function's trigger route
-//! gets [`require_push_token`] through [`crate::runtime::trigger_route`].
+//! gets [`require_push_token`] through [`crate::delivery::trigger::route`].
 //!
 //! The push identity is an invoker of the whole service, so IAM alone would let a push token
 //! open the manual routes too (`/replay`, `:ensure`, `/predict-replay`, …). With push tokens
@@ -36,7 +36,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use tokio::sync::{Mutex, RwLock};
 
+use super::answer;
 use crate::config::ConfigError;
+use crate::error::RETRY_AFTER;
 
 /// Google's signing keys for the ID tokens it issues, Pub/Sub push tokens among them.
 pub const GOOGLE_JWKS_URL: &str = "https://www.googleapis.com/oauth2/v3/certs";
@@ -237,19 +239,24 @@ impl IntoResponse for PushAuthError {
     fn into_response(self) -> Response {
         if let Self::KeysUnavailable(_) = self {
             tracing::error!(error = %self, "push token not checked: answering 503 to be retried");
-            return (StatusCode::SERVICE_UNAVAILABLE, "service unavailable").into_response();
+            let mut response =
+                answer::error(StatusCode::SERVICE_UNAVAILABLE, "service unavailable");
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(RETRY_AFTER.as_secs()),
+            );
+            return response;
         }
         if let Self::NotOperator(_) = self {
             tracing::warn!(error = %self, "manual request refused");
-            return (StatusCode::FORBIDDEN, "forbidden").into_response();
+            return answer::error(StatusCode::FORBIDDEN, "forbidden");
         }
         tracing::warn!(error = %self, "push request refused");
-        (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            "unauthorized",
-        )
-            .into_response()
+        let mut response = answer::error(StatusCode::UNAUTHORIZED, "unauthorized");
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        response
     }
 }
 
