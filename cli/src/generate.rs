@@ -2,16 +2,23 @@
 //! progress bar, waits until the pipeline has settled, and summarises the run.
 
 use std::fmt;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use chrono::Utc;
 use event_generator::pacer::{self, Finish, Progress, ProgressSnapshot};
 use event_generator::request::parse_mix_list;
 use event_generator::{Generator, RunRequest, RunSpec};
 use indicatif::{ProgressBar, ProgressStyle};
+use pulse::publish_api::{BusBacklog, PublishClient};
 use pulse::stack::{LocalStack, PortChoice};
 use pulse_shared::config::Config;
+use pulse_shared::error::BackendError;
 use pulse_shared::metrics;
+use pulse_shared::publish::{OutgoingMessage, Publisher};
 use pulse_shared::runtime::shutdown_signal;
 
 /// How long to wait for the pipeline to settle after the last message.
@@ -42,6 +49,15 @@ pub struct GenerateArgs {
     /// Topic to publish to (default: the raw topic).
     #[arg(long)]
     topic: Option<String>,
+    /// Publish to a running stack (`pulse up`) at this control URL, `http://127.0.0.1:8080`,
+    /// instead of starting one; the run goes on while the stack is down (those publishes
+    /// fail and are counted), and settling is waited for through its `GET /bus`.
+    #[arg(long)]
+    stack: Option<String>,
+    /// Append `<event_type> <event_id>` for every message the topic acknowledged to this file,
+    /// a line each, as soon as it is acknowledged.
+    #[arg(long)]
+    acked: Option<PathBuf>,
 }
 
 /// What a run did.
@@ -66,9 +82,8 @@ struct Freshness {
 }
 
 impl Freshness {
-    async fn scrape(stack: &LocalStack) -> Self {
-        let url = format!("http://{}/metrics", stack.preprocess);
-        let text = match reqwest::get(&url).await {
+    async fn scrape(url: &str) -> Self {
+        let text = match reqwest::get(url).await {
             Ok(response) => response.text().await,
             Err(err) => Err(err),
         };
@@ -105,11 +120,18 @@ pub async fn run(
         topic: args.topic,
     };
     let spec = request.resolve(&config.raw_topic)?;
-    let stack = LocalStack::start(config, ports).await?;
+    let target = match &args.stack {
+        Some(url) => Target::Running(RunningStack::new(url, &config)),
+        None => Target::Started(Box::new(LocalStack::start(config.clone(), ports).await?)),
+    };
     let plan = Generator::new(spec.seed, Utc::now())
-        .with_max_event_bytes(stack.config.max_event_bytes)
+        .with_max_event_bytes(config.max_event_bytes)
         .plan(&spec.scenario);
     let progress = Progress::new(spec.scenario.count);
+    let publisher: Arc<dyn Publisher> = match &args.acked {
+        Some(path) => Arc::new(AckLog::open(target.publisher(), path)?),
+        None => target.publisher(),
+    };
 
     let bar = if quiet {
         ProgressBar::hidden()
@@ -124,7 +146,13 @@ pub async fn run(
     );
     bar.set_message(spec.scenario.name.clone());
     let finish = {
-        let run = pacer::publish(plan, &stack.bus, &spec.topic, &progress, shutdown_signal());
+        let run = pacer::publish(
+            plan,
+            publisher.as_ref(),
+            &spec.topic,
+            &progress,
+            shutdown_signal(),
+        );
         tokio::pin!(run);
         loop {
             tokio::select! {
@@ -141,20 +169,147 @@ pub async fn run(
     bar.finish_and_clear();
 
     let settling = pulse::render::spinner("waiting for the pipeline to settle", quiet);
-    let settled = tokio::time::timeout(SETTLE_TIMEOUT, stack.bus.settled())
+    let settled = tokio::time::timeout(SETTLE_TIMEOUT, target.settled())
         .await
         .is_ok();
     settling.finish_and_clear();
     let report = GenerateReport {
-        processed: stack.bus.published(&stack.config.processed_topic),
+        processed: target.published(&config.processed_topic).await,
         spec,
         finish,
         progress: progress.snapshot(),
         settled,
-        freshness: Freshness::scrape(&stack).await,
+        freshness: Freshness::scrape(&target.metrics_url()).await,
     };
-    stack.stop().await;
+    if let Target::Started(stack) = target {
+        stack.stop().await;
+    }
     Ok(report)
+}
+
+/// Where the run publishes: a stack it started, or one running already.
+enum Target {
+    Started(Box<LocalStack>),
+    Running(RunningStack),
+}
+
+impl Target {
+    fn publisher(&self) -> Arc<dyn Publisher> {
+        match self {
+            Target::Started(stack) => Arc::new(stack.bus.clone()),
+            Target::Running(running) => running.client.clone(),
+        }
+    }
+
+    /// Resolves once every delivery has been acknowledged or dead-lettered.
+    async fn settled(&self) {
+        match self {
+            Target::Started(stack) => stack.bus.settled().await,
+            Target::Running(running) => running.settled().await,
+        }
+    }
+
+    async fn published(&self, topic: &str) -> u64 {
+        match self {
+            Target::Started(stack) => stack.bus.published(topic),
+            Target::Running(running) => running
+                .status()
+                .await
+                .and_then(|status| status.published.get(topic).copied())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn metrics_url(&self) -> String {
+        match self {
+            Target::Started(stack) => format!("http://{}/metrics", stack.preprocess),
+            Target::Running(running) => format!("{}/metrics", running.url),
+        }
+    }
+}
+
+/// A stack `pulse up` runs, reached at its control URL.
+struct RunningStack {
+    url: String,
+    client: Arc<dyn Publisher>,
+}
+
+impl RunningStack {
+    fn new(url: &str, config: &Config) -> Self {
+        let url = url.trim_end_matches('/').to_owned();
+        Self {
+            client: Arc::new(PublishClient::new(&url, &config.project)),
+            url,
+        }
+    }
+
+    async fn status(&self) -> Option<BusBacklog> {
+        let response = reqwest::get(format!("{}/bus", self.url)).await.ok()?;
+        response.json().await.ok()
+    }
+
+    /// Settled once the bus has owed nothing on two reads in a row (a restarted stack may
+    /// still be reading its log on the first).
+    async fn settled(&self) {
+        let mut idle = 0;
+        while idle < 2 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            match self.status().await {
+                Some(status) if status.undelivered == 0 => idle += 1,
+                _ => idle = 0,
+            }
+        }
+    }
+}
+
+/// Publishes through another publisher and appends the type and id of each acknowledged event
+/// to a file, with one `write` each, so a line is whole even if the process is killed.
+struct AckLog {
+    inner: Arc<dyn Publisher>,
+    file: Mutex<std::fs::File>,
+}
+
+impl AckLog {
+    fn open(inner: Arc<dyn Publisher>, path: &Path) -> anyhow::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|err| anyhow::anyhow!("--acked {}: {err}", path.display()))?;
+        Ok(Self {
+            inner,
+            file: Mutex::new(file),
+        })
+    }
+}
+
+#[async_trait]
+impl Publisher for AckLog {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    async fn publish(&self, topic: &str, message: OutgoingMessage) -> Result<String, BackendError> {
+        #[derive(serde::Deserialize)]
+        struct Ids {
+            event_type: Option<String>,
+            event_id: Option<String>,
+        }
+        let data = message.data.clone();
+        let message_id = self.inner.publish(topic, message).await?;
+        if let Ok(Ids {
+            event_type: Some(event_type),
+            event_id: Some(event_id),
+        }) = serde_json::from_slice(&data)
+        {
+            let line = format!("{event_type} {event_id}\n");
+            let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Err(err) = file.write_all(line.as_bytes()) {
+                tracing::error!("--acked: {err}");
+            }
+        }
+        Ok(message_id)
+    }
 }
 
 impl GenerateReport {

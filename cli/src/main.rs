@@ -26,7 +26,7 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     /// Bind every server to a free port instead of the conventional ones (8080, 8081, …).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, conflicts_with = "port_base")]
     any_ports: bool,
     /// Print the result as JSON on stdout, for scripts (logs and spinners go to stderr).
     #[arg(long, global = true)]
@@ -41,6 +41,10 @@ struct Cli {
     /// Only errors: no logs below error, no spinners or progress bars.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
+    /// Bind the servers from this port up, in the conventional order (control at it,
+    /// preprocess one above, …, predictor seven above).
+    #[arg(long, global = true)]
+    port_base: Option<u16>,
 }
 
 #[derive(Subcommand)]
@@ -108,10 +112,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let ports = if cli.any_ports {
-        PortChoice::Any
-    } else {
-        PortChoice::Conventional
+    let ports = match (cli.any_ports, cli.port_base) {
+        (true, _) => PortChoice::Any,
+        (false, Some(base)) => PortChoice::From(base),
+        (false, None) => PortChoice::Conventional,
     };
     let options = Options {
         json: cli.json,

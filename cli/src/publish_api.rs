@@ -3,6 +3,9 @@
 //! backlog, for `pulse status`.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -11,7 +14,8 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use bytes::Bytes;
 use pulse_shared::config::Config;
-use pulse_shared::publish::{LocalBus, OutgoingMessage, Publisher as _};
+use pulse_shared::error::{BackendError, Retry};
+use pulse_shared::publish::{LocalBus, LogStats, OutgoingMessage, Publisher};
 use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize)]
@@ -27,48 +31,42 @@ struct RequestMessage {
     attributes: BTreeMap<String, String>,
 }
 
-#[derive(Serialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct PublishResponse {
     message_ids: Vec<String>,
 }
 
-/// `POST /v1/projects/{project}/topics/{topic}:publish`, `GET /bus` and `GET /healthz`.
+/// `POST /v1/projects/{project}/topics/{topic}:publish`, `GET /bus` (its backlog), `GET /metrics`
+/// (every function's, as on any of their ports) and `GET /healthz`.
 pub fn router(bus: LocalBus, config: &Config) -> Router {
-    let topics = vec![config.raw_topic.clone(), config.processed_topic.clone()];
     Router::new()
         .route(
             "/v1/projects/{project}/topics/{topic_action}",
             post(publish),
         )
+        .route("/bus", get(backlog))
+        .route("/metrics", get(pulse_shared::metrics::render))
         .route("/healthz", get(|| async { "ok" }))
-        .with_state((bus.clone(), config.project.clone()))
-        .merge(
-            Router::new()
-                .route("/bus", get(backlog))
-                .with_state((bus, topics)),
-        )
+        .with_state((bus, config.project.clone()))
 }
 
-/// What the local bus holds: the Pub/Sub backlog of the local stack.
+/// What the local bus holds: the Pub/Sub backlog of the local stack (`GET /bus`).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct BusBacklog {
     /// Deliveries accepted and not yet acknowledged or dead-lettered, all subscriptions.
     pub undelivered: u64,
     /// Messages published since the stack started, by topic.
     pub published: BTreeMap<String, u64>,
+    /// What the bus's log on disk holds.
+    pub log: Option<LogStats>,
 }
 
-async fn backlog(State((bus, topics)): State<(LocalBus, Vec<String>)>) -> Json<BusBacklog> {
+async fn backlog(State((bus, _)): State<(LocalBus, String)>) -> Json<BusBacklog> {
     Json(BusBacklog {
         undelivered: bus.in_flight() as u64,
-        published: topics
-            .into_iter()
-            .map(|topic| {
-                let count = bus.published(&topic);
-                (topic, count)
-            })
-            .collect(),
+        published: bus.published_by_topic(),
+        log: bus.log_stats().await,
     })
 }
 
@@ -88,7 +86,7 @@ async fn publish(
             "project {requested_project:?} is not the local project {project:?}"
         )));
     }
-    let mut message_ids = Vec::with_capacity(request.messages.len());
+    let mut outgoing = Vec::with_capacity(request.messages.len());
     for message in request.messages {
         let data = base64::engine::general_purpose::STANDARD
             .decode(&message.data)
@@ -98,17 +96,83 @@ async fn publish(
                     format!("message data is not base64: {e}"),
                 )
             })?;
-        let id = bus
-            .publish(
-                topic,
-                OutgoingMessage {
-                    data: Bytes::from(data),
-                    attributes: message.attributes,
-                },
-            )
-            .await
-            .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-        message_ids.push(id);
+        outgoing.push(OutgoingMessage {
+            data: Bytes::from(data),
+            attributes: message.attributes,
+        });
     }
+    // Published together, so the bus's log syncs them as one group.
+    let published =
+        futures_util::future::join_all(outgoing.into_iter().map(|m| bus.publish(topic, m))).await;
+    let message_ids = published
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     Ok(Json(PublishResponse { message_ids }))
+}
+
+/// A client of this endpoint: `pulse generate --stack` publishes to a running stack with it.
+pub struct PublishClient {
+    http: reqwest::Client,
+    base_url: String,
+    project: String,
+}
+
+impl PublishClient {
+    /// Publishes to the stack whose control endpoint is `base_url` (`http://127.0.0.1:8080`).
+    pub fn new(base_url: &str, project: &str) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap_or_default(),
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            project: project.to_owned(),
+        }
+    }
+}
+
+#[async_trait]
+impl Publisher for PublishClient {
+    fn describe(&self) -> String {
+        format!("the local stack's publish endpoint at {}", self.base_url)
+    }
+
+    async fn publish(&self, topic: &str, message: OutgoingMessage) -> Result<String, BackendError> {
+        let url = format!(
+            "{}/v1/projects/{}/topics/{topic}:publish",
+            self.base_url, self.project
+        );
+        let operation = || format!("publish to {url}");
+        let body = serde_json::json!({"messages": [{
+            "data": base64::engine::general_purpose::STANDARD.encode(&message.data),
+            "attributes": message.attributes,
+        }]});
+        // Unreachable (the stack is down or restarting) or cut off: it may pass later.
+        let response = self
+            .http
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| BackendError::new(operation(), Retry::Transient, e.to_string()))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| BackendError::new(operation(), Retry::Transient, e.to_string()))?;
+        if !status.is_success() {
+            let retry = Retry::from_http_status(status.as_u16());
+            return Err(BackendError::new(
+                operation(),
+                retry,
+                format!("{status}: {text}"),
+            ));
+        }
+        let answer: PublishResponse = serde_json::from_str(&text)
+            .map_err(|e| BackendError::new(operation(), Retry::Permanent, e.to_string()))?;
+        answer.message_ids.into_iter().next().ok_or_else(|| {
+            BackendError::new(operation(), Retry::Permanent, "no message id in the answer")
+        })
+    }
 }

@@ -30,6 +30,9 @@ pub enum PortChoice {
     Conventional,
     /// Any free port (tests, or a second stack beside the first).
     Any,
+    /// The conventional layout moved to start at this port (control at it, preprocess one
+    /// above, …): a second stack at known ports, kept across restarts (the crash test).
+    From(u16),
 }
 
 impl PortChoice {
@@ -37,6 +40,7 @@ impl PortChoice {
         match self {
             PortChoice::Conventional => conventional,
             PortChoice::Any => 0,
+            PortChoice::From(base) => base.saturating_add(conventional - CONTROL_PORT),
         }
     }
 }
@@ -80,8 +84,13 @@ impl LocalStack {
     /// Starts every function and subscribes it to its topic on the bus.
     pub async fn start(config: Config, ports: PortChoice) -> anyhow::Result<Self> {
         let warehouse = Backends::local_warehouse(&config)?;
+        // Before any server answers: the bus may deliver what an earlier run left undelivered
+        // as soon as it subscribes, and a table-manager creating `orders` at the same moment
+        // would make this creation fail.
+        create_curated_views(&config, warehouse.as_ref()).await?;
         let stack = Self::start_with_warehouse(config, ports, warehouse).await?;
-        create_curated_views(&stack.config, stack.warehouse.as_ref()).await?;
+        // Test-only faults (PULSE_TEST_FAULT_*) start once the stack is up.
+        pulse_shared::faults::arm();
         Ok(stack)
     }
 
@@ -96,7 +105,10 @@ impl LocalStack {
         let bus = Backends::durable_local_bus(&config, &objects)?;
         let backends = Backends {
             objects: objects.clone(),
-            publisher: Arc::new(bus.clone()),
+            publisher: pulse_shared::faults::publisher(
+                config.test_faults.as_ref(),
+                Arc::new(bus.clone()),
+            ),
         };
         let (stop, stopped) = watch::channel(false);
         let mut servers = Vec::new();

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::config::{BackendKind, Config};
 use crate::delivery::deadletter::DeadLetterStore;
+use crate::faults;
 use crate::publish::{LocalBus, LogOptions, Publisher, PubsubPublisher};
 use crate::storage::{GcsObjectStore, LocalObjectStore, ObjectStore};
 use crate::warehouse::{BigQueryWarehouse, Warehouse};
@@ -52,9 +53,11 @@ impl Backends {
             BackendKind::Local => {
                 let objects = Self::local_objects(config)?;
                 let bus = Self::local_bus(config, &objects);
+                // A lone function has no start-up to spare from the test-only faults.
+                faults::arm();
                 Ok(Self {
                     objects,
-                    publisher: Arc::new(bus),
+                    publisher: faults::publisher(config.test_faults.as_ref(), Arc::new(bus)),
                 })
             }
         }
@@ -62,10 +65,11 @@ impl Backends {
 
     /// The local object store: a directory per bucket under `$PULSE_DATA_DIR/gcs`.
     pub fn local_objects(config: &Config) -> std::io::Result<Arc<dyn ObjectStore>> {
-        Ok(Arc::new(LocalObjectStore::open(
+        let store = Arc::new(LocalObjectStore::open(
             config.data_dir.join("gcs"),
             config.local_fsync,
-        )?))
+        )?);
+        Ok(faults::objects(config.test_faults.as_ref(), store))
     }
 
     /// A local bus that dead-letters into `objects` and keeps undelivered messages in memory
@@ -126,10 +130,11 @@ impl Backends {
     /// The local warehouse, `$PULSE_DATA_DIR/warehouse.duckdb`.
     #[cfg(feature = "duckdb")]
     pub fn local_warehouse(config: &Config) -> anyhow::Result<Arc<dyn Warehouse>> {
-        Ok(Arc::new(crate::warehouse::DuckDbWarehouse::open(
+        let warehouse = Arc::new(crate::warehouse::DuckDbWarehouse::open(
             &config.data_dir.join("warehouse.duckdb"),
             &config.dataset,
-        )?))
+        )?);
+        Ok(faults::warehouse(config.test_faults.as_ref(), warehouse))
     }
 
     /// Without the `duckdb` feature there is no local warehouse.

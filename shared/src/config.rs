@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::delivery::oidc::PushAuthConfig;
+use crate::faults::FaultConfig;
 use crate::namespace;
 
 /// Which implementation backs each outside system.
@@ -121,6 +122,9 @@ pub struct Config {
     /// `PULSE_PUSH_AUDIENCE` and `PULSE_PUSH_SERVICE_ACCOUNT` (both or neither): who may call
     /// the trigger route; none when unset (see [`crate::delivery::trigger::route`]).
     pub push_auth: Option<PushAuthConfig>,
+    /// `PULSE_TEST_FAULT_*`: TEST-ONLY, local backends that fail or stall on purpose
+    /// (`crate::faults`); refused on Cloud Run.
+    pub test_faults: Option<FaultConfig>,
     /// How inference calls its prediction endpoint.
     pub prediction: PredictionSettings,
 }
@@ -258,6 +262,7 @@ impl Config {
                 .unwrap_or(1_000_000_000),
             prediction: prediction_settings(&env, backend)?,
             push_auth: PushAuthConfig::from_lookup(&lookup)?,
+            test_faults: test_faults(&env, on_cloud_run)?,
         })
     }
 
@@ -273,6 +278,69 @@ impl Config {
     pub fn on_cloud_run(&self) -> bool {
         self.service.is_some()
     }
+}
+
+/// The test-only faults, when any `PULSE_TEST_FAULT_*` variable is set.
+fn test_faults(env: &Env<'_>, on_cloud_run: bool) -> Result<Option<FaultConfig>, ConfigError> {
+    const VARS: [&str; 5] = [
+        "PULSE_TEST_FAULT_RATE",
+        "PULSE_TEST_FAULT_STALL_RATE",
+        "PULSE_TEST_FAULT_STALL_MS",
+        "PULSE_TEST_FAULT_SECONDS",
+        "PULSE_TEST_FAULT_BACKENDS",
+    ];
+    let Some(set) = VARS.into_iter().find(|var| env.string(var).is_some()) else {
+        return Ok(None);
+    };
+    if on_cloud_run {
+        return Err(ConfigError::Invalid {
+            var: set,
+            value: env.string(set).unwrap_or_default(),
+            reason: "fault injection is for tests of the local stack, never on Cloud Run"
+                .to_owned(),
+        });
+    }
+    let share = |var: &'static str| -> Result<f64, ConfigError> {
+        let value: f64 = env.parse(var)?.unwrap_or(0.0);
+        if (0.0..=1.0).contains(&value) {
+            Ok(value)
+        } else {
+            Err(ConfigError::Invalid {
+                var,
+                value: value.to_string(),
+                reason: "a share of calls, from 0 to 1".to_owned(),
+            })
+        }
+    };
+    let backends = env
+        .string("PULSE_TEST_FAULT_BACKENDS")
+        .unwrap_or_else(|| "objects,warehouse,publish".to_owned());
+    let mut config = FaultConfig {
+        rate: share("PULSE_TEST_FAULT_RATE")?,
+        stall_rate: share("PULSE_TEST_FAULT_STALL_RATE")?,
+        stall: Duration::from_millis(env.parse("PULSE_TEST_FAULT_STALL_MS")?.unwrap_or(1000)),
+        lasting: env
+            .parse("PULSE_TEST_FAULT_SECONDS")?
+            .map(Duration::from_secs),
+        objects: false,
+        warehouse: false,
+        publish: false,
+    };
+    for backend in backends.split(',').map(str::trim) {
+        match backend {
+            "objects" => config.objects = true,
+            "warehouse" => config.warehouse = true,
+            "publish" => config.publish = true,
+            other => {
+                return Err(ConfigError::Invalid {
+                    var: "PULSE_TEST_FAULT_BACKENDS",
+                    value: other.to_owned(),
+                    reason: "expected a list of `objects`, `warehouse` and `publish`".to_owned(),
+                });
+            }
+        }
+    }
+    Ok(Some(config))
 }
 
 fn prediction_settings(

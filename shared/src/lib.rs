@@ -8,6 +8,7 @@ pub mod backends;
 pub mod config;
 pub mod delivery;
 pub mod error;
+pub mod faults;
 pub mod instant;
 mod json;
 pub mod metrics;

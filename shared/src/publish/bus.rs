@@ -234,6 +234,16 @@ impl LocalBus {
         }
     }
 
+    /// How many messages have been published to each topic since the bus started.
+    pub fn published_by_topic(&self) -> std::collections::BTreeMap<String, u64> {
+        let published = self
+            .inner
+            .published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        published.iter().map(|(t, n)| (t.clone(), *n)).collect()
+    }
+
     /// How many messages have been published to `topic` since the bus started.
     pub fn published(&self, topic: &str) -> u64 {
         let published = self

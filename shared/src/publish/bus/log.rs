@@ -78,7 +78,7 @@ impl Default for LogOptions {
 }
 
 /// What the log holds, for tests and the bus's status.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogStats {
     /// Segments on disk, the one being written included.
     pub segments: usize,
