@@ -170,3 +170,64 @@ async fn a_missing_table_and_a_bad_query_are_told_apart() {
     let err = warehouse.query("SELECT FROM WHERE").await.unwrap_err();
     assert_eq!(err.retry, Retry::Permanent, "{err}");
 }
+
+/// The read-only query route's BigQuery path: a dry-run job classifies the statement, and only
+/// a SELECT runs. What the emulator cannot show: byte estimates (it reports 0, so the
+/// `maximumBytesBilled` refusal is not exercised) and a query outliving its timeout.
+#[tokio::test]
+async fn a_read_only_query_runs_a_select_and_the_dry_run_refuses_the_rest() {
+    let Some(emulator) = BqEmulator::start(
+        "a_read_only_query_runs_a_select_and_the_dry_run_refuses_the_rest",
+        PROJECT,
+        DATASET,
+    )
+    .await
+    else {
+        return;
+    };
+    let warehouse = emulator.warehouse().await;
+    warehouse.ensure_table(&orders_spec()).await.unwrap();
+    let rows: Vec<Row> = (0..3).map(|i| row(&format!("e{i}"), "c-1")).collect();
+    warehouse.insert_rows("orders", &rows).await.unwrap();
+    let limits = pulse_shared::warehouse::QueryLimits {
+        max_rows: 2,
+        timeout: std::time::Duration::from_secs(20),
+        max_bytes_billed: 1_000_000_000,
+    };
+
+    // Unqualified names are the dataset's (`defaultDataset`); the third row is cut.
+    let answer = warehouse
+        .read_only_query(
+            "SELECT event_id, total_amount FROM orders ORDER BY event_id;",
+            limits,
+        )
+        .await
+        .unwrap();
+    let names: Vec<&str> = answer.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["event_id", "total_amount"]);
+    assert_eq!(answer.columns[1].kind, "FLOAT");
+    assert_eq!(answer.rows.len(), 2);
+    assert_eq!(answer.rows[0]["event_id"], "e0");
+    assert_eq!(answer.rows[0]["total_amount"], 19.5);
+    assert!(answer.truncated, "{answer:?}");
+
+    for sql in [
+        "DELETE FROM orders WHERE TRUE",
+        "DROP TABLE orders",
+        "CREATE TABLE other (x INT64)",
+    ] {
+        match warehouse.read_only_query(sql, limits).await {
+            Err(pulse_shared::warehouse::QueryError::Refused(reason)) => {
+                assert!(reason.contains("single read-only query"), "{sql}: {reason}")
+            }
+            other => panic!("{sql}: expected a refusal, got {other:?}"),
+        }
+    }
+    let stored = warehouse
+        .query(&format!(
+            "SELECT COUNT(*) AS n FROM `{PROJECT}.{DATASET}.orders`"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(stored[0]["n"], 3, "nothing refused ran");
+}

@@ -1,13 +1,14 @@
 //! A read-only query on BigQuery: a dry-run job first, whose `statistics.query.statementType`
 //! (BigQuery's own reading of the text) must be `SELECT` and whose byte estimate must fit the
-//! limit; then `jobs.query` with `maximumBytesBilled`, a timeout (the job is cancelled when it
-//! passes) and `maxResults`. Unqualified tables are the dataset's (`defaultDataset`).
+//! limit; then a query job with `maximumBytesBilled` and `jobTimeoutMs`, whose first
+//! `maxResults` rows are read (a job not done by the timeout is cancelled). Unqualified tables
+//! are the dataset's (`defaultDataset`).
 
 use gcp_bigquery_client::model::dataset_reference::DatasetReference;
+use gcp_bigquery_client::model::get_query_results_parameters::GetQueryResultsParameters;
 use gcp_bigquery_client::model::job::Job;
 use gcp_bigquery_client::model::job_configuration::JobConfiguration;
 use gcp_bigquery_client::model::job_configuration_query::JobConfigurationQuery;
-use gcp_bigquery_client::model::query_request::QueryRequest;
 
 use super::{BigQueryWarehouse, classify, columns, record_from_cells, status};
 use crate::warehouse::read_only::{
@@ -39,20 +40,38 @@ impl BigQueryWarehouse {
                 limits.max_bytes_billed
             )));
         }
-        let request = QueryRequest {
-            default_dataset: Some(self.default_dataset()),
-            maximum_bytes_billed: Some(limits.max_bytes_billed.to_string()),
-            max_results: Some(i32::try_from(limits.max_rows.saturating_add(1)).unwrap_or(i32::MAX)),
-            timeout_ms: Some(i32::try_from(limits.timeout.as_millis()).unwrap_or(i32::MAX)),
-            use_legacy_sql: false,
-            ..QueryRequest::new(sql)
-        };
+        let job = self.query_job(sql, Some(limits));
+        let job = self
+            .client
+            .job()
+            .insert(&self.project, job)
+            .await
+            .map_err(|err| refused_or_backend("start a query job", &err))?;
+        if let Some(error) = job.status.as_ref().and_then(|s| s.error_result.as_ref()) {
+            return Err(QueryError::Refused(format!(
+                "BigQuery could not run the query: {}",
+                error.message.as_deref().unwrap_or("unknown error")
+            )));
+        }
+        let reference = job.job_reference.unwrap_or_default();
+        let job_id = reference.job_id.clone().unwrap_or_default();
         let response = self
             .client
             .job()
-            .query(&self.project, request)
+            .get_query_results(
+                &self.project,
+                &job_id,
+                GetQueryResultsParameters {
+                    location: reference.location.clone(),
+                    max_results: Some(
+                        i32::try_from(limits.max_rows.saturating_add(1)).unwrap_or(i32::MAX),
+                    ),
+                    timeout_ms: Some(i32::try_from(limits.timeout.as_millis()).unwrap_or(i32::MAX)),
+                    ..Default::default()
+                },
+            )
             .await
-            .map_err(|err| refused_or_backend("run a query", &err))?;
+            .map_err(|err| refused_or_backend("read a query's results", &err))?;
         // The emulator answers a failed query with 200 and `errors`.
         if let Some(errors) = response.errors.filter(|e| !e.is_empty()) {
             let messages: Vec<String> = errors.into_iter().filter_map(|e| e.message).collect();
@@ -62,17 +81,13 @@ impl BigQueryWarehouse {
             )));
         }
         if response.job_complete == Some(false) {
-            if let Some(job) = &response.job_reference
-                && let Some(job_id) = &job.job_id
-            {
-                let cancelled = self
-                    .client
-                    .job()
-                    .cancel_job(&self.project, job_id, job.location.as_deref())
-                    .await;
-                if let Err(err) = cancelled {
-                    tracing::warn!(job_id, "the timed-out query job was not cancelled: {err}");
-                }
+            let cancelled = self
+                .client
+                .job()
+                .cancel_job(&self.project, &job_id, reference.location.as_deref())
+                .await;
+            if let Err(err) = cancelled {
+                tracing::warn!(job_id, "the timed-out query job was not cancelled: {err}");
             }
             return Err(QueryError::Refused(format!(
                 "the query ran longer than {} s and its job was cancelled; narrow it or allow \
@@ -116,22 +131,30 @@ impl BigQueryWarehouse {
         })
     }
 
-    /// Dry-runs `sql` as a query job: refused unless BigQuery calls it a SELECT; otherwise the
-    /// bytes it would process.
-    async fn dry_run(&self, sql: &str) -> Result<u64, QueryError> {
-        let job = Job {
+    /// A query job for `sql` on the dataset: a dry run (`None`), or a run billed at most
+    /// `limits.max_bytes_billed` and stopped by BigQuery after `limits.timeout`.
+    fn query_job(&self, sql: &str, run: Option<QueryLimits>) -> Job {
+        Job {
             configuration: Some(JobConfiguration {
-                dry_run: Some(true),
+                dry_run: Some(run.is_none()),
+                job_timeout_ms: run.map(|limits| limits.timeout.as_millis().to_string()),
                 query: Some(JobConfigurationQuery {
                     query: sql.to_owned(),
                     use_legacy_sql: Some(false),
                     default_dataset: Some(self.default_dataset()),
+                    maximum_bytes_billed: run.map(|limits| limits.max_bytes_billed.to_string()),
                     ..Default::default()
                 }),
                 ..Default::default()
             }),
             ..Default::default()
-        };
+        }
+    }
+
+    /// Dry-runs `sql` as a query job: refused unless BigQuery calls it a SELECT; otherwise the
+    /// bytes it would process.
+    async fn dry_run(&self, sql: &str) -> Result<u64, QueryError> {
+        let job = self.query_job(sql, None);
         let job = self
             .client
             .job()
