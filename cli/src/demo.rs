@@ -116,7 +116,12 @@ pub struct ParquetLoad {
 }
 
 /// Runs the demo against a stack on `ports`: the whole stack is stopped before it returns.
-pub async fn run(config: Config, ports: PortChoice, args: &DemoArgs) -> anyhow::Result<DemoReport> {
+pub async fn run(
+    config: Config,
+    ports: PortChoice,
+    args: &DemoArgs,
+    quiet: bool,
+) -> anyhow::Result<DemoReport> {
     let request = RunRequest {
         scenario: Some(SCENARIO.to_owned()),
         seed: args.seed,
@@ -126,7 +131,7 @@ pub async fn run(config: Config, ports: PortChoice, args: &DemoArgs) -> anyhow::
     // Everything at once: the demo shows what the pipeline stores, not the scenario's pace.
     let scenario = spec.scenario.with_duration(Duration::ZERO);
     let stack = LocalStack::start(config, ports).await?;
-    let result = run_on(&stack, &scenario, spec.seed).await;
+    let result = run_on(&stack, &scenario, spec.seed, quiet).await;
     stack.stop().await;
     result
 }
@@ -135,6 +140,7 @@ async fn run_on(
     stack: &LocalStack,
     scenario: &event_generator::Scenario,
     seed: u64,
+    quiet: bool,
 ) -> anyhow::Result<DemoReport> {
     let config = &stack.config;
     let before = StoredCounts::read(stack).await?;
@@ -156,15 +162,20 @@ async fn run_on(
     if let Finish::Failed(why) = finish {
         anyhow::bail!("the demo could not publish its events: {why}");
     }
-    tokio::time::timeout(SETTLE_TIMEOUT, stack.bus.settled())
-        .await
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "the pipeline did not settle within {SETTLE_TIMEOUT:?}; see the log above for \
-                 deliveries being retried"
-            )
-        })?;
-    let parquet = wait_for_load(stack, object).await?;
+    let waiting = crate::render::spinner(
+        "waiting for every delivery and the sample file's load",
+        quiet,
+    );
+    let settled = tokio::time::timeout(SETTLE_TIMEOUT, stack.bus.settled()).await;
+    let parquet = match settled {
+        Ok(()) => wait_for_load(stack, object).await,
+        Err(_) => Err(anyhow::anyhow!(
+            "the pipeline did not settle within {SETTLE_TIMEOUT:?}; see the log above for \
+             deliveries being retried"
+        )),
+    };
+    waiting.finish_and_clear();
+    let parquet = parquet?;
 
     let after = StoredCounts::read(stack).await?;
     let rows_written = increase(&before.table_rows, &after.table_rows);

@@ -139,7 +139,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             stack.stop().await;
         }
         Command::Demo(args) => {
-            let report = demo::run(local_config(&options)?, ports, &args).await?;
+            let report = demo::run(local_config(&options)?, ports, &args, quiet).await?;
             let value = json.then(|| serde_json::to_value(&report)).transpose()?;
             print_report(
                 value,
