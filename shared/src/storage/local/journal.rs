@@ -8,13 +8,13 @@
 //! Segments of an owner whose lock is free belong to a process that died; the next store to
 //! open adopts them and writes their objects out.
 //!
-//! Segments are written full of zeros and synced before use (by a thread of their own, one
-//! segment ahead), so a commit overwrites blocks the file system has already allocated, and
-//! its `fdatasync` flushes data only. Appending would make every sync commit the file system's
-//! metadata journal too, with whatever the file writer has changed meanwhile: here that tripled
-//! the CPU cost of a commit (docs/benchmarks.md). The zeros go out a megabyte at a time, each
-//! synced, with a rest between: written in one go, the 32 MiB queued ahead of the commits'
-//! syncs and lengthened their slowest answers. A zero length ends a segment's records.
+//! Segments are written full of zeros and synced before use (by a thread of their own, one segment
+//! ahead), so a commit overwrites blocks the file system has already allocated, and its `fdatasync`
+//! flushes data only. Appending would make every sync commit the file system's metadata journal
+//! too, with whatever the file writer has changed meanwhile: here that tripled the CPU cost of a
+//! commit. The zeros go out a megabyte at a time, each synced, with a rest between: written in one
+//! go, the 32 MiB queued ahead of the commits' syncs and lengthened their slowest answers. A zero
+//! length ends a segment's records.
 
 use std::fs::{self, File};
 use std::io;

@@ -20,11 +20,12 @@ use super::pending::Pending;
 const MAX_OPEN_DIRECTORIES: usize = 256;
 /// While writes keep arriving (one within this window), files are written in short slices with
 /// rests between: creating a file costs the core far more than committing a write, and a file
-/// system call cannot be pre-empted, so even at the lowest CPU priority file writing halved the
-/// rate of commits (docs/benchmarks.md). The writer's share of its time grows with the backlog,
-/// from [`MIN_BUSY_SHARE`] while the backlog is under half its limit to all of it at the limit,
-/// so a long run of writes slows down gradually rather than stopping at the limit. When writes
-/// stop, or anyone waits for files ([`Pending::wait_written`]), files are written flat out.
+/// system call cannot be pre-empted, so even at the lowest CPU priority (`SCHED_IDLE`) preprocess
+/// answered 7.0k–7.3k durable requests/s with files written flat out, against 16.7k–17.0k with them
+/// deferred. The writer's share of its time grows with the backlog, from [`MIN_BUSY_SHARE`] while
+/// the backlog is under half its limit to all of it at the limit, so a long run of writes slows
+/// down gradually rather than stopping at the limit. When writes stop, or anyone waits for files
+/// ([`Pending::wait_written`]), files are written flat out.
 const BUSY_WINDOW: Duration = Duration::from_millis(20);
 const BUSY_SLICE: Duration = Duration::from_millis(1);
 const MIN_BUSY_SHARE: f64 = 0.02;
