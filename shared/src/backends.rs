@@ -1,12 +1,16 @@
-//! Chooses and builds each backend from the configuration, once, at start-up.
+//! Chooses and builds each backend from the configuration, once, at start-up: Google Cloud's
+//! here, the local world's in `backends/local.rs` (only in a build with the `local` feature; a
+//! build without it that is asked for local backends stops and says what to set).
+
+#[cfg(feature = "local")]
+mod local;
 
 use std::sync::Arc;
 
 use crate::config::{BackendKind, Config};
 use crate::delivery::deadletter::DeadLetterStore;
-use crate::faults;
-use crate::publish::{LocalBus, LogOptions, Publisher, PubsubPublisher};
-use crate::storage::{GcsObjectStore, LocalObjectStore, ObjectStore};
+use crate::publish::{Publisher, PubsubPublisher};
+use crate::storage::{GcsObjectStore, ObjectStore};
 use crate::warehouse::{BigQueryWarehouse, Warehouse};
 
 /// The outside systems a function talks to.
@@ -50,49 +54,11 @@ impl Backends {
                     publisher: Arc::new(publisher),
                 })
             }
-            BackendKind::Local => {
-                let objects = Self::local_objects(config)?;
-                let bus = Self::local_bus(config, &objects);
-                // A lone function has no start-up to spare from the test-only faults.
-                faults::arm();
-                Ok(Self {
-                    objects,
-                    publisher: faults::publisher(config.test_faults.as_ref(), Arc::new(bus)),
-                })
-            }
+            #[cfg(feature = "local")]
+            BackendKind::Local => Self::connect_local(config),
+            #[cfg(not(feature = "local"))]
+            BackendKind::Local => Err(no_local_world()),
         }
-    }
-
-    /// The local object store: a directory per bucket under `$PULSE_DATA_DIR/gcs`.
-    pub fn local_objects(config: &Config) -> std::io::Result<Arc<dyn ObjectStore>> {
-        let store = Arc::new(LocalObjectStore::open(
-            config.data_dir.join("gcs"),
-            config.local_fsync,
-        )?);
-        Ok(faults::objects(config.test_faults.as_ref(), store))
-    }
-
-    /// A local bus that dead-letters into `objects` and keeps undelivered messages in memory
-    /// (a lone function's: nothing subscribes to it).
-    pub fn local_bus(config: &Config, objects: &Arc<dyn ObjectStore>) -> LocalBus {
-        LocalBus::new(config.project.clone(), Self::dead_letters(config, objects))
-    }
-
-    /// The local stack's bus: messages are kept in `$PULSE_DATA_DIR/bus` until delivered, so
-    /// they survive a crash, and what an earlier run left undelivered is delivered again.
-    pub fn durable_local_bus(
-        config: &Config,
-        objects: &Arc<dyn ObjectStore>,
-    ) -> std::io::Result<LocalBus> {
-        LocalBus::open(
-            config.project.clone(),
-            Self::dead_letters(config, objects),
-            &config.data_dir.join("bus"),
-            LogOptions {
-                durable: config.local_fsync,
-                ..LogOptions::default()
-            },
-        )
     }
 
     /// The dead-letter store in the raw bucket.
@@ -123,27 +89,11 @@ impl Backends {
                 )
                 .await?,
             )),
+            #[cfg(feature = "local")]
             BackendKind::Local => Self::local_warehouse(config),
+            #[cfg(not(feature = "local"))]
+            BackendKind::Local => Err(no_local_world()),
         }
-    }
-
-    /// The local warehouse, `$PULSE_DATA_DIR/warehouse.duckdb`.
-    #[cfg(feature = "duckdb")]
-    pub fn local_warehouse(config: &Config) -> anyhow::Result<Arc<dyn Warehouse>> {
-        let warehouse = Arc::new(crate::warehouse::DuckDbWarehouse::open(
-            &config.data_dir.join("warehouse.duckdb"),
-            &config.dataset,
-        )?);
-        Ok(faults::warehouse(config.test_faults.as_ref(), warehouse))
-    }
-
-    /// Without the `duckdb` feature there is no local warehouse.
-    #[cfg(not(feature = "duckdb"))]
-    pub fn local_warehouse(_config: &Config) -> anyhow::Result<Arc<dyn Warehouse>> {
-        anyhow::bail!(
-            "this build has no local warehouse: build with `--features duckdb` (or run `pulse up`), \
-             or set PULSE_BACKEND=gcp"
-        )
     }
 
     /// Logs which implementation backs each capability.
@@ -154,4 +104,16 @@ impl Backends {
             "backends chosen"
         );
     }
+}
+
+/// Why a build without the local world does not start on local backends, and what to set.
+#[cfg(not(feature = "local"))]
+fn no_local_world() -> anyhow::Error {
+    anyhow::anyhow!(
+        "local backends were chosen (PULSE_BACKEND=local, the default when K_SERVICE is unset), \
+         but this binary was built without them (cargo feature `local`; the Cloud Run images \
+         leave it out). Set PULSE_BACKEND=gcp and GOOGLE_CLOUD_PROJECT, and STORAGE_ENDPOINT, \
+         PUBSUB_ENDPOINT and BIGQUERY_ENDPOINT to use emulators; or run a build with the local \
+         backends (`cargo run -p <function>`, `pulse up`)"
+    )
 }

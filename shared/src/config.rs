@@ -6,7 +6,6 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::delivery::oidc::PushAuthConfig;
-use crate::faults::FaultConfig;
 use crate::namespace;
 
 /// Which implementation backs each outside system.
@@ -168,6 +167,23 @@ pub struct PredictionSettings {
     /// `PULSE_PREDICT_BREAKER_COOLDOWN_MS`: how long an open breaker answers 503 without
     /// calling the endpoint before it lets one trial call through (default 30,000).
     pub breaker_cooldown: Duration,
+}
+
+/// The test-only faults of the local backends (`crate::faults`, in a build with the `local`
+/// feature): which misbehave, how often, and for how long. Parsed in every build, so a variable
+/// set on Cloud Run is refused there rather than ignored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaultConfig {
+    /// Share of calls that fail (0 to 1).
+    pub rate: f64,
+    /// Share of calls that stall first (0 to 1), and for how long.
+    pub stall_rate: f64,
+    pub stall: Duration,
+    /// How long the faults last once armed (`None`: until the process ends).
+    pub lasting: Option<Duration>,
+    pub objects: bool,
+    pub warehouse: bool,
+    pub publish: bool,
 }
 
 /// The endpoint the local predictor serves (`pulse up`, port 8087).

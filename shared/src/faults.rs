@@ -12,12 +12,13 @@
 //! `pulse_test_faults_total{backend,kind}`.
 
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use crate::config::FaultConfig;
 use crate::error::{BackendError, Retry};
 use crate::publish::{OutgoingMessage, Publisher};
 use crate::storage::{ByteRange, Created, ObjectStore, RangeRead};
@@ -26,21 +27,6 @@ use crate::warehouse::{
     Addition, Compaction, DateRange, InsertError, LoadError, LoadOutcome, RowIdentity, TableSpec,
     TableSummary, TimeWindow, Warehouse,
 };
-
-/// Which backends misbehave, how often, and for how long.
-#[derive(Clone, Debug, PartialEq)]
-pub struct FaultConfig {
-    /// Share of calls that fail (0 to 1).
-    pub rate: f64,
-    /// Share of calls that stall first (0 to 1), and for how long.
-    pub stall_rate: f64,
-    pub stall: Duration,
-    /// How long the faults last once armed (`None`: until the process ends).
-    pub lasting: Option<Duration>,
-    pub objects: bool,
-    pub warehouse: bool,
-    pub publish: bool,
-}
 
 /// The faults of this process: configured once, armed once.
 pub struct Faults {

@@ -1,6 +1,7 @@
 //! Common core of the Pulse functions: configuration, telemetry, the HTTP runtime, envelope
 //! decoding, the failure classification, the event registry, and the backends (object storage,
-//! publishing, the warehouse) with their Google Cloud and embedded local implementations.
+//! publishing, the warehouse) with their Google Cloud implementations and, with the `local`
+//! feature, their embedded local ones.
 
 pub mod archive;
 pub mod auth;
@@ -8,6 +9,7 @@ pub mod backends;
 pub mod config;
 pub mod delivery;
 pub mod error;
+#[cfg(feature = "local")]
 pub mod faults;
 pub mod instant;
 mod json;

@@ -1,7 +1,8 @@
-//! Publishing to topics: the trait every function uses, with Pub/Sub and the embedded local bus
-//! behind it.
+//! Publishing to topics: the trait every function uses, with Pub/Sub (`pubsub.rs`) and, in a
+//! build with the `local` feature, the embedded bus (`local.rs`) behind it.
 
-mod bus;
+#[cfg(feature = "local")]
+mod local;
 mod pubsub;
 
 use std::collections::BTreeMap;
@@ -9,7 +10,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-pub use bus::{LocalBus, LogOptions, LogStats, PushSubscription, Undelivered};
+#[cfg(feature = "local")]
+pub use local::{LocalBus, LogOptions, LogStats, PushSubscription, Undelivered};
 pub use pubsub::PubsubPublisher;
 
 use crate::error::BackendError;

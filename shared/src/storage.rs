@@ -1,13 +1,15 @@
-//! Object storage: the trait every function uses, with Cloud Storage and a local directory per
-//! bucket behind it.
+//! Object storage: the trait every function uses, with Cloud Storage (`gcs.rs`) and, in a build
+//! with the `local` feature, a local directory per bucket (`local.rs`) behind it.
 
 mod gcs;
+#[cfg(feature = "local")]
 mod local;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use gcs::GcsObjectStore;
+#[cfg(feature = "local")]
 pub use local::{LocalObjectStore, local_generation};
 
 use crate::error::BackendError;

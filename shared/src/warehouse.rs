@@ -1,9 +1,10 @@
 //! The warehouse seam: tables that are created and evolved by the functions, rows written with
-//! ids so repeats are dropped, and queries. BigQuery on Google Cloud, DuckDB locally.
+//! ids so repeats are dropped, and queries. BigQuery on Google Cloud (`bigquery.rs`), DuckDB
+//! locally (`duckdb.rs`, in a build with the `local` feature).
 
 pub mod bigquery;
 pub mod dedup;
-#[cfg(feature = "duckdb")]
+#[cfg(feature = "local")]
 pub mod duckdb;
 pub mod group_commit;
 pub mod read_only;
@@ -16,7 +17,7 @@ use serde_json::{Map, Value};
 use crate::error::{BackendError, Retry};
 pub use bigquery::BigQueryWarehouse;
 pub use dedup::{Compaction, DateRange, RowIdentity, TimeWindow};
-#[cfg(feature = "duckdb")]
+#[cfg(feature = "local")]
 pub use duckdb::DuckDbWarehouse;
 pub use read_only::{QueryAnswer, QueryError, QueryLimits, ResultColumn};
 pub use schema::{Addition, Column, ColumnType, Fit, Mode, TableSpec};

@@ -12,6 +12,7 @@ mod quarantine;
 mod reload;
 mod target;
 mod trigger;
+#[cfg(feature = "local")]
 mod watch;
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub use footer::FIRST_READ;
 pub use load::{Destination, LandingObject, Outcome, load_id};
 pub use quarantine::{RefusalCode, quarantine_name};
 pub use reload::LoadRequest;
+#[cfg(feature = "local")]
 pub use watch::{POLL, watch_landing};
 
 /// The function's name in logs, dead-letter records and quarantine reports.

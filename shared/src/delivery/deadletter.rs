@@ -306,6 +306,7 @@ impl DeadLetterStore {
 mod tests {
     use super::*;
     use crate::error::Reason;
+    #[cfg(feature = "local")]
     use crate::storage::LocalObjectStore;
 
     fn rejection() -> Rejection {
@@ -358,6 +359,7 @@ mod tests {
         assert_eq!(record.body_bytes().unwrap().len(), MAX_KEPT_BODY);
     }
 
+    #[cfg(feature = "local")]
     fn message() -> PushMessage {
         PushMessage {
             data: "e30=".to_owned(),
@@ -371,6 +373,7 @@ mod tests {
     /// table-manager and inference read the same processed messages: the second to dead-letter
     /// one with the same reason found the first one's record under the name and answered as if
     /// its own were stored.
+    #[cfg(feature = "local")]
     #[tokio::test]
     async fn another_input_under_the_same_name_gets_a_name_of_its_own() {
         let dir = tempfile::tempdir().unwrap();

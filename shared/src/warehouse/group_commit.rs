@@ -463,7 +463,7 @@ fn fail_all(batch: Vec<Pending>, err: &BackendError) {
     }
 }
 
-#[cfg(all(test, feature = "duckdb"))]
+#[cfg(all(test, feature = "local"))]
 mod tests {
     #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
