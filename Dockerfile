@@ -1,6 +1,7 @@
 # One small image per Pulse function: its static release binary on an empty base, run as a
 # non-root user, listening on $PORT (Cloud Run's contract). scripts/build-image.sh builds the
-# binary (x86_64 glibc, +crt-static, without the local DuckDB feature) and the build context:
+# binary (x86_64 glibc, +crt-static, without the local world: `--no-default-features`) and the
+# build context:
 #
 #   context/function                  the binary
 #   context/ca-certificates.crt       CA bundle: the Google SDK's TLS uses the system roots

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the container image of one function: a static release binary (x86_64 glibc with
-# +crt-static; the local DuckDB feature stays off) on an empty base, from the repository's
-# Dockerfile. Uses docker when it is there, else buildah (rootless-friendly: vfs, chroot).
+# +crt-static; without the local world, `--no-default-features`) on an empty base, from the
+# repository's Dockerfile. Uses docker when it is there, else buildah (rootless-friendly: vfs, chroot).
 #
 #   scripts/build-image.sh FUNCTION [IMAGE]     e.g. scripts/build-image.sh preprocess
 #
@@ -30,9 +30,11 @@ if [ -z "$builder" ]; then
   fi
 fi
 
-# --target keeps RUSTFLAGS off build scripts and proc-macros, which must stay dynamic.
+# --target keeps RUSTFLAGS off build scripts and proc-macros, which must stay dynamic. Without
+# default features the function leaves out its `local` feature: no local backends, no DuckDB.
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-  cargo build --release --locked --target "$target" -p "$function" --bin "$function"
+  cargo build --release --locked --no-default-features --target "$target" -p "$function" \
+  --bin "$function"
 binary=$CARGO_TARGET_DIR/$target/release/$function
 
 if readelf --program-headers "$binary" | grep -q INTERP; then
