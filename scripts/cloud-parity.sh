@@ -49,12 +49,13 @@ venv_with "$harness_venv" scripts/cloud_parity/requirements.txt
 work=$(mktemp -d "${TMPDIR:-/tmp}/pulse-cloud-parity.XXXXXX")
 echo "cloud-parity: working in $work (kept on failure)"
 
-# The binaries the images ship: Cloud Run images are built without the local DuckDB feature.
-# They are linked out at once: another build in the same directory (a workspace build turns
-# the feature on for every function) may replace target/debug/FUNCTION at any time; a hard link
+# The binaries the images ship: built as scripts/build-image.sh builds them, without the local
+# world (`--no-default-features`: no local store, bus or DuckDB). They are linked out at once:
+# another build in the same directory (any default build turns the local world on) may replace
+# target/debug/FUNCTION at any time; a hard link
 # keeps this build's file and costs no space (a copy where the run's directory is elsewhere).
 functions=(preprocess table-manager parquet-loader inference event-generator predictor)
-cargo build --locked --bins "${functions[@]/#/--package=}"
+cargo build --locked --no-default-features --bins "${functions[@]/#/--package=}"
 mkdir -p "$work/bin"
 for function in "${functions[@]}"; do
   ln "$target_dir/debug/$function" "$work/bin/" 2>/dev/null || cp "$target_dir/debug/$function" "$work/bin/"
