@@ -120,11 +120,6 @@ impl LocalStack {
         )
         .await?;
         servers.push(server);
-        bus.subscribe(PushSubscription::new(
-            "preprocess",
-            config.raw_topic.clone(),
-            format!("http://{preprocess}/"),
-        ));
 
         let (table_manager, server) = serve(
             ports.port(TABLE_MANAGER_PORT),
@@ -137,11 +132,6 @@ impl LocalStack {
         )
         .await?;
         servers.push(server);
-        bus.subscribe(PushSubscription::new(
-            "table-manager",
-            config.processed_topic.clone(),
-            format!("http://{table_manager}/"),
-        ));
 
         let (parquet_loader, server) = serve(
             ports.port(PARQUET_LOADER_PORT),
@@ -185,10 +175,27 @@ impl LocalStack {
         )
         .await?;
         servers.push(server);
+
+        // Subscribed once every server is up, downstream first: like Pub/Sub, a subscription
+        // gets only what is published after it exists, and preprocess publishes to the
+        // processed topic as soon as the bus hands it the first message an earlier run left
+        // undelivered. Subscribed upstream first, a restart after a crash archived and
+        // acknowledged such events while the processed topic had no subscription yet: they
+        // never reached the warehouse (nor inference).
+        bus.subscribe(PushSubscription::new(
+            "table-manager",
+            config.processed_topic.clone(),
+            format!("http://{table_manager}/"),
+        ));
         bus.subscribe(PushSubscription::new(
             "inference",
             config.processed_topic.clone(),
             format!("http://{inference}/"),
+        ));
+        bus.subscribe(PushSubscription::new(
+            "preprocess",
+            config.raw_topic.clone(),
+            format!("http://{preprocess}/"),
         ));
 
         let (dashboard, scraper) = Dashboard::start(
