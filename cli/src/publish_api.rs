@@ -9,36 +9,67 @@ use async_trait::async_trait;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use bytes::Bytes;
 use pulse_shared::config::Config;
+use pulse_shared::delivery::answer;
+use pulse_shared::delivery::answer::ErrorAnswer;
 use pulse_shared::error::{BackendError, Retry};
+use pulse_shared::openapi;
 use pulse_shared::publish::{LocalBus, LogStats, OutgoingMessage, Publisher};
-use serde::{Deserialize, Serialize};
 
-#[derive(Deserialize)]
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
+
+/// The OpenAPI description of the stack's own endpoint (the publish API, the bus's backlog and
+/// the dashboard), served at `GET /openapi.json`.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Pulse local stack",
+        description = "The local bus's publish endpoint, shaped like Pub/Sub's REST \
+                       `topics.publish`, its backlog, and the dashboard."
+    ),
+    paths(
+        publish,
+        backlog,
+        pulse_shared::metrics::render,
+        pulse_shared::runtime::healthz,
+        openapi::openapi_json,
+        crate::dashboard::show,
+        crate::dashboard::replay
+    )
+)]
+pub struct ApiDoc;
+
+/// A `topics.publish` body.
+#[derive(Deserialize, ToSchema)]
 struct PublishRequest {
     messages: Vec<RequestMessage>,
 }
 
-#[derive(Deserialize)]
+/// One message to publish.
+#[derive(Deserialize, ToSchema)]
 struct RequestMessage {
+    /// The message's bytes, base64.
     #[serde(default)]
     data: String,
     #[serde(default)]
     attributes: BTreeMap<String, String>,
 }
 
-#[derive(Deserialize, Serialize)]
+/// What `topics.publish` answers: the ids of the messages, in order.
+#[derive(Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct PublishResponse {
     message_ids: Vec<String>,
 }
 
 /// `POST /v1/projects/{project}/topics/{topic}:publish`, `GET /bus` (its backlog), `GET /metrics`
-/// (every function's, as on any of their ports) and `GET /healthz`.
+/// (every function's, as on any of their ports), `GET /healthz` and `GET /openapi.json`.
 pub fn router(bus: LocalBus, config: &Config) -> Router {
     Router::new()
         .route(
@@ -47,21 +78,30 @@ pub fn router(bus: LocalBus, config: &Config) -> Router {
         )
         .route("/bus", get(backlog))
         .route("/metrics", get(pulse_shared::metrics::render))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(pulse_shared::runtime::healthz))
+        .merge(openapi::route(&ApiDoc::openapi()))
         .with_state((bus, config.project.clone()))
 }
 
 /// What the local bus holds: the Pub/Sub backlog of the local stack (`GET /bus`).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct BusBacklog {
     /// Deliveries accepted and not yet acknowledged or dead-lettered, all subscriptions.
     pub undelivered: u64,
     /// Messages published since the stack started, by topic.
     pub published: BTreeMap<String, u64>,
     /// What the bus's log on disk holds.
+    #[schema(value_type = Option<Object>)]
     pub log: Option<LogStats>,
 }
 
+/// The local bus's backlog, for `pulse status`.
+#[utoipa::path(
+    get,
+    path = "/bus",
+    tag = "publish",
+    responses((status = 200, description = "What the bus holds.", body = BusBacklog))
+)]
 async fn backlog(State((bus, _)): State<(LocalBus, String)>) -> Json<BusBacklog> {
     Json(BusBacklog {
         undelivered: bus.in_flight() as u64,
@@ -70,30 +110,49 @@ async fn backlog(State((bus, _)): State<(LocalBus, String)>) -> Json<BusBacklog>
     })
 }
 
+/// Publishes messages to a topic of the local bus, as Pub/Sub's `topics.publish` does.
+#[utoipa::path(
+    post,
+    path = "/v1/projects/{project}/topics/{topic_action}",
+    tag = "publish",
+    params(
+        ("project" = String, Path, description = "The local project (`local` unless `GOOGLE_CLOUD_PROJECT` says otherwise).", example = "local"),
+        ("topic_action" = String, Path, description = "`{topic}:publish`.", example = "events-raw:publish"),
+    ),
+    request_body = PublishRequest,
+    responses(
+        (status = 200, description = "Published, durably, to every subscription of the topic.", body = PublishResponse),
+        (status = 400, description = "A message's data is not base64, a message is larger than the bus stores, or the body is not a publish request.", body = ErrorAnswer<'static>),
+        (status = 404, description = "Another project, or not `:publish`.", body = ErrorAnswer<'static>),
+        (status = 413, description = "The body is larger than the stack takes.", body = ErrorAnswer<'static>),
+        (status = 503, description = "The bus could not store a message: publish again.", body = ErrorAnswer<'static>),
+    )
+)]
 async fn publish(
     State((bus, project)): State<(LocalBus, String)>,
     Path((requested_project, topic_action)): Path<(String, String)>,
-    Json(request): Json<PublishRequest>,
-) -> Result<Json<PublishResponse>, (StatusCode, String)> {
-    let not_found = |what: String| (StatusCode::NOT_FOUND, what);
+    answer::Json(request): answer::Json<PublishRequest>,
+) -> Result<Json<PublishResponse>, Response> {
     let Some(topic) = topic_action.strip_suffix(":publish") else {
-        return Err(not_found(format!(
-            "unknown action in {topic_action:?}; expected `<topic>:publish`"
-        )));
+        return Err(answer::error(
+            StatusCode::NOT_FOUND,
+            &format!("unknown action in {topic_action:?}; expected `<topic>:publish`"),
+        ));
     };
     if requested_project != project {
-        return Err(not_found(format!(
-            "project {requested_project:?} is not the local project {project:?}"
-        )));
+        return Err(answer::error(
+            StatusCode::NOT_FOUND,
+            &format!("project {requested_project:?} is not the local project {project:?}"),
+        ));
     }
     let mut outgoing = Vec::with_capacity(request.messages.len());
     for message in request.messages {
         let data = base64::engine::general_purpose::STANDARD
             .decode(&message.data)
             .map_err(|e| {
-                (
+                answer::error(
                     StatusCode::BAD_REQUEST,
-                    format!("message data is not base64: {e}"),
+                    &format!("message data is not base64: {e}"),
                 )
             })?;
         outgoing.push(OutgoingMessage {
@@ -107,7 +166,15 @@ async fn publish(
     let message_ids = published
         .into_iter()
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        .map_err(|e| {
+            // The bus refuses what it can never store (a message too large for its log) as the
+            // caller's; the rest may pass on another attempt.
+            let status = match e.retry {
+                Retry::InvalidInput => StatusCode::BAD_REQUEST,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            answer::error(status, &e.to_string())
+        })?;
     Ok(Json(PublishResponse { message_ids }))
 }
 
@@ -174,5 +241,34 @@ impl Publisher for PublishClient {
         answer.message_ids.into_iter().next().ok_or_else(|| {
             BackendError::new(operation(), Retry::Permanent, "no message id in the answer")
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+    use std::sync::Arc;
+
+    use pulse_shared::delivery::deadletter::DeadLetterStore;
+    use pulse_shared::storage::LocalObjectStore;
+
+    use super::*;
+    use crate::dashboard::Dashboard;
+
+    /// The stack's own endpoint, as `pulse up` serves it, against its description.
+    #[tokio::test]
+    async fn every_route_is_described() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::local(dir.path());
+        let objects = Arc::new(LocalObjectStore::open(dir.path().join("gcs"), false).unwrap());
+        let dead_letters = DeadLetterStore::new(objects, "pulse-raw", "dead-letter/");
+        let bus = LocalBus::new("local", dead_letters.clone());
+        let unused = "127.0.0.1:9".parse().unwrap();
+        let (dashboard, scraper) = Dashboard::start(unused, unused, dead_letters, String::new());
+        let router = router(bus, &config).merge(dashboard.router());
+        let problems = openapi::disagreements(router, &ApiDoc::openapi()).await;
+        scraper.abort();
+        assert!(problems.is_empty(), "{problems:#?}");
     }
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::error::FunctionError;
 use crate::registry::is_valid_event_type;
@@ -39,17 +40,40 @@ pub fn check_posted(count: usize) -> Result<(), FunctionError> {
 
 /// A slice of the raw archive: one event type, event time in `[from, to)`; when `event_ids` is
 /// given, only those events of the slice (a repair re-drives just the missing ones).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSlice {
+    /// E.g. `order`.
     pub event_type: String,
+    /// Event time, inclusive.
     pub from: DateTime<Utc>,
+    /// Event time, exclusive.
     pub to: DateTime<Utc>,
+    /// Only these events of the slice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_ids: Option<BTreeSet<String>>,
 }
 
 impl RawSlice {
+    /// Refuses a malformed slice as a bad request.
+    pub fn check(&self) -> Result<(), FunctionError> {
+        self.type_prefix("").map(drop)
+    }
+
+    /// What the slice holds, for people: `archived order events from … to …`.
+    pub fn describe(&self) -> String {
+        let picked = self
+            .event_ids
+            .as_ref()
+            .map_or_else(String::new, |ids| format!(" ({} picked)", ids.len()));
+        format!(
+            "archived {} events from {} to {}{picked}",
+            self.event_type,
+            self.from.to_rfc3339(),
+            self.to.to_rfc3339()
+        )
+    }
+
     /// The archive objects in the slice (an event counts when the minute it is filed under
     /// starts inside the slice). A malformed slice is a bad request.
     pub async fn list(

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::delivery::oidc::PushAuthConfig;
+use crate::jobs::JobTiming;
 use crate::namespace;
 
 /// Which implementation backs each outside system.
@@ -81,6 +82,11 @@ pub struct Config {
     /// `PULSE_QUARANTINE_PREFIX`: where refused files go in the landing bucket (default
     /// `quarantine/`).
     pub quarantine_prefix: String,
+    /// `PULSE_JOBS_PREFIX`: where replay jobs keep their state in the raw bucket (default
+    /// `jobs/`; see [`crate::jobs`]).
+    pub jobs_prefix: String,
+    /// How often a replay job records its progress, and when a silent one is taken over.
+    pub jobs: JobTiming,
     /// `PULSE_LANDING_PARTITION_COLUMN`: the date or timestamp column a table created from a
     /// Parquet file is partitioned on, when the file has it (else its first such column).
     pub landing_partition_column: Option<String>,
@@ -253,6 +259,8 @@ impl Config {
             dead_letter_prefix: env.prefix("PULSE_DEAD_LETTER_PREFIX", "dead-letter/"),
             landing_prefix: env.prefix("PULSE_LANDING_PREFIX", "landing/"),
             quarantine_prefix: env.prefix("PULSE_QUARANTINE_PREFIX", "quarantine/"),
+            jobs_prefix: env.prefix("PULSE_JOBS_PREFIX", "jobs/"),
+            jobs: JobTiming::default(),
             landing_partition_column: env.string("PULSE_LANDING_PARTITION_COLUMN"),
             database_url: env.string("DATABASE_URL"),
             raw_topic: env.string_or("PULSE_RAW_TOPIC", "events-raw"),

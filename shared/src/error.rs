@@ -203,6 +203,9 @@ pub enum FunctionError {
     /// A manual request is malformed: answered 400 with what to fix.
     #[error("{0}")]
     BadRequest(String),
+    /// A manual request names something that does not exist (a job): answered 404.
+    #[error("{0}")]
+    NotFound(String),
 }
 
 #[cfg(test)]

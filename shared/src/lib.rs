@@ -12,9 +12,11 @@ pub mod error;
 #[cfg(feature = "local")]
 pub mod faults;
 pub mod instant;
+pub mod jobs;
 mod json;
 pub mod metrics;
 pub mod namespace;
+pub mod openapi;
 pub mod publish;
 pub mod registry;
 pub mod runtime;

@@ -75,6 +75,12 @@ pub fn handle() -> &'static PrometheusHandle {
 }
 
 /// `GET /metrics`: every metric of this process in Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "runtime",
+    responses((status = 200, description = "Prometheus text format 0.0.4.", content_type = "text/plain", body = String))
+)]
 pub async fn render() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

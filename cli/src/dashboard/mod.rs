@@ -11,10 +11,14 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use axum::Router;
+use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::{get, post};
 use maud::Markup;
 use preprocess::ReplayReport;
+use pulse_shared::delivery::answer::{self, ErrorAnswer};
 use pulse_shared::delivery::deadletter::{DeadLetterRecord, DeadLetterStore};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -134,12 +138,14 @@ pub struct DeadLetters {
     pub recent: Vec<(String, DeadLetterRecord)>,
 }
 
-async fn show(State(dashboard): State<Dashboard>) -> Markup {
+/// The dashboard page.
+#[utoipa::path(get, path = "/", tag = "dashboard", responses((status = 200, description = "The page.", content_type = "text/html", body = String)))]
+pub(crate) async fn show(State(dashboard): State<Dashboard>) -> Markup {
     page::render(&dashboard, None).await
 }
 
-#[derive(Deserialize)]
-struct ReplayForm {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct ReplayForm {
     /// The dead-letter object to re-drive.
     name: String,
 }
@@ -150,7 +156,35 @@ pub enum ReplayResult {
     Failed { name: String, why: String },
 }
 
-async fn replay(State(dashboard): State<Dashboard>, Form(form): Form<ReplayForm>) -> Markup {
+/// The page's replay button: re-drives one dead letter through preprocess, then shows the page
+/// with what happened.
+#[utoipa::path(
+    post,
+    path = "/dead-letters/replay",
+    tag = "dashboard",
+    request_body(content = ReplayForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The page, with the replay's result.", content_type = "text/html", body = String),
+        (status = 400, description = "Not the page's form: no `name`.", body = ErrorAnswer<'static>),
+    )
+)]
+pub(crate) async fn replay(
+    State(dashboard): State<Dashboard>,
+    form: Result<Form<ReplayForm>, FormRejection>,
+) -> Response {
+    // Only the page's own form posts here; anything else is told what the form is.
+    let Form(form) = match form {
+        Ok(form) => form,
+        Err(rejection) => {
+            return answer::error(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "expected the page's form, `name=<dead-letter object>`: {}",
+                    rejection.body_text()
+                ),
+            );
+        }
+    };
     let result = match call_replay(&dashboard, &form.name).await {
         Ok(report) => ReplayResult::Done {
             name: form.name,
@@ -161,7 +195,7 @@ async fn replay(State(dashboard): State<Dashboard>, Form(form): Form<ReplayForm>
             why,
         },
     };
-    page::render(&dashboard, Some(result)).await
+    page::render(&dashboard, Some(result)).await.into_response()
 }
 
 /// Re-drives one dead letter: its full name is a prefix that lists only itself.

@@ -8,11 +8,12 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use chrono::{DateTime, Utc};
+use pulse_shared::delivery::answer::ErrorAnswer;
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
 use crate::AppState;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
 use crate::jobs::{Job, JobState};
 use crate::request::RunRequest;
 use crate::scenario::{Scenario, Shape};
@@ -145,8 +146,8 @@ pub async fn list_scenarios() -> Json<Vec<ScenarioView>> {
     request_body = RunRequest,
     responses(
         (status = 202, description = "Started; `Location` names the job.", body = JobView),
-        (status = 400, description = "The run cannot start as asked.", body = ErrorBody),
-        (status = 429, description = "As many runs as an instance takes are going.", body = ErrorBody),
+        (status = 400, description = "The run cannot start as asked.", body = ErrorAnswer<'static>),
+        (status = 429, description = "As many runs as an instance takes are going.", body = ErrorAnswer<'static>),
     )
 )]
 pub async fn start_job(
@@ -185,7 +186,7 @@ pub async fn list_jobs(State(state): State<AppState>) -> Json<Vec<JobView>> {
     get,
     path = "/jobs/{id}",
     params(("id" = String, Path, description = "The job's id, e.g. `job-1`.")),
-    responses((status = 200, body = JobView), (status = 404, body = ErrorBody))
+    responses((status = 200, body = JobView), (status = 404, body = ErrorAnswer<'static>))
 )]
 pub async fn get_job(
     State(state): State<AppState>,
@@ -202,7 +203,7 @@ pub async fn get_job(
     params(("id" = String, Path, description = "The job's id.")),
     responses(
         (status = 200, description = "Cancel requested; the job stops within moments.", body = JobView),
-        (status = 404, body = ErrorBody),
+        (status = 404, body = ErrorAnswer<'static>),
     )
 )]
 pub async fn cancel_job(
@@ -219,7 +220,7 @@ pub async fn cancel_job(
     delete,
     path = "/jobs/{id}",
     params(("id" = String, Path, description = "The job's id.")),
-    responses((status = 200, body = JobView), (status = 404, body = ErrorBody))
+    responses((status = 200, body = JobView), (status = 404, body = ErrorAnswer<'static>))
 )]
 pub async fn delete_job(
     state: State<AppState>,
@@ -228,7 +229,7 @@ pub async fn delete_job(
     cancel_job(state, id).await
 }
 
-/// The OpenAPI description.
-pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+/// The whole description: [`ApiDoc`] and the runtime's routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    pulse_shared::openapi::document(ApiDoc::openapi())
 }

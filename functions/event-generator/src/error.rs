@@ -4,8 +4,6 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use pulse_shared::delivery::answer;
-use serde::Serialize;
-use utoipa::ToSchema;
 
 /// A request the API refuses; nothing was started or changed.
 #[derive(Debug, thiserror::Error)]
@@ -21,14 +19,6 @@ pub enum ApiError {
     /// As many runs as an instance takes are going (429): send it again when one has ended.
     #[error(transparent)]
     TooManyRuns(#[from] crate::jobs::TooManyRuns),
-}
-
-/// The body of every error answer ([`pulse_shared::delivery::answer::ErrorAnswer`]).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// Always `error`.
-    pub outcome: String,
-    pub error: String,
 }
 
 impl IntoResponse for ApiError {

@@ -26,7 +26,7 @@ use pulse_shared::config::{BackendKind, Config};
 use pulse_shared::publish::Publisher;
 use pulse_shared::runtime::with_runtime_layers;
 
-pub use api::{ApiDoc, JobView, ScenarioView};
+pub use api::{ApiDoc, JobView, ScenarioView, openapi};
 pub use error::ApiError;
 pub use events::{DRIFT_EVENT_TYPE, EventKind};
 pub use jobs::{MAX_RUNNING, TooManyRuns};
@@ -85,7 +85,7 @@ pub fn app(state: AppState) -> Router {
         .route("/jobs", post(api::start_job).get(api::list_jobs))
         .route("/jobs/{id}", get(api::get_job).delete(api::delete_job))
         .route("/jobs/{id}/cancel", post(api::cancel_job))
-        .route("/openapi.json", get(api::openapi))
+        .merge(pulse_shared::openapi::route(&api::openapi()))
         .with_state(state.clone());
     with_runtime_layers(router, state.config(), FUNCTION)
 }

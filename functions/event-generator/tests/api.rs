@@ -281,7 +281,7 @@ async fn scenarios_and_the_openapi_description_are_served() {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }
     assert!(doc["paths"]["/jobs/{id}"]["delete"].is_object());
-    for schema in ["RunRequest", "JobView", "ScenarioView", "ErrorBody"] {
+    for schema in ["RunRequest", "JobView", "ScenarioView", "ErrorAnswer"] {
         assert!(
             doc["components"]["schemas"][schema].is_object(),
             "{schema} missing"
@@ -339,4 +339,11 @@ async fn a_transient_failure_is_counted_and_the_run_goes_on() {
     assert_eq!(finish, Finish::Completed);
     let snapshot = progress.snapshot();
     assert_eq!((snapshot.sent, snapshot.failed), (0, 12));
+}
+
+#[tokio::test]
+async fn every_route_is_described() {
+    let router = harness(Arc::new(RecordingPublisher::default()));
+    let problems = pulse_shared::openapi::disagreements(router, &event_generator::openapi()).await;
+    assert!(problems.is_empty(), "{problems:#?}");
 }

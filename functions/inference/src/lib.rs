@@ -16,16 +16,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::FromRef;
 use axum::routing::post;
 use pulse_shared::auth::{AccessTokens, MetadataIdTokens};
 use pulse_shared::backends::Backends;
 use pulse_shared::config::{BackendKind, BatchLimits, Config, endpoint_location};
 use pulse_shared::delivery;
 use pulse_shared::delivery::deadletter::DeadLetterStore;
+use pulse_shared::jobs::{JobsApi, ReplayJobs};
+use pulse_shared::openapi;
 use pulse_shared::runtime::{operator_routes, with_runtime_layers};
 use pulse_shared::storage::ObjectStore;
 use pulse_shared::warehouse::Warehouse;
 use pulse_shared::warehouse::group_commit::Writers;
+use utoipa::OpenApi;
 
 pub use features::Features;
 pub use predictions::spec as predictions_table_spec;
@@ -49,6 +53,7 @@ struct Settings {
     table: String,
     objects: Arc<dyn ObjectStore>,
     dead_letters: DeadLetterStore,
+    replays: ReplayJobs,
 }
 
 impl AppState {
@@ -88,7 +93,13 @@ impl AppState {
             limits,
         );
         Ok(Self {
-            inner: Arc::new(Settings {
+            inner: Arc::new_cyclic(|settings| Settings {
+                replays: ReplayJobs::new(
+                    replay::PredictReplay(settings.clone()),
+                    FUNCTION,
+                    backends.objects.clone(),
+                    &config,
+                ),
                 dead_letters: Backends::dead_letters(&config, &backends.objects),
                 objects: backends.objects.clone(),
                 config,
@@ -129,17 +140,48 @@ fn is_google_api(base_url: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// The function's HTTP surface: `POST /` (the trigger), `POST /predict-replay`, `GET /healthz`.
+impl FromRef<AppState> for ReplayJobs {
+    fn from_ref(state: &AppState) -> Self {
+        state.inner.replays.clone()
+    }
+}
+
+/// The OpenAPI description of inference, served at `GET /openapi.json`.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Pulse inference",
+        description = "Scores processed events with a prediction endpoint and stores one \
+                       prediction row per event; re-scores events by hand."
+    ),
+    paths(openapi::trigger, replay::handle)
+)]
+pub struct ApiDoc;
+
+/// The whole description: [`ApiDoc`], the replay jobs and the runtime's routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(JobsApi::openapi());
+    openapi::document(doc)
+}
+
+/// The function's HTTP surface: `POST /` (the trigger), `POST /predict-replay`, the replay jobs
+/// under `/jobs`, `GET /openapi.json`, `GET /healthz`, `GET /health`, `GET /metrics`. Replay
+/// jobs that stopped with an earlier process are taken over from here on.
 pub fn app(state: AppState) -> Router {
+    state.inner.replays.resume_in_background();
     let router = Router::new()
         .route(
             "/",
             delivery::trigger::route::<AppState>(&state.inner.config),
         )
         .merge(operator_routes(
-            Router::new().route("/predict-replay", post(replay::handle)),
+            Router::new()
+                .route("/predict-replay", post(replay::handle))
+                .merge(pulse_shared::jobs::routes()),
             &state.inner.config,
         ))
+        .merge(openapi::route(&openapi()))
         .with_state(state.clone());
     with_runtime_layers(router, &state.inner.config, FUNCTION)
 }

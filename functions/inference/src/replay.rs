@@ -9,23 +9,31 @@
 //! Each event goes through the same path as a delivery (shared predict calls, shared writes).
 //! An event that already has a prediction row keeps it (one row per event id), so calling this
 //! twice is safe; events that cannot be scored are reported in the answer, not dead-lettered
-//! (their source — the archive, or the caller — still has them). A transient failure answers
-//! 503: call again.
+//! (their source — the archive, or the caller — still has them). A replay runs as a job
+//! ([`pulse_shared::jobs`]): one done within half the request timeout answers its report; a
+//! longer one answers `202` with the job, watched and cancelled under `/jobs`, which goes on
+//! where it stopped after a restart. A transient failure of a short replay answers 503: call
+//! again.
 
 use std::collections::BTreeMap;
+use std::sync::Weak;
 
+use async_trait::async_trait;
 use axum::Json;
-use axum::extract::State;
-use futures_util::{StreamExt as _, TryStreamExt as _, stream};
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
 use pulse_shared::archive::{RawSlice, check_posted, replay_page};
+use pulse_shared::delivery::answer::ErrorAnswer;
 use pulse_shared::delivery::processed::ProcessedEvent;
 use pulse_shared::delivery::{Handled, answer};
-use pulse_shared::error::{FunctionError, Rejection};
+use pulse_shared::error::{BackendError, FunctionError, Rejection, Retry};
+use pulse_shared::jobs::{self, JobView, Listing, Replay, Started, WaitQuery};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
-use crate::AppState;
 use crate::score::{Outcome, score_event};
+use crate::{AppState, Settings};
 
 /// How many events a replay scores at once (they share predict calls and writes).
 const CONCURRENCY: usize = 64;
@@ -34,23 +42,27 @@ const CONCURRENCY: usize = 64;
 const LISTED_REJECTIONS: usize = 100;
 
 /// A replay request: set exactly one source.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PredictReplayRequest {
-    #[serde(default)]
+    /// Processed events to score (at most 1,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
     pub events: Option<Vec<Value>>,
-    #[serde(default)]
+    /// A slice of the raw archive to score.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw: Option<RawSlice>,
     /// Objects per page of a slice: at most (and by default) [`pulse_shared::archive::MAX_REPLAY_PAGE`].
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Where the page starts: the `next_after` of the answer before.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
 }
 
 /// One event that could not be scored.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct RejectedEvent {
     pub event_id: Option<String>,
     pub reason: String,
@@ -58,7 +70,7 @@ pub struct RejectedEvent {
 }
 
 /// What a replay did.
-#[derive(Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Default, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct PredictReplayReport {
     /// Events whose prediction row is now stored (new, or already there).
     pub predicted: u64,
@@ -75,55 +87,131 @@ pub struct PredictReplayReport {
     pub next_after: Option<String>,
 }
 
-enum Item {
+pub(crate) enum Item {
     Scored(Option<String>, Handled<Outcome>),
     Unreadable(String),
 }
 
+/// Re-scores events: posted, or from the raw archive.
+#[utoipa::path(
+    post,
+    path = "/predict-replay",
+    tag = "replay",
+    params(WaitQuery),
+    request_body = PredictReplayRequest,
+    responses(
+        (status = 200, description = "Done within the request.", body = PredictReplayReport),
+        (status = 202, description = "Going on as a job; `Location` names it. Its `report` has the shape of `PredictReplayReport`.", body = JobView),
+        (status = 400, description = "Not a replay request: what to fix.", body = ErrorAnswer<'static>),
+        (status = 503, description = "A backend is unavailable: nothing is lost, call again.", body = ErrorAnswer<'static>),
+    )
+)]
 pub async fn handle(
     State(state): State<AppState>,
+    Query(query): Query<WaitQuery>,
     answer::Json(request): answer::Json<PredictReplayRequest>,
-) -> Result<Json<PredictReplayReport>, FunctionError> {
-    let limit = replay_page(request.limit)?;
-    let (items, next_after): (Vec<Item>, _) = match (request.events, request.raw) {
-        (Some(events), None) => {
-            check_posted(events.len())?;
-            let items = stream::iter(events)
-                .map(|event| score_value(&state, event))
-                .buffer_unordered(CONCURRENCY)
-                .try_collect()
-                .await?;
-            (items, None)
+) -> Result<Response, FunctionError> {
+    match state
+        .inner
+        .replays
+        .start::<PredictReplay>(request, query.wait())
+        .await?
+    {
+        Started::Finished(report) => {
+            tracing::info!(?report, "predict replay done");
+            Ok(Json(report).into_response())
         }
-        (None, Some(slice)) => {
-            let config = &state.inner.config;
-            let (names, next) = slice
-                .list_page(
-                    &*state.inner.objects,
-                    &config.raw_bucket,
-                    &config.raw_prefix,
-                    request.after.as_deref(),
-                    limit,
-                )
-                .await?;
-            let items = stream::iter(names)
-                .map(|name| score_archived(&state, name))
-                .buffer_unordered(CONCURRENCY)
-                .try_collect()
-                .await?;
-            (items, next)
-        }
-        _ => {
-            return Err(FunctionError::BadRequest(
+        Started::Job(job) => Ok(jobs::accepted(job)),
+    }
+}
+
+/// Replays as inference runs them, event by event. Holds the function's state weakly: once the
+/// function is gone, its jobs stop as in a crash and are taken over later.
+pub(crate) struct PredictReplay(pub(crate) Weak<Settings>);
+
+impl PredictReplay {
+    fn state(&self) -> Result<AppState, FunctionError> {
+        self.0
+            .upgrade()
+            .map(|inner| AppState { inner })
+            .ok_or_else(|| {
+                // Not worth another attempt: the job stops and is taken over later.
+                FunctionError::Backend(BackendError::new(
+                    "predict replay",
+                    Retry::Permanent,
+                    "inference has stopped",
+                ))
+            })
+    }
+}
+
+#[async_trait]
+impl Replay for PredictReplay {
+    type Request = PredictReplayRequest;
+    type Report = PredictReplayReport;
+    type Item = Item;
+    const CONCURRENCY: usize = CONCURRENCY;
+
+    fn check(&self, request: &PredictReplayRequest) -> Result<(), FunctionError> {
+        replay_page(request.limit)?;
+        match (&request.events, &request.raw) {
+            (Some(events), None) => check_posted(events.len()),
+            (None, Some(slice)) => slice.check(),
+            _ => Err(FunctionError::BadRequest(
                 "set exactly one of `events` or `raw`".to_owned(),
-            ));
+            )),
         }
-    };
-    let mut report = PredictReplayReport {
-        next_after,
-        ..PredictReplayReport::default()
-    };
-    for item in items {
+    }
+
+    fn describe(&self, request: &PredictReplayRequest) -> String {
+        match (&request.events, &request.raw) {
+            (Some(events), _) => format!("{} posted events", events.len()),
+            (_, Some(slice)) => slice.describe(),
+            _ => "nothing".to_owned(),
+        }
+    }
+
+    async fn list(&self, request: &PredictReplayRequest) -> Result<Listing, FunctionError> {
+        let state = self.state()?;
+        match (&request.events, &request.raw) {
+            // Posted events are named by their position, in names that sort in order.
+            (Some(events), _) => Ok(Listing {
+                names: (0..events.len()).map(|i| format!("{i:010}")).collect(),
+                next: None,
+            }),
+            (_, Some(slice)) => {
+                let config = &state.inner.config;
+                let (names, next) = slice
+                    .list_page(
+                        &*state.inner.objects,
+                        &config.raw_bucket,
+                        &config.raw_prefix,
+                        request.after.as_deref(),
+                        replay_page(request.limit)?,
+                    )
+                    .await?;
+                Ok(Listing { names, next })
+            }
+            _ => Ok(Listing::default()),
+        }
+    }
+
+    async fn item(
+        &self,
+        request: &PredictReplayRequest,
+        name: &str,
+    ) -> Result<Item, FunctionError> {
+        let state = self.state()?;
+        match (&request.events, &request.raw) {
+            (Some(events), _) => match name.parse::<usize>().ok().and_then(|i| events.get(i)) {
+                Some(event) => score_value(&state, event.clone()).await,
+                None => Ok(Item::Unreadable(name.to_owned())),
+            },
+            _ => score_archived(&state, name.to_owned()).await,
+        }
+    }
+
+    fn count(report: &mut PredictReplayReport, item: Item) {
         match item {
             Item::Scored(_, Handled::Done(Outcome::Predicted { .. })) => report.predicted += 1,
             Item::Scored(_, Handled::Done(Outcome::NotScored { .. })) => report.not_scored += 1,
@@ -140,8 +228,14 @@ pub async fn handle(
             Item::Unreadable(name) => report.unreadable.push(name),
         }
     }
-    tracing::info!(?report, "predict replay done");
-    Ok(Json(report))
+
+    fn listed(report: &mut PredictReplayReport, next: Option<String>) {
+        report.next_after = next;
+    }
+
+    fn live(&self) -> bool {
+        self.0.strong_count() > 0
+    }
 }
 
 async fn score_value(state: &AppState, event: Value) -> Result<Item, FunctionError> {

@@ -391,3 +391,11 @@ async fn replay_scores_posted_events_once() {
     let (status, _) = h.send(post_json("/predict-replay", &json!({}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn every_route_is_described() {
+    let h = Harness::new(|_| {}).await;
+    let problems =
+        pulse_shared::openapi::disagreements(app(h.state.clone()), &inference::openapi()).await;
+    assert!(problems.is_empty(), "{problems:#?}");
+}

@@ -23,9 +23,11 @@ use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
 use pulse_shared::delivery;
 use pulse_shared::delivery::deadletter::DeadLetterStore;
+use pulse_shared::openapi;
 use pulse_shared::runtime::{operator_routes, with_runtime_layers};
 use pulse_shared::storage::ObjectStore;
 use pulse_shared::warehouse::Warehouse;
+use utoipa::OpenApi;
 
 pub use footer::FIRST_READ;
 pub use load::{Destination, LandingObject, Outcome, load_id};
@@ -81,7 +83,25 @@ impl AppState {
     }
 }
 
-/// The function's HTTP surface: `POST /` (the finalize trigger), `POST /load`, `GET /healthz`.
+/// The OpenAPI description of parquet-loader, served at `GET /openapi.json`.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Pulse parquet-loader",
+        description = "Loads Parquet files dropped in the landing bucket into their table, once \
+                       per generation; quarantines files that can never load."
+    ),
+    paths(openapi::trigger, reload::handle)
+)]
+pub struct ApiDoc;
+
+/// The whole description: [`ApiDoc`] and the runtime's routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    openapi::document(ApiDoc::openapi())
+}
+
+/// The function's HTTP surface: `POST /` (the finalize trigger), `POST /load`,
+/// `GET /openapi.json`, `GET /healthz`, `GET /health`, `GET /metrics`.
 pub fn app(state: AppState) -> Router {
     let router = Router::new()
         .route(
@@ -92,6 +112,7 @@ pub fn app(state: AppState) -> Router {
             Router::new().route("/load", post(reload::handle)),
             &state.inner.config,
         ))
+        .merge(openapi::route(&openapi()))
         .with_state(state.clone());
     with_runtime_layers(router, &state.inner.config, FUNCTION)
 }

@@ -4,15 +4,17 @@
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
+use pulse_shared::delivery::answer::ErrorAnswer;
 use pulse_shared::error::FunctionError;
 use pulse_shared::storage::is_safe_object_name;
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::load::{LandingObject, Outcome, load_object};
 
 /// A manual load.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoadRequest {
     /// Defaults to the landing bucket.
@@ -24,6 +26,18 @@ pub struct LoadRequest {
     pub generation: Option<i64>,
 }
 
+/// Loads one landing object by hand, with the trigger's checks and load ids.
+#[utoipa::path(
+    post,
+    path = "/load",
+    tag = "load",
+    request_body = LoadRequest,
+    responses(
+        (status = 200, description = "Done with: `outcome` is `loaded`, `quarantined` (with its reason) or `ignored`.", body = Object),
+        (status = 400, description = "Not a load request: what to fix.", body = ErrorAnswer<'static>),
+        (status = 503, description = "A backend is unavailable: nothing was loaded, call again.", body = ErrorAnswer<'static>),
+    )
+)]
 pub async fn handle(
     State(state): State<AppState>,
     request: Result<Json<LoadRequest>, JsonRejection>,

@@ -591,3 +591,12 @@ async fn an_event_that_is_not_a_finalize_event_is_dead_lettered() {
     assert_eq!(body["outcome"], "dead_lettered", "{body}");
     assert_eq!(body["reason"], "bad_envelope", "{body}");
 }
+
+#[tokio::test]
+async fn every_route_is_described() {
+    let loader = Loader::new();
+    let problems =
+        pulse_shared::openapi::disagreements(loader.router.clone(), &parquet_loader::openapi())
+            .await;
+    assert!(problems.is_empty(), "{problems:#?}");
+}

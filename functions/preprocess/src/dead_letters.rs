@@ -9,10 +9,12 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{Query, State};
 use base64::Engine as _;
+use pulse_shared::delivery::answer::ErrorAnswer;
 use pulse_shared::delivery::deadletter::DeadLetterRecord;
 use pulse_shared::storage::is_safe_object_name;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::{AppState, FunctionError};
 
@@ -22,18 +24,19 @@ const DEFAULT_NEWEST: usize = 3;
 const MAX_NEWEST: usize = 50;
 
 /// The query of `GET /dead-letters`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct SummaryQuery {
     /// Only the records under this prefix (under the dead-letter prefix), e.g.
     /// `dead-letter/bad_value/2026/12/`.
     pub prefix: Option<String>,
     /// How many of the newest records of each reason to show in detail (default 3, at most 50).
+    #[param(minimum = 0)]
     pub newest: Option<usize>,
 }
 
 /// What `GET /dead-letters` answers.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 pub struct DeadLetterSummary {
     pub prefix: String,
     /// Records under the prefix.
@@ -43,7 +46,7 @@ pub struct DeadLetterSummary {
 }
 
 /// The records of one reason.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ReasonSummary {
     pub reason: String,
     pub count: u64,
@@ -52,7 +55,7 @@ pub struct ReasonSummary {
 }
 
 /// One record, as a listing shows it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DeadLetterDetail {
     /// The object name: what `/dead-letters/record?name=` and `pulse replay dead-letters` take.
     pub name: String,
@@ -64,7 +67,7 @@ pub struct DeadLetterDetail {
 }
 
 /// The query of `GET /dead-letters/record`: one of the two.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct RecordQuery {
     /// The record's object name.
@@ -74,16 +77,31 @@ pub struct RecordQuery {
 }
 
 /// What `GET /dead-letters/record` answers.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DeadLetterShown {
     pub name: String,
+    /// The record as stored: why, when, by which function, and the input.
+    #[schema(value_type = Object)]
     pub record: DeadLetterRecord,
     /// The message's data decoded: JSON when it parses, else text; absent when there is none
     /// or it is not UTF-8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub data: Option<Value>,
 }
 
+/// Counts the dead-letter records by reason and shows the newest of each.
+#[utoipa::path(
+    get,
+    path = "/dead-letters",
+    tag = "dead letters",
+    params(SummaryQuery),
+    responses(
+        (status = 200, description = "The records under the prefix, by reason.", body = DeadLetterSummary),
+        (status = 400, description = "A prefix outside the dead-letter store: what to fix.", body = ErrorAnswer<'static>),
+        (status = 503, description = "The store is unavailable: try again.", body = ErrorAnswer<'static>),
+    )
+)]
 pub async fn summary(
     State(state): State<AppState>,
     Query(query): Query<SummaryQuery>,
@@ -140,6 +158,18 @@ pub async fn summary(
     Ok(Json(summary))
 }
 
+/// Reads one dead-letter record, by object name or message id.
+#[utoipa::path(
+    get,
+    path = "/dead-letters/record",
+    tag = "dead letters",
+    params(RecordQuery),
+    responses(
+        (status = 200, description = "The record, with its message's data decoded.", body = DeadLetterShown),
+        (status = 400, description = "Neither or both of `name` and `id`, a name outside the store, or no such record: what to fix.", body = ErrorAnswer<'static>),
+        (status = 503, description = "The store is unavailable: try again.", body = ErrorAnswer<'static>),
+    )
+)]
 pub async fn record(
     State(state): State<AppState>,
     Query(query): Query<RecordQuery>,

@@ -10,14 +10,18 @@ mod trigger;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::FromRef;
 use axum::routing::{get, post};
 use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
 use pulse_shared::delivery;
 use pulse_shared::delivery::deadletter::DeadLetterStore;
+use pulse_shared::jobs::{JobsApi, ReplayJobs};
+use pulse_shared::openapi;
 use pulse_shared::publish::Publisher;
 use pulse_shared::runtime::{operator_routes, with_runtime_layers};
 use pulse_shared::storage::ObjectStore;
+use utoipa::OpenApi;
 
 pub use dead_letters::{DeadLetterDetail, DeadLetterShown, DeadLetterSummary, ReasonSummary};
 pub use ingest::{Ingested, raw_object_name};
@@ -39,13 +43,20 @@ struct Settings {
     objects: Arc<dyn ObjectStore>,
     publisher: Arc<dyn Publisher>,
     dead_letters: DeadLetterStore,
+    replays: ReplayJobs,
 }
 
 impl AppState {
     pub fn new(config: Config, backends: Backends) -> Self {
         let dead_letters = Backends::dead_letters(&config, &backends.objects);
         Self {
-            inner: Arc::new(Settings {
+            inner: Arc::new_cyclic(|settings| Settings {
+                replays: ReplayJobs::new(
+                    replay::ReplayWork(settings.clone()),
+                    FUNCTION,
+                    backends.objects.clone(),
+                    &config,
+                ),
                 config,
                 objects: backends.objects,
                 publisher: backends.publisher,
@@ -59,18 +70,53 @@ impl AppState {
     }
 }
 
-/// The function's HTTP surface: `POST /` (the trigger), `POST /replay`, `GET /dead-letters`,
-/// `GET /dead-letters/record`, `GET /healthz`.
+impl FromRef<AppState> for ReplayJobs {
+    fn from_ref(state: &AppState) -> Self {
+        state.inner.replays.clone()
+    }
+}
+
+/// The OpenAPI description of preprocess, served at `GET /openapi.json`.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Pulse preprocess",
+        description = "Validates and normalises raw events, archives them and publishes them \
+                       processed; re-drives events by hand."
+    ),
+    paths(
+        openapi::trigger,
+        replay::handle,
+        dead_letters::summary,
+        dead_letters::record
+    )
+)]
+pub struct ApiDoc;
+
+/// The whole description: [`ApiDoc`] with the runtime's routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(JobsApi::openapi());
+    openapi::document(doc)
+}
+
+/// The function's HTTP surface: `POST /` (the trigger), `POST /replay`, the replay jobs under
+/// `/jobs`, `GET /dead-letters`, `GET /dead-letters/record`, `GET /openapi.json`, `GET /healthz`,
+/// `GET /health`, `GET /metrics`. Replay jobs
+/// that stopped with an earlier process are taken over from here on.
 pub fn app(state: AppState) -> Router {
+    state.inner.replays.resume_in_background();
     let router = Router::new()
         .route("/", delivery::trigger::route::<AppState>(state.config()))
         .merge(operator_routes(
             Router::new()
                 .route("/replay", post(replay::handle))
+                .merge(pulse_shared::jobs::routes())
                 .route("/dead-letters", get(dead_letters::summary))
                 .route("/dead-letters/record", get(dead_letters::record)),
             state.config(),
         ))
+        .merge(openapi::route(&openapi()))
         .with_state(state.clone());
     with_runtime_layers(router, state.config(), FUNCTION)
 }

@@ -10,50 +10,63 @@
 //! request. At most 1,000 events may be posted at once.
 //!
 //! Everything it does is idempotent (create-if-absent writes, downstream dedup on `event_id`),
-//! so calling it twice is safe. A transient failure answers 503: call again.
+//! so calling it twice is safe. A replay runs as a job ([`pulse_shared::jobs`]): one done within
+//! half the request timeout answers its report; a longer one answers `202` with the job, which
+//! goes on in the background, is watched and cancelled under `/jobs`, and goes on where it
+//! stopped after a restart. A transient failure of a short replay answers 503: call again.
 
 use std::collections::BTreeMap;
+use std::sync::Weak;
 
+use async_trait::async_trait;
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use pulse_shared::archive::{RawSlice, check_posted, replay_page};
+use pulse_shared::delivery::answer::ErrorAnswer;
 use pulse_shared::delivery::deadletter::DeadLetterRecord;
 use pulse_shared::delivery::envelope::{PushMessage, decode_pubsub};
 use pulse_shared::delivery::{Handled, answer};
-use pulse_shared::error::Rejection;
+use pulse_shared::error::{BackendError, Rejection, Retry};
+use pulse_shared::jobs::{self, JobView, Listing, Replay, Started, WaitQuery};
 use pulse_shared::storage::is_safe_object_name;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::ingest::{Ingested, ingest, publish_processed};
-use crate::{AppState, FUNCTION, FunctionError};
+use crate::{AppState, FUNCTION, FunctionError, Settings};
 
 /// How many objects or events a replay works on at once.
 const CONCURRENCY: usize = 16;
 
 /// A replay request: set exactly one source.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayRequest {
-    #[serde(default)]
+    /// Events to validate and ingest, as a producer would publish them (at most 1,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
     pub events: Option<Vec<Value>>,
-    #[serde(default)]
+    /// Dead-lettered messages to validate again, e.g. `dead-letter/bad_value/2024/05/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter_prefix: Option<String>,
-    #[serde(default)]
+    /// A slice of the raw archive to publish to the processed topic again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw: Option<RawSlice>,
     /// Objects per page of a prefix or slice: at most (and by default) [`pulse_shared::archive::MAX_REPLAY_PAGE`].
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Where the page starts: the `next_after` of the answer before.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
 }
 
 /// What a replay did.
-#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ReplayReport {
     /// Events archived for the first time and published.
     pub accepted: u64,
@@ -72,63 +85,154 @@ pub struct ReplayReport {
 }
 
 /// The result of replaying one item.
-enum ItemOutcome {
+pub(crate) enum ItemOutcome {
     Ingested(Ingested),
     DeadLettered(Rejection),
     Republished,
     Unreadable(String),
 }
 
+/// Re-drives events: posted, dead-lettered, or from the raw archive.
+#[utoipa::path(
+    post,
+    path = "/replay",
+    tag = "replay",
+    params(WaitQuery),
+    request_body = ReplayRequest,
+    responses(
+        (status = 200, description = "Done within the request.", body = ReplayReport),
+        (status = 202, description = "Going on as a job; `Location` names it. Its `report` has the shape of `ReplayReport`.", body = JobView),
+        (status = 400, description = "Not a replay request: what to fix.", body = ErrorAnswer<'static>),
+        (status = 503, description = "A backend is unavailable: nothing is lost, call again.", body = ErrorAnswer<'static>),
+    )
+)]
 pub async fn handle(
     State(state): State<AppState>,
+    Query(query): Query<WaitQuery>,
     answer::Json(request): answer::Json<ReplayRequest>,
-) -> Result<Json<ReplayReport>, FunctionError> {
-    let limit = replay_page(request.limit)?;
-    let after = request.after.as_deref();
-    let (outcomes, next_after) = match (request.events, request.dead_letter_prefix, request.raw) {
-        (Some(events), None, None) => {
-            check_posted(events.len())?;
-            let outcomes =
-                run(events.into_iter().map(|event| replay_posted(&state, event))).await?;
-            (outcomes, None)
+) -> Result<Response, FunctionError> {
+    match state
+        .inner
+        .replays
+        .start::<ReplayWork>(request, query.wait())
+        .await?
+    {
+        Started::Finished(report) => {
+            tracing::info!(?report, "replay done");
+            Ok(Json(report).into_response())
         }
-        (None, Some(prefix), None) => {
-            let names = dead_letter_names(&state, &prefix, after, limit).await?;
-            let next = (names.len() == limit)
-                .then(|| names.last().cloned())
-                .flatten();
-            let outcomes = run(names
-                .into_iter()
-                .map(|name| replay_dead_letter(&state, name)))
-            .await?;
-            (outcomes, next)
-        }
-        (None, None, Some(slice)) => {
-            let config = state.config();
-            let (names, next) = slice
-                .list_page(
-                    &*state.inner.objects,
-                    &config.raw_bucket,
-                    &config.raw_prefix,
-                    after,
-                    limit,
-                )
-                .await?;
-            let outcomes = run(names.into_iter().map(|name| republish_raw(&state, name))).await?;
-            (outcomes, next)
-        }
-        _ => {
-            return Err(FunctionError::BadRequest(
+        Started::Job(job) => Ok(jobs::accepted(job)),
+    }
+}
+
+/// Replays as preprocess runs them, item by item. Holds the function's state weakly: once the
+/// function is gone, its jobs stop as in a crash and are taken over later.
+pub(crate) struct ReplayWork(pub(crate) Weak<Settings>);
+
+impl ReplayWork {
+    fn state(&self) -> Result<AppState, FunctionError> {
+        self.0
+            .upgrade()
+            .map(|inner| AppState { inner })
+            .ok_or_else(|| {
+                // Not worth another attempt: the job stops and is taken over later.
+                FunctionError::Backend(BackendError::new(
+                    "replay",
+                    Retry::Permanent,
+                    "preprocess has stopped",
+                ))
+            })
+    }
+}
+
+#[async_trait]
+impl Replay for ReplayWork {
+    type Request = ReplayRequest;
+    type Report = ReplayReport;
+    type Item = ItemOutcome;
+    const CONCURRENCY: usize = CONCURRENCY;
+
+    fn check(&self, request: &ReplayRequest) -> Result<(), FunctionError> {
+        let state = self.state()?;
+        replay_page(request.limit)?;
+        match (&request.events, &request.dead_letter_prefix, &request.raw) {
+            (Some(events), None, None) => check_posted(events.len()),
+            (None, Some(prefix), None) => {
+                check_dead_letter_prefix(&state, prefix, request.after.as_deref())
+            }
+            (None, None, Some(slice)) => slice.check(),
+            _ => Err(FunctionError::BadRequest(
                 "set exactly one of `events`, `dead_letter_prefix` or `raw`".to_owned(),
-            ));
+            )),
         }
-    };
-    let mut report = ReplayReport {
-        next_after,
-        ..ReplayReport::default()
-    };
-    for outcome in outcomes {
-        match outcome {
+    }
+
+    fn describe(&self, request: &ReplayRequest) -> String {
+        match (&request.events, &request.dead_letter_prefix, &request.raw) {
+            (Some(events), _, _) => format!("{} posted events", events.len()),
+            (_, Some(prefix), _) => format!("dead letters under {prefix}"),
+            (_, _, Some(slice)) => slice.describe(),
+            _ => "nothing".to_owned(),
+        }
+    }
+
+    async fn list(&self, request: &ReplayRequest) -> Result<Listing, FunctionError> {
+        let state = self.state()?;
+        let limit = replay_page(request.limit)?;
+        let after = request.after.as_deref();
+        match (&request.events, &request.dead_letter_prefix, &request.raw) {
+            // Posted events are named by their position, in names that sort in order.
+            (Some(events), _, _) => Ok(Listing {
+                names: (0..events.len()).map(|i| format!("{i:010}")).collect(),
+                next: None,
+            }),
+            (_, Some(prefix), _) => {
+                let names = state
+                    .inner
+                    .dead_letters
+                    .list_page(prefix, after, limit)
+                    .await?;
+                let next = (names.len() == limit)
+                    .then(|| names.last().cloned())
+                    .flatten();
+                Ok(Listing { names, next })
+            }
+            (_, _, Some(slice)) => {
+                let config = state.config();
+                let (names, next) = slice
+                    .list_page(
+                        &*state.inner.objects,
+                        &config.raw_bucket,
+                        &config.raw_prefix,
+                        after,
+                        limit,
+                    )
+                    .await?;
+                Ok(Listing { names, next })
+            }
+            _ => Ok(Listing::default()),
+        }
+    }
+
+    async fn item(
+        &self,
+        request: &ReplayRequest,
+        name: &str,
+    ) -> Result<ItemOutcome, FunctionError> {
+        let state = self.state()?;
+        match (&request.events, &request.dead_letter_prefix, &request.raw) {
+            (Some(events), _, _) => match name.parse::<usize>().ok().and_then(|i| events.get(i)) {
+                Some(event) => replay_posted(&state, event).await,
+                None => Ok(ItemOutcome::Unreadable(name.to_owned())),
+            },
+            (_, Some(_), _) => replay_dead_letter(&state, name.to_owned()).await,
+            (_, _, Some(_)) => republish_raw(&state, name.to_owned()).await,
+            _ => Ok(ItemOutcome::Unreadable(name.to_owned())),
+        }
+    }
+
+    fn count(report: &mut ReplayReport, item: ItemOutcome) {
+        match item {
             ItemOutcome::Ingested(Ingested::Accepted { duplicate, .. }) => {
                 if duplicate {
                     report.duplicates += 1;
@@ -146,24 +250,20 @@ pub async fn handle(
             ItemOutcome::Unreadable(name) => report.unreadable.push(name),
         }
     }
-    tracing::info!(?report, "replay done");
-    Ok(Json(report))
-}
 
-async fn run<F>(items: impl Iterator<Item = F>) -> Result<Vec<ItemOutcome>, FunctionError>
-where
-    F: Future<Output = Result<ItemOutcome, FunctionError>>,
-{
-    stream::iter(items)
-        .buffer_unordered(CONCURRENCY)
-        .try_collect()
-        .await
+    fn listed(report: &mut ReplayReport, next: Option<String>) {
+        report.next_after = next;
+    }
+
+    fn live(&self) -> bool {
+        self.0.strong_count() > 0
+    }
 }
 
 /// A posted event gets a message id derived from its content, so posting it twice derives the
 /// same `event_id` when it has none.
-async fn replay_posted(state: &AppState, event: Value) -> Result<ItemOutcome, FunctionError> {
-    let data = serde_json::to_vec(&event).expect("a JSON value always serialises");
+async fn replay_posted(state: &AppState, event: &Value) -> Result<ItemOutcome, FunctionError> {
+    let data = serde_json::to_vec(event).expect("a JSON value always serialises");
     let message = PushMessage {
         message_id: format!("replay-{}", Uuid::new_v5(&Uuid::NAMESPACE_OID, &data)),
         data: base64::engine::general_purpose::STANDARD.encode(&data),
@@ -198,13 +298,12 @@ async fn dead_letter(
     Ok(ItemOutcome::DeadLettered(rejection))
 }
 
-/// A page of the dead-letter records under `prefix`.
-async fn dead_letter_names(
+/// Refuses a dead-letter prefix outside the store, and an `after` outside the prefix.
+fn check_dead_letter_prefix(
     state: &AppState,
     prefix: &str,
     after: Option<&str>,
-    limit: usize,
-) -> Result<Vec<String>, FunctionError> {
+) -> Result<(), FunctionError> {
     let root = state.inner.dead_letters.prefix();
     if !prefix.starts_with(root) || !is_safe_object_name(prefix.trim_end_matches('/')) {
         return Err(FunctionError::BadRequest(format!(
@@ -216,11 +315,7 @@ async fn dead_letter_names(
             "`after` must be a record name under {prefix:?}, as a previous page gave"
         )));
     }
-    Ok(state
-        .inner
-        .dead_letters
-        .list_page(prefix, after, limit)
-        .await?)
+    Ok(())
 }
 
 /// A dead-lettered message goes through validation again under its original message id, so

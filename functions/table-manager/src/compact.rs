@@ -8,11 +8,13 @@ use axum::Json;
 use axum::extract::State;
 use chrono::{Days, NaiveDate, Utc};
 use pulse_shared::delivery::answer;
+use pulse_shared::delivery::answer::ErrorAnswer;
 use pulse_shared::error::FunctionError;
 use pulse_shared::namespace::{LOAD_PREFIX, UNIQUE_VIEW_PREFIX};
 use pulse_shared::warehouse::dedup::{EVENT_ROWS, PREDICTION_ROWS};
 use pulse_shared::warehouse::{Compaction, DateRange, RowIdentity, TableSpec};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::AppState;
 
@@ -21,7 +23,7 @@ use crate::AppState;
 pub const DEFAULT_DAYS: u64 = 7;
 
 /// The body of `POST /compact`; every field may be left out.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompactRequest {
     /// One table (an event table or the predictions table); every such table when absent.
@@ -36,13 +38,27 @@ pub struct CompactRequest {
 }
 
 /// What `POST /compact` did.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CompactReport {
+    /// Per table: `table`, `from`, `to`, `duplicated_ids`, `rows_removed`.
+    #[schema(value_type = Vec<Object>)]
     pub tables: Vec<Compaction>,
     /// Rows removed from all tables.
     pub rows_removed: u64,
 }
 
+/// Removes repeated rows of an id from closed partitions, keeping each id's first row.
+#[utoipa::path(
+    post,
+    path = "/compact",
+    tag = "tables",
+    request_body(content = Option<CompactRequest>, description = "Optional: without a body, every table, the last 7 closed days."),
+    responses(
+        (status = 200, body = CompactReport),
+        (status = 400, description = "A bad range or table: what to fix.", body = ErrorAnswer<'static>),
+        (status = 503, description = "The warehouse is unavailable: try again.", body = ErrorAnswer<'static>),
+    )
+)]
 pub async fn handle(
     State(state): State<AppState>,
     body: Option<answer::Json<CompactRequest>>,

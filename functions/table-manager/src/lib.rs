@@ -21,10 +21,12 @@ use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
 use pulse_shared::delivery;
 use pulse_shared::delivery::deadletter::DeadLetterStore;
+use pulse_shared::openapi;
 use pulse_shared::runtime::{operator_routes, with_runtime_layers};
 use pulse_shared::storage::ObjectStore;
 use pulse_shared::warehouse::Warehouse;
 use pulse_shared::warehouse::group_commit::Writers;
+use utoipa::OpenApi;
 
 pub use compact::{CompactReport, CompactRequest};
 pub use event_table::{table_name, table_spec};
@@ -76,9 +78,36 @@ impl AppState {
     }
 }
 
+/// The OpenAPI description of table-manager, served at `GET /openapi.json`.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Pulse table-manager",
+        description = "Writes processed events to the table of their type, creating and widening \
+                       tables; lists and ensures tables, reads the curated views, compacts \
+                       repeats and reconciles tables with the raw archive."
+    ),
+    paths(
+        openapi::trigger,
+        tables::list,
+        tables::ensure,
+        views::list,
+        views::read,
+        query::handle,
+        compact::handle,
+        reconcile::handle
+    )
+)]
+pub struct ApiDoc;
+
+/// The whole description: [`ApiDoc`] and the runtime's routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    openapi::document(ApiDoc::openapi())
+}
+
 /// The function's HTTP surface: `POST /` (the trigger), `POST /tables/{event_type}:ensure`,
 /// `GET /tables`, `GET /views`, `GET /views/{name}`, `POST /query`, `POST /compact`,
-/// `POST /reconcile`, `GET /healthz`, `GET /metrics`.
+/// `POST /reconcile`, `GET /openapi.json`, `GET /healthz`, `GET /health`, `GET /metrics`.
 pub fn app(state: AppState) -> Router {
     let router = Router::new()
         .route(
@@ -96,6 +125,7 @@ pub fn app(state: AppState) -> Router {
                 .route("/reconcile", post(reconcile::handle)),
             &state.inner.config,
         ))
+        .merge(openapi::route(&openapi()))
         .with_state(state.clone());
     with_runtime_layers(router, &state.inner.config, FUNCTION)
 }

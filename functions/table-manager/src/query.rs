@@ -9,9 +9,11 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
+use pulse_shared::delivery::answer::ErrorAnswer;
 use pulse_shared::error::FunctionError;
 use pulse_shared::warehouse::{QueryAnswer, QueryError, QueryLimits};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::AppState;
 
@@ -25,7 +27,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const MARGIN: Duration = Duration::from_secs(5);
 
 /// The body of `POST /query`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
     /// One SELECT (or `WITH … SELECT`) statement in the warehouse's dialect.
@@ -42,6 +44,18 @@ pub struct QueryRequest {
     pub max_bytes_billed: Option<u64>,
 }
 
+/// Runs one read-only query of the warehouse.
+#[utoipa::path(
+    post,
+    path = "/query",
+    tag = "query",
+    request_body = QueryRequest,
+    responses(
+        (status = 200, description = "The rows: `columns` (name and type, in order), `rows` (objects keyed by column name), `truncated`, and `bytes_processed` on BigQuery.", body = Object),
+        (status = 400, description = "Not one read-only query, or a limit out of range: what to fix.", body = ErrorAnswer<'static>),
+        (status = 503, description = "The warehouse is unavailable: try again.", body = ErrorAnswer<'static>),
+    )
+)]
 pub async fn handle(
     State(state): State<AppState>,
     request: Result<Json<QueryRequest>, JsonRejection>,

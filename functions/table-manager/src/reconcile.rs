@@ -10,10 +10,12 @@ use axum::extract::State;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use pulse_shared::archive::{RawSlice, event_id_of};
 use pulse_shared::delivery::answer;
+use pulse_shared::delivery::answer::ErrorAnswer;
 use pulse_shared::error::FunctionError;
 use pulse_shared::namespace;
 use pulse_shared::warehouse::TimeWindow;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::AppState;
 
@@ -22,7 +24,7 @@ pub const PAGE: Duration = Duration::hours(1);
 
 /// The body of `POST /reconcile`: an event type and event time in `[from, to)`, whole minutes
 /// (the archive files events by the minute).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReconcileRequest {
     pub event_type: String,
@@ -31,7 +33,7 @@ pub struct ReconcileRequest {
 }
 
 /// What the archive and the table hold for the range.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Reconciliation {
     /// Events in the raw archive.
     pub archived: u64,
@@ -96,6 +98,18 @@ impl ReconcileRequest {
     }
 }
 
+/// Compares the raw archive with the event table for one type and range of event time.
+#[utoipa::path(
+    post,
+    path = "/reconcile",
+    tag = "tables",
+    request_body = ReconcileRequest,
+    responses(
+        (status = 200, body = Reconciliation),
+        (status = 400, description = "A bad type or range: what to fix.", body = ErrorAnswer<'static>),
+        (status = 503, description = "A backend is unavailable: try again.", body = ErrorAnswer<'static>),
+    )
+)]
 pub async fn handle(
     State(state): State<AppState>,
     answer::Json(request): answer::Json<ReconcileRequest>,

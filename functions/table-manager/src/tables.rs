@@ -7,34 +7,51 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use pulse_shared::delivery::answer;
+use pulse_shared::delivery::answer::ErrorAnswer;
 use pulse_shared::error::FunctionError;
 use pulse_shared::registry::is_valid_event_type;
 use pulse_shared::warehouse::dedup::EVENT_ROWS;
 use pulse_shared::warehouse::{Addition, Column, Mode, TableSpec, TableSummary};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use crate::{AppState, event_table};
 
+/// Lists the dataset's tables: columns (BigQuery's JSON schema shape), partitioning,
+/// clustering, and rows where the warehouse says cheaply.
+#[utoipa::path(
+    get,
+    path = "/tables",
+    tag = "tables",
+    responses(
+        (status = 200, description = "One object per table: `name`, `description`, `columns`, `partition_column`, `clustering`, `row_id_column`, `rows`.", body = [Object]),
+        (status = 503, description = "The warehouse is unavailable: try again.", body = ErrorAnswer<'static>),
+    )
+)]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<TableSummary>>, FunctionError> {
     Ok(Json(state.inner.warehouse.list_tables().await?))
 }
 
 /// The body of `POST /tables/{event_type}:ensure`: one of the two.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnsureRequest {
     /// An event of the type: columns are taken from the registry and inferred from its fields.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub sample: Option<Map<String, Value>>,
     /// Columns in BigQuery's JSON schema shape, beyond the ingest metadata columns.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<Object>>)]
     pub columns: Option<Vec<Column>>,
 }
 
 /// What `:ensure` did.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct EnsureReport {
+    /// The table as it is now.
+    #[schema(value_type = Object)]
     pub table: TableSpec,
     /// Columns added by this call.
     pub added: Vec<String>,
@@ -42,6 +59,21 @@ pub struct EnsureReport {
     pub conflicts: Vec<String>,
 }
 
+/// Creates or evolves an event type's table (and its deduplicated view) from a sample event or
+/// from columns; never changes a column's type.
+#[utoipa::path(
+    post,
+    path = "/tables/{action}",
+    tag = "tables",
+    params(("action" = String, Path, description = "`{event_type}:ensure`, e.g. `order:ensure`.")),
+    request_body(content = Option<EnsureRequest>, description = "Optional: without a body, the registry's columns."),
+    responses(
+        (status = 200, description = "The table holds the requested columns.", body = EnsureReport),
+        (status = 400, description = "Not an event type, or a bad body: what to fix.", body = ErrorAnswer<'static>),
+        (status = 409, description = "Some requested columns exist with another type; the rest were added.", body = EnsureReport),
+        (status = 503, description = "The warehouse is unavailable: try again.", body = ErrorAnswer<'static>),
+    )
+)]
 pub async fn ensure(
     State(state): State<AppState>,
     Path(action): Path<String>,

@@ -3,10 +3,12 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use pulse_shared::delivery::answer::ErrorAnswer;
 use pulse_shared::error::FunctionError;
 use pulse_shared::views::{CURATED_VIEWS, Dialect, curated_view};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use crate::AppState;
 
@@ -14,13 +16,15 @@ use crate::AppState;
 const MAX_ROWS: usize = 5_000;
 
 /// One curated view, as `GET /views` lists it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ViewSummary {
     pub name: &'static str,
     pub description: &'static str,
     pub sources: &'static [&'static str],
 }
 
+/// Names the curated views.
+#[utoipa::path(get, path = "/views", tag = "views", responses((status = 200, body = [ViewSummary])))]
 pub async fn list() -> Json<Vec<ViewSummary>> {
     Json(
         CURATED_VIEWS
@@ -34,6 +38,18 @@ pub async fn list() -> Json<Vec<ViewSummary>> {
     )
 }
 
+/// Reads a curated view's rows (at most 5,000).
+#[utoipa::path(
+    get,
+    path = "/views/{name}",
+    tag = "views",
+    params(("name" = String, Path, description = "A name from `GET /views`.")),
+    responses(
+        (status = 200, description = "The rows, one object each.", body = [Object]),
+        (status = 400, description = "Not a curated view.", body = ErrorAnswer<'static>),
+        (status = 503, description = "The warehouse is unavailable: try again.", body = ErrorAnswer<'static>),
+    )
+)]
 pub async fn read(
     State(state): State<AppState>,
     Path(name): Path<String>,

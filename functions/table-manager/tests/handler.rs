@@ -562,3 +562,11 @@ async fn with_push_auth_configured_the_trigger_needs_a_push_token_and_manual_rou
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(unconfigured.count("orders").await, 1);
 }
+
+#[tokio::test]
+async fn every_route_is_described() {
+    let h = Harness::new();
+    let problems =
+        pulse_shared::openapi::disagreements(app(h.state.clone()), &table_manager::openapi()).await;
+    assert!(problems.is_empty(), "{problems:#?}");
+}

@@ -46,10 +46,14 @@ impl<'a> DeadLettered<'a> {
     }
 }
 
-/// The body of every error answer: `{"outcome": "error", "error": …}`.
-#[derive(Debug, Serialize)]
+/// The body of every error answer: `{"outcome": "error", "error": …}`. It is also the error
+/// body of every function's OpenAPI description.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorAnswer<'a> {
+    /// Always `error`.
+    #[schema(example = "error")]
     pub outcome: &'static str,
+    /// What went wrong, and what to change when the request is at fault.
     pub error: &'a str,
 }
 
@@ -98,6 +102,7 @@ impl IntoResponse for FunctionError {
                 response
             }
             FunctionError::BadRequest(message) => error(StatusCode::BAD_REQUEST, &message),
+            FunctionError::NotFound(message) => error(StatusCode::NOT_FOUND, &message),
         }
     }
 }
