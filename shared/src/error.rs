@@ -131,6 +131,12 @@ impl Retry {
             _ => Retry::Permanent,
         }
     }
+
+    /// Whether the same call may pass if tried again: the backend was unavailable or pushing
+    /// back. The other kinds fail again until the input or an operator changes.
+    pub fn may_pass(self) -> bool {
+        matches!(self, Retry::Transient | Retry::Throttled)
+    }
 }
 
 /// A call to an outside system (object store, publisher) that failed.

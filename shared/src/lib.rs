@@ -19,6 +19,7 @@ pub mod namespace;
 pub mod openapi;
 pub mod publish;
 pub mod registry;
+pub mod retry;
 pub mod runtime;
 pub mod storage;
 pub mod telemetry;

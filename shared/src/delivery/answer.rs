@@ -93,7 +93,7 @@ impl IntoResponse for FunctionError {
                         err.operation
                     ),
                 );
-                if matches!(err.retry, Retry::Transient | Retry::Throttled) {
+                if err.retry.may_pass() {
                     response.headers_mut().insert(
                         header::RETRY_AFTER,
                         HeaderValue::from(RETRY_AFTER.as_secs()),

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use backon::Retryable as _;
 use base64::Engine as _;
 use chrono::Utc;
 use cloudevents::binding::reqwest::RequestBuilderExt as _;
@@ -31,6 +32,7 @@ use crate::delivery::deadletter::{DeadLetterRecord, DeadLetterStore};
 use crate::delivery::envelope::{PUBSUB_PUBLISHED, PubsubDelivery, PushMessage};
 use crate::error::{BackendError, Reason, Rejection, Retry};
 use crate::registry::rfc3339;
+use crate::retry;
 
 /// A push subscription on the local bus.
 #[derive(Clone, Debug)]
@@ -42,6 +44,8 @@ pub struct PushSubscription {
     pub endpoint: String,
     /// Attempts before the message is dead-lettered (Pub/Sub's `max_delivery_attempts`).
     pub max_attempts: u32,
+    /// The pause before the second attempt; each later pause doubles up to `max_backoff`, and
+    /// each is stretched by a random 0–100 % ([`crate::retry::backoff`]).
     pub min_backoff: Duration,
     pub max_backoff: Duration,
     /// Deliveries in flight at once.
@@ -376,24 +380,23 @@ async fn deliver_all(
 /// Pushes one message until it is acknowledged (2xx) or its attempts run out and its
 /// dead-letter record is stored.
 async fn deliver(bus: &BusInner, subscription: &PushSubscription, message: &PushMessage) {
-    let mut backoff = subscription.min_backoff;
-    let mut last_failure = String::new();
-    for attempt in 1..=subscription.max_attempts {
-        match push_once(bus, subscription, message).await {
-            Ok(()) => return,
-            Err(failure) => last_failure = failure,
-        }
-        if attempt < subscription.max_attempts {
+    let backoff = || retry::backoff(subscription.min_backoff, subscription.max_backoff);
+    let mut attempt = 0;
+    let pushed = (|| push_once(bus, subscription, message))
+        .retry(backoff().with_max_times(subscription.max_attempts.saturating_sub(1) as usize))
+        .notify(|failure, pause| {
+            attempt += 1;
             tracing::debug!(
                 subscription = %subscription.name,
                 message_id = %message.message_id,
                 attempt,
-                "push failed ({last_failure}); retrying in {backoff:?}"
+                "push failed ({failure}); retrying in {pause:?}"
             );
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(subscription.max_backoff);
-        }
-    }
+        })
+        .await;
+    let Err(last_failure) = pushed else {
+        return;
+    };
     let rejection = Rejection::new(
         Reason::DeliveryExhausted,
         format!(
@@ -409,36 +412,29 @@ async fn deliver(bus: &BusInner, subscription: &PushSubscription, message: &Push
     );
     // The message is finished only once its record is stored: until then it is tried again,
     // as Pub/Sub keeps a message whose dead-letter topic refuses it.
-    let mut backoff = subscription.min_backoff;
-    loop {
-        match bus.dead_letters.write(&record).await {
-            Ok(name) => {
-                tracing::warn!(
-                    subscription = %subscription.name,
-                    message_id = %message.message_id,
-                    dead_letter = %name,
-                    "{rejection}"
-                );
-                return;
-            }
-            Err(err) if matches!(err.retry, Retry::Transient | Retry::Throttled) => {
-                tracing::warn!(
-                    subscription = %subscription.name,
-                    message_id = %message.message_id,
-                    "storing the dead-letter record failed ({err}); retrying in {backoff:?}"
-                );
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(subscription.max_backoff);
-            }
-            Err(err) => {
-                tracing::error!(
-                    subscription = %subscription.name,
-                    message_id = %message.message_id,
-                    "message lost: {rejection}; its dead-letter record cannot be stored: {err}"
-                );
-                return;
-            }
-        }
+    let stored = (|| bus.dead_letters.write(&record))
+        .retry(backoff())
+        .when(|err| err.retry.may_pass())
+        .notify(|err, pause| {
+            tracing::warn!(
+                subscription = %subscription.name,
+                message_id = %message.message_id,
+                "storing the dead-letter record failed ({err}); retrying in {pause:?}"
+            );
+        })
+        .await;
+    match stored {
+        Ok(name) => tracing::warn!(
+            subscription = %subscription.name,
+            message_id = %message.message_id,
+            dead_letter = %name,
+            "{rejection}"
+        ),
+        Err(err) => tracing::error!(
+            subscription = %subscription.name,
+            message_id = %message.message_id,
+            "message lost: {rejection}; its dead-letter record cannot be stored: {err}"
+        ),
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use backon::{BackoffBuilder, Retryable};
 use gcp_bigquery_client::Client;
 use gcp_bigquery_client::auth::Authenticator;
 use gcp_bigquery_client::client_builder::ClientBuilder;
@@ -42,6 +43,17 @@ use super::{
 use crate::auth::AccessTokens;
 use crate::error::{BackendError, Retry};
 use crate::namespace;
+use crate::retry;
+
+/// Why a schema patch failed.
+#[derive(Debug, thiserror::Error)]
+enum PatchFailure {
+    /// Refused as it would drop a column added since the read: a fresh read may pass.
+    #[error("{0}")]
+    Stale(BQError),
+    #[error(transparent)]
+    Failed(#[from] BackendError),
+}
 
 /// How long a column added by a schema patch may take to reach the streaming back end; rows
 /// naming it are retried with backoff meanwhile.
@@ -233,17 +245,22 @@ impl BigQueryWarehouse {
         deadline: Instant,
     ) -> Result<Job, BackendError> {
         let operation = || format!("wait for load job {job_id}");
-        let mut pause = Duration::from_millis(250);
+        // A load finishes within seconds: polled at most 4 s apart, the wait outlasts it little.
+        let mut pauses = retry::within_request()
+            .with_max_delay(Duration::from_secs(4))
+            .build();
         while job.status.as_ref().and_then(|s| s.state.as_deref()) != Some("DONE") {
-            if Instant::now() + pause > deadline {
-                return Err(BackendError::new(
-                    operation(),
-                    Retry::Transient,
-                    "still running; the redelivery waits for the same job",
-                ));
-            }
+            let pause = pauses
+                .next()
+                .filter(|pause| Instant::now() + *pause <= deadline)
+                .ok_or_else(|| {
+                    BackendError::new(
+                        operation(),
+                        Retry::Transient,
+                        "still running; the redelivery waits for the same job",
+                    )
+                })?;
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(4));
             let location = job.job_reference.as_ref().and_then(|r| r.location.clone());
             job = self
                 .client
@@ -253,6 +270,38 @@ impl BigQueryWarehouse {
                 .map_err(|e| classify(operation(), &e))?;
         }
         Ok(job)
+    }
+
+    /// Reads `table`, adds `additions` to its schema and patches it; a refusal that a fresh read
+    /// may cure (the schema changed meanwhile) is told apart.
+    async fn patch_columns(
+        &self,
+        table: &str,
+        additions: &[Addition],
+    ) -> Result<TableSpec, PatchFailure> {
+        let operation = || format!("add columns to {}", self.path(table));
+        let mut current = self.get(table).await?.ok_or_else(|| {
+            BackendError::new(operation(), Retry::Transient, "the table does not exist")
+        })?;
+        // A column this cannot read fails here: a patch without it would drop it.
+        let mut spec = self.spec(table, &current)?;
+        let before = spec.columns.clone();
+        apply_additions(&mut spec.columns, additions);
+        if spec.columns == before {
+            return Ok(spec);
+        }
+        check_columns(&spec.columns).map_err(|problem| refused_columns(operation(), problem))?;
+        current.schema = TableSchema::new(fields(&self.path(table), &spec.columns)?);
+        match self
+            .client
+            .table()
+            .patch(&self.project, &self.dataset, table, current)
+            .await
+        {
+            Ok(patched) => Ok(self.spec(table, &patched)?),
+            Err(err) if matches!(status(&err), Some(400 | 412)) => Err(PatchFailure::Stale(err)),
+            Err(err) => Err(PatchFailure::Failed(classify(operation(), &err))),
+        }
     }
 
     /// One `insertAll`; rows naming a column that has not reached the streaming back end yet
@@ -277,7 +326,7 @@ impl BigQueryWarehouse {
             .iter()
             .flat_map(|row| row.errors.iter().flatten())
             .filter_map(|e| e.reason.as_deref().and_then(retry_of_reason))
-            .find(|retry| matches!(retry, Retry::Transient | Retry::Throttled));
+            .find(|retry| retry.may_pass());
         if let Some(retry) = passing {
             return Err(InsertError::Backend(BackendError::new(
                 format!("insert into {}", self.path(table)),
@@ -368,63 +417,41 @@ impl Warehouse for BigQueryWarehouse {
         table: &str,
         additions: &[Addition],
     ) -> Result<TableSpec, BackendError> {
-        let operation = || format!("add columns to {}", self.path(table));
         // A patch replaces the whole schema. If another writer added a column between our read
-        // and our patch, ours lacks it and BigQuery refuses to drop it: read again and retry.
-        let mut attempts_left = 3;
-        loop {
-            let mut current = self.get(table).await?.ok_or_else(|| {
-                BackendError::new(operation(), Retry::Transient, "the table does not exist")
-            })?;
-            // A column this cannot read fails here: a patch without it would drop it.
-            let mut spec = self.spec(table, &current)?;
-            let before = spec.columns.clone();
-            apply_additions(&mut spec.columns, additions);
-            if spec.columns == before {
-                return Ok(spec);
-            }
-            check_columns(&spec.columns)
-                .map_err(|problem| refused_columns(operation(), problem))?;
-            current.schema = TableSchema::new(fields(&self.path(table), &spec.columns)?);
-            match self
-                .client
-                .table()
-                .patch(&self.project, &self.dataset, table, current)
-                .await
-            {
-                Ok(patched) => return self.spec(table, &patched),
-                Err(err) if attempts_left > 1 && matches!(status(&err), Some(400 | 412)) => {
-                    attempts_left -= 1;
-                    tracing::info!(
-                        table,
-                        "schema patch refused ({err}); reading the table again"
-                    );
-                }
-                Err(err) => return Err(classify(operation(), &err)),
-            }
+        // and our patch, ours lacks it and BigQuery refuses to drop it: read again and retry,
+        // twice, after a pause so that writers that raced once do not race again.
+        let patched = (|| self.patch_columns(table, additions))
+            .retry(retry::within_request().with_max_times(2))
+            .when(|failure| matches!(failure, PatchFailure::Stale(_)))
+            .notify(|failure, pause| {
+                tracing::info!(
+                    table,
+                    "schema patch refused ({failure}); reading the table again in {pause:?}"
+                );
+            })
+            .await;
+        match patched {
+            Ok(spec) => Ok(spec),
+            Err(PatchFailure::Stale(err)) => Err(classify(
+                format!("add columns to {}", self.path(table)),
+                &err,
+            )),
+            Err(PatchFailure::Failed(err)) => Err(err),
         }
     }
 
     async fn insert_rows(&self, table: &str, rows: &[Row]) -> Result<(), InsertError> {
-        let started = tokio::time::Instant::now();
-        let mut pause = Duration::from_millis(250);
-        loop {
-            match self.insert_once(table, rows).await {
-                Err(InsertError::RowsRefused(refused))
-                    if refused.iter().all(|(_, m)| m.contains("no such field"))
-                        && started.elapsed() < COLUMN_PROPAGATION =>
-                {
-                    tracing::info!(
-                        table,
-                        rows = refused.len(),
-                        "a new column is still propagating; retrying in {pause:?}"
-                    );
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(8));
-                }
-                other => return other,
-            }
-        }
+        (|| self.insert_once(table, rows))
+            .retry(retry::within_request().with_total_delay(Some(COLUMN_PROPAGATION)))
+            .when(|err| awaiting_columns(err).is_some())
+            .notify(|err, pause| {
+                tracing::info!(
+                    table,
+                    rows = awaiting_columns(err).unwrap_or_default(),
+                    "a new column is still propagating; retrying in {pause:?}"
+                );
+            })
+            .await
     }
 
     async fn load_parquet(
@@ -868,6 +895,19 @@ fn typed_value(column: &Column, value: Value) -> Value {
             serde_json::from_str(&s).unwrap_or(Value::String(s))
         }
         (_, other) => other,
+    }
+}
+
+/// How many rows were refused, when every refusal names a column that has not reached the
+/// streaming back end yet (they pass once it has).
+fn awaiting_columns(err: &InsertError) -> Option<usize> {
+    match err {
+        InsertError::RowsRefused(refused)
+            if refused.iter().all(|(_, m)| m.contains("no such field")) =>
+        {
+            Some(refused.len())
+        }
+        _ => None,
     }
 }
 
