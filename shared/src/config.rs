@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::delivery::oidc::PushAuthConfig;
+use crate::error::ConfigError;
 use crate::jobs::JobTiming;
 use crate::namespace;
 
@@ -27,28 +28,6 @@ impl FromStr for BackendKind {
             other => Err(format!("expected `gcp` or `local`, got `{other}`")),
         }
     }
-}
-
-/// A configuration problem, naming the variable so the operator knows what to fix.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The variable is set but its value cannot be used.
-    #[error("environment variable {var}={value:?} is invalid: {reason}")]
-    Invalid {
-        var: &'static str,
-        value: String,
-        reason: String,
-    },
-    /// The variable must be set for the chosen backends.
-    #[error("environment variable {var} must be set: {reason}")]
-    Missing { var: &'static str, reason: String },
-    /// Local backends were asked for on Cloud Run, where nothing they write would survive.
-    #[error(
-        "PULSE_BACKEND=local refused: K_SERVICE={service} says this is Cloud Run, where local \
-         files and an in-process bus would lose data; unset PULSE_BACKEND or set it to `gcp`"
-    )]
-    LocalOnCloudRun { service: String },
 }
 
 /// Everything a Pulse function reads from its environment.

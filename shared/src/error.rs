@@ -240,3 +240,25 @@ mod tests {
         }
     }
 }
+
+/// A configuration problem, naming the variable so the operator knows what to fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The variable is set but its value cannot be used.
+    #[error("environment variable {var}={value:?} is invalid: {reason}")]
+    Invalid {
+        var: &'static str,
+        value: String,
+        reason: String,
+    },
+    /// The variable must be set for the chosen backends.
+    #[error("environment variable {var} must be set: {reason}")]
+    Missing { var: &'static str, reason: String },
+    /// Local backends were asked for on Cloud Run, where nothing they write would survive.
+    #[error(
+        "PULSE_BACKEND=local refused: K_SERVICE={service} says this is Cloud Run, where local \
+         files and an in-process bus would lose data; unset PULSE_BACKEND or set it to `gcp`"
+    )]
+    LocalOnCloudRun { service: String },
+}

@@ -37,8 +37,7 @@ use serde::Deserialize;
 use tokio::sync::{Mutex, RwLock};
 
 use super::answer;
-use crate::config::ConfigError;
-use crate::error::RETRY_AFTER;
+use crate::error::{ConfigError, RETRY_AFTER};
 
 /// Google's signing keys for the ID tokens it issues, Pub/Sub push tokens among them.
 pub const GOOGLE_JWKS_URL: &str = "https://www.googleapis.com/oauth2/v3/certs";

@@ -15,15 +15,12 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::journal::{Journal, Location, OwnerLock, Staged};
-use super::pending::Pending;
+use super::pending::{MAX_BACKLOG_BYTES, Pending};
 use super::writer::Work;
 use crate::storage::Created;
 
 /// Most writes committed by one sync.
 pub const MAX_GROUP: usize = 512;
-/// Committed bytes allowed to wait for their files; past this, new writes wait for the file
-/// writer. A burst this large is absorbed at journal speed.
-pub const MAX_BACKLOG_BYTES: u64 = 1 << 30;
 
 pub struct WriteJob {
     /// `bucket/name`, checked safe.

@@ -7,6 +7,10 @@ use std::time::{Duration, Instant};
 
 use super::journal::Location;
 
+/// Committed bytes allowed to wait for their files; past this, new writes wait for the file
+/// writer. A burst this large is absorbed at journal speed.
+pub const MAX_BACKLOG_BYTES: u64 = 1 << 30;
+
 #[derive(Default)]
 pub struct Pending {
     objects: Mutex<BTreeMap<String, Location>>,

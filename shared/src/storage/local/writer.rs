@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 
 use rustix::fs::{AtFlags, Mode, OFlags};
 
-use super::committer::MAX_BACKLOG_BYTES;
 use super::journal::{Location, OwnerLock, Segment};
-use super::pending::Pending;
+use super::pending::{MAX_BACKLOG_BYTES, Pending};
 
 /// Directory handles the writer keeps open.
 const MAX_OPEN_DIRECTORIES: usize = 256;
