@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use pulse_shared::registry::KNOWN_TYPES;
+use pulse_shared::registry::catalogue::KNOWN_TYPES;
 use pulse_shared::views::{CURATED_VIEWS, Dialect};
 use pulse_shared::warehouse::{Column, ColumnType, Mode, TableSpec};
 use serde_json::Map;

@@ -11,7 +11,7 @@ use crate::dashboard::Dashboard;
 use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
 use pulse_shared::publish::{LocalBus, PushSubscription};
-use pulse_shared::registry::KNOWN_TYPES;
+use pulse_shared::registry::catalogue::KNOWN_TYPES;
 use pulse_shared::runtime::{serve_until, with_runtime_layers};
 use pulse_shared::storage::ObjectStore;
 use pulse_shared::views::{CURATED_VIEWS, Dialect};

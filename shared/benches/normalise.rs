@@ -8,7 +8,7 @@ use chrono::Utc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue};
 use pulse_shared::delivery::envelope::decode_pubsub;
-use pulse_shared::registry::{Provenance, normalise};
+use pulse_shared::registry::normalise::{Provenance, normalise};
 use serde_json::json;
 
 fn order_event() -> Vec<u8> {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::FunctionError;
-use crate::registry::is_valid_event_type;
+use crate::registry::identifiers::is_valid_event_type;
 use crate::storage::ObjectStore;
 
 /// The most archive objects, dead-letter records or posted events one replay request

@@ -8,7 +8,7 @@
 
 use std::ops::Range;
 
-use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Timelike, Utc};
 
 /// The event times Pulse accepts: `[1960-01-01T00:00:00Z, 2160-01-01T00:00:00Z)`.
 pub fn event_time_range() -> Range<DateTime<Utc>> {
@@ -47,10 +47,15 @@ pub fn parse_event_time(text: &str) -> Result<DateTime<Utc>, String> {
         return Err(format!(
             "{} in UTC, outside the event times Pulse accepts (1960-01-01 to 2159-12-31, the days \
              BigQuery partitions by)",
-            crate::registry::rfc3339(t)
+            rfc3339(t)
         ));
     }
     Ok(t)
+}
+
+/// Formats a time the way every Pulse record does: RFC 3339, UTC, `Z`.
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! Parquet load into `<name>` is `load_<name>`, Pulse's own tables are a fixed list, and the
 //! deduplicated view of table `T` is `unique_T`.
 
-use crate::registry::{KNOWN_TYPES, is_valid_event_type, known_type};
+use crate::registry::catalogue::{KNOWN_TYPES, known_type};
+use crate::registry::identifiers::is_valid_event_type;
 
 /// Prefix of the tables of event types the registry does not know.
 pub const DISCOVERED_EVENT_PREFIX: &str = "events_";

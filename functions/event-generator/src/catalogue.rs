@@ -22,7 +22,7 @@ pub struct Product {
 /// One sensor on a device: what it measures, its unit, and its normal behaviour.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sensor {
-    /// One of `pulse_shared::registry::SENSOR_TYPES`.
+    /// One of `pulse_shared::registry::catalogue::SENSOR_TYPES`.
     pub sensor_type: &'static str,
     pub unit: &'static str,
     /// Mean of a normal reading.
@@ -160,7 +160,7 @@ impl Catalogue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pulse_shared::registry::SENSOR_TYPES;
+    use pulse_shared::registry::catalogue::SENSOR_TYPES;
 
     #[test]
     fn ids_are_unique_and_sensors_known() {

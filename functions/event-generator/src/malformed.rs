@@ -3,7 +3,7 @@
 //! the envelope and encode the data themselves, so no published message can carry either.
 
 use pulse_shared::error::Reason;
-use pulse_shared::registry::{FieldKind, known_type};
+use pulse_shared::registry::catalogue::{FieldKind, known_type};
 use rand::Rng;
 use rand::seq::IndexedRandom as _;
 use serde_json::{Map, Value, json};

@@ -10,7 +10,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use event_generator::scenario::NAMES;
 use event_generator::{DRIFT_EVENT_TYPE, Generator, Intent, PUBLISHABLE_REASONS, Scenario};
 use pulse_shared::error::Reason;
-use pulse_shared::registry::{Provenance, known_type, normalise};
+use pulse_shared::registry::catalogue::known_type;
+use pulse_shared::registry::normalise::{Provenance, normalise};
 use serde_json::Value;
 
 /// A small limit keeps the `too_large` events small.
@@ -26,7 +27,7 @@ fn generator(seed: u64) -> Generator {
     Generator::new(seed, start()).with_max_event_bytes(MAX_EVENT_BYTES)
 }
 
-fn judge(data: &[u8]) -> Result<pulse_shared::registry::NormalisedEvent, Reason> {
+fn judge(data: &[u8]) -> Result<pulse_shared::registry::normalise::NormalisedEvent, Reason> {
     let provenance = Provenance {
         message_id: "1",
         publish_time: None,

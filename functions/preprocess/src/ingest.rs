@@ -10,7 +10,7 @@ use pulse_shared::delivery::Handled;
 use pulse_shared::delivery::envelope::PushMessage;
 use pulse_shared::error::BackendError;
 use pulse_shared::publish::OutgoingMessage;
-use pulse_shared::registry::{NormalisedEvent, Provenance, normalise};
+use pulse_shared::registry::normalise::{NormalisedEvent, Provenance, normalise};
 use pulse_shared::storage::Created;
 use pulse_shared::telemetry;
 

@@ -15,7 +15,7 @@ use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
 use pulse_shared::error::{BackendError, Reason, Retry};
 use pulse_shared::publish::{OutgoingMessage, Publisher};
-use pulse_shared::registry::derived_event_id;
+use pulse_shared::registry::identifiers::derived_event_id;
 use pulse_shared::storage::{ByteRange, Created, LocalObjectStore, ObjectStore, RangeRead};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;

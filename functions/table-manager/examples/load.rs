@@ -21,7 +21,7 @@ use chrono::Utc;
 use common::Observed;
 use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
-use pulse_shared::registry::{Provenance, normalise};
+use pulse_shared::registry::normalise::{Provenance, normalise};
 use pulse_shared::warehouse::{DuckDbWarehouse, Warehouse};
 use serde_json::json;
 

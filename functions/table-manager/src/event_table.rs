@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 
 use pulse_shared::namespace;
-use pulse_shared::registry::{FieldKind, FieldSpec, known_type};
+use pulse_shared::registry::catalogue::{FieldKind, FieldSpec, known_type};
 use pulse_shared::warehouse::dedup::EVENT_ROWS;
 use pulse_shared::warehouse::group_commit::TableShape;
 use pulse_shared::warehouse::schema::infer_column;

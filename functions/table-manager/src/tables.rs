@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use pulse_shared::delivery::answer;
 use pulse_shared::delivery::answer::ErrorAnswer;
 use pulse_shared::error::FunctionError;
-use pulse_shared::registry::is_valid_event_type;
+use pulse_shared::registry::identifiers::is_valid_event_type;
 use pulse_shared::warehouse::dedup::EVENT_ROWS;
 use pulse_shared::warehouse::{Addition, Column, Mode, TableSpec, TableSummary};
 use serde::{Deserialize, Serialize};

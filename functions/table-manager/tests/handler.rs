@@ -16,7 +16,7 @@ use http::{Request, StatusCode};
 use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
 use pulse_shared::delivery::oidc::{MIN_REFRESH_INTERVAL, Operators, PushAuthConfig};
-use pulse_shared::registry::{Provenance, normalise};
+use pulse_shared::registry::normalise::{Provenance, normalise};
 use pulse_shared::storage::ObjectStore;
 use pulse_shared::warehouse::{DuckDbWarehouse, Warehouse};
 use serde_json::{Map, Value, json};

@@ -13,8 +13,9 @@ use uuid::Uuid;
 
 use crate::delivery::envelope::PushMessage;
 use crate::error::{BackendError, Rejection};
+use crate::instant::rfc3339;
 use crate::metrics;
-use crate::registry::{is_valid_event_id, rfc3339};
+use crate::registry::identifiers::is_valid_event_id;
 use crate::storage::{Created, ObjectStore};
 
 /// What is kept of a dead-lettered input: enough to read why, and to replay it after a fix.

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::delivery::envelope::PushMessage;
 use crate::error::{Reason, Rejection};
-use crate::registry::{is_valid_event_id, is_valid_event_type};
+use crate::registry::identifiers::{is_valid_event_id, is_valid_event_type};
 
 /// A processed event, decoded and checked.
 #[derive(Clone, Debug, PartialEq)]

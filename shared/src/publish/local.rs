@@ -31,7 +31,7 @@ use super::{OutgoingMessage, Publisher};
 use crate::delivery::deadletter::{DeadLetterRecord, DeadLetterStore};
 use crate::delivery::envelope::{PUBSUB_PUBLISHED, PubsubDelivery, PushMessage};
 use crate::error::{BackendError, Reason, Rejection, Retry};
-use crate::registry::rfc3339;
+use crate::instant::rfc3339;
 use crate::retry;
 
 /// A push subscription on the local bus.
