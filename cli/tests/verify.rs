@@ -25,7 +25,7 @@ use pulse::stack::{LocalStack, PortChoice};
 use pulse::verify::{CompactArgs, StackUrls, VerifyArgs, VerifyReport, compact, verify};
 use pulse_shared::config::Config;
 use pulse_shared::publish::{OutgoingMessage, Publisher as _};
-use pulse_shared::testing::BqEmulator;
+use pulse_shared::testing::bigquery::BqEmulator;
 use pulse_shared::warehouse::Warehouse;
 use serde_json::{Value, json};
 

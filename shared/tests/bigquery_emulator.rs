@@ -14,7 +14,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 use pulse_shared::error::Retry;
-use pulse_shared::testing::BqEmulator;
+use pulse_shared::testing::bigquery::BqEmulator;
 use pulse_shared::warehouse::{Addition, Column, ColumnType, Mode, Row, TableSpec, Warehouse};
 use serde_json::{Map, Value, json};
 

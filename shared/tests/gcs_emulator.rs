@@ -23,12 +23,9 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
-use std::net::{SocketAddr, TcpListener as StdTcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -37,11 +34,12 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use pulse_shared::error::{BackendError, Retry};
 use pulse_shared::storage::{ByteRange, Created, GcsObjectStore, ObjectStore};
+use pulse_shared::testing::gcs::{gcs_emulator_bin, gcs_emulator_command, gcs_emulator_ready};
+use pulse_shared::testing::server::{AbortOnDrop, Server, free_port};
 use reqwest::Url;
 
 const BUCKET: &str = "pulse-raw";
 const NAME: &str = "raw/order/2024/05/01/12/00/ord-1.json";
-const STARTUP: Duration = Duration::from_secs(60);
 /// Upper bound on one SDK call, so a hang fails the test instead of stalling it.
 const CALL: Duration = Duration::from_secs(60);
 
@@ -220,17 +218,17 @@ async fn call<T>(future: impl Future<Output = T>) -> T {
 
 /// The emulator and the proxy in front of it; both stop when this is dropped.
 struct Stack {
-    _emulator: Emulator,
+    _emulator: Server,
     proxy: Arc<Proxy>,
     proxy_url: String,
-    _server: ServerGuard,
+    _server: AbortOnDrop,
     _dir: tempfile::TempDir,
 }
 
 impl Stack {
     /// Starts both, or says why the test is skipped and returns `None`.
     async fn start(test: &str) -> Option<Self> {
-        let bin = match emulator_bin() {
+        let bin = match gcs_emulator_bin() {
             Ok(bin) => bin,
             Err(why) => {
                 eprintln!("SKIPPED {test}: {why}");
@@ -238,7 +236,16 @@ impl Stack {
             }
         };
         let dir = tempfile::tempdir().expect("temporary directory");
-        let emulator = Emulator::start(&bin, dir.path()).await;
+        let port = free_port();
+        let mut command = gcs_emulator_command(&bin, port, BUCKET);
+        command.arg("--in-memory");
+        let emulator = Server::start(
+            command,
+            &dir.path().join("gcs-emulator.log"),
+            &gcs_emulator_ready(port, BUCKET),
+        )
+        .await
+        .unwrap_or_else(|why| panic!("gcp-storage-emulator {why}"));
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -246,7 +253,7 @@ impl Stack {
         let address = listener.local_addr().expect("proxy address");
         let proxy = Arc::new(Proxy {
             client: reqwest::Client::new(),
-            upstream: format!("http://127.0.0.1:{}", emulator.port),
+            upstream: format!("http://127.0.0.1:{port}"),
             host: HeaderValue::from_str(&address.to_string()).expect("host header"),
             enforce_if_generation_match: AtomicBool::new(false),
             uploads: Mutex::default(),
@@ -263,7 +270,7 @@ impl Stack {
             _emulator: emulator,
             proxy,
             proxy_url: format!("http://{address}"),
-            _server: ServerGuard(server),
+            _server: AbortOnDrop(server),
             _dir: dir,
         })
     }
@@ -273,104 +280,6 @@ impl Stack {
             .await
             .expect("build the Cloud Storage clients")
     }
-}
-
-/// `PULSE_GCS_EMULATOR_BIN`, else `gcp-storage-emulator` on `PATH`, else why neither is there.
-fn emulator_bin() -> Result<PathBuf, String> {
-    if let Some(bin) = std::env::var_os("PULSE_GCS_EMULATOR_BIN").filter(|b| !b.is_empty()) {
-        // Asked for by name (CI does): not finding it is a failure, not a skip.
-        let bin = PathBuf::from(bin);
-        assert!(
-            bin.is_file(),
-            "PULSE_GCS_EMULATOR_BIN={} is not a file",
-            bin.display()
-        );
-        return Ok(bin);
-    }
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join("gcp-storage-emulator"))
-        .find(|candidate| candidate.is_file())
-        .ok_or_else(|| {
-            "gcp-storage-emulator is not installed (set PULSE_GCS_EMULATOR_BIN or put it on PATH; \
-             `pip install gcp-storage-emulator`)"
-                .to_owned()
-        })
-}
-
-/// A running `gcp-storage-emulator`, killed when dropped.
-struct Emulator {
-    child: Child,
-    port: u16,
-}
-
-impl Emulator {
-    async fn start(bin: &Path, dir: &Path) -> Self {
-        let port = free_port();
-        let log_path = dir.join("gcs-emulator.log");
-        let log = std::fs::File::create(&log_path).expect("emulator log");
-        let child = Command::new(bin)
-            .args([
-                "start",
-                "--host=127.0.0.1",
-                &format!("--port={port}"),
-                "--in-memory",
-                &format!("--default-bucket={BUCKET}"),
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("emulator log"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
-        let mut emulator = Self { child, port };
-        let client = reqwest::Client::new();
-        let bucket = format!("http://127.0.0.1:{port}/storage/v1/b/{BUCKET}");
-        let deadline = Instant::now() + STARTUP;
-        loop {
-            if let Some(status) = emulator.child.try_wait().expect("emulator status") {
-                panic!(
-                    "gcp-storage-emulator exited ({status}) before it was ready:\n{}",
-                    std::fs::read_to_string(&log_path).unwrap_or_default()
-                );
-            }
-            let ready = client.get(&bucket).send().await;
-            if ready.is_ok_and(|r| r.status().is_success()) {
-                return emulator;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "gcp-storage-emulator not ready after {STARTUP:?}:\n{}",
-                std::fs::read_to_string(&log_path).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Stops the proxy's server task when dropped.
-struct ServerGuard(tokio::task::JoinHandle<()>);
-
-impl Drop for ServerGuard {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// A port nothing listens on right now (the emulator binds it a moment later).
-fn free_port() -> u16 {
-    let listener = StdTcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener
-        .local_addr()
-        .map(|a: SocketAddr| a.port())
-        .expect("port")
 }
 
 /// Forwards every request to the emulator, fixing what the SDK and the emulator disagree on:
