@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::body::Body;
@@ -14,37 +14,13 @@ use preprocess::{AppState, ReplayReport, app};
 use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
 use pulse_shared::error::{BackendError, Reason, Retry};
-use pulse_shared::publish::{OutgoingMessage, Publisher};
+use pulse_shared::publish::OutgoingMessage;
 use pulse_shared::registry::identifiers::derived_event_id;
 use pulse_shared::storage::{ByteRange, Created, LocalObjectStore, ObjectStore, RangeRead};
+use pulse_shared::testing::files::names_under;
+use pulse_shared::testing::harness::send;
+use pulse_shared::testing::publisher::RecordingPublisher;
 use serde_json::{Value, json};
-use tower::ServiceExt as _;
-
-/// Records every published message; fails while `failing` is set.
-#[derive(Default)]
-struct RecordingPublisher {
-    published: Mutex<Vec<(String, OutgoingMessage)>>,
-    failing: Mutex<bool>,
-}
-
-#[async_trait]
-impl Publisher for RecordingPublisher {
-    fn describe(&self) -> String {
-        "recording publisher".to_owned()
-    }
-    async fn publish(&self, topic: &str, message: OutgoingMessage) -> Result<String, BackendError> {
-        if *self.failing.lock().unwrap() {
-            return Err(BackendError::new(
-                "publish",
-                Retry::Transient,
-                "test outage",
-            ));
-        }
-        let mut published = self.published.lock().unwrap();
-        published.push((topic.to_owned(), message));
-        Ok(published.len().to_string())
-    }
-}
 
 /// An object store that is down.
 struct FailingStore;
@@ -148,30 +124,7 @@ impl Harness {
     }
 
     fn raw_bucket_files(&self, prefix: &str) -> Vec<String> {
-        let root = self.dir.path().join("gcs/pulse-raw");
-        let mut files = Vec::new();
-        let mut pending = vec![root.join(prefix)];
-        while let Some(dir) = pending.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.map(Result::unwrap) {
-                if entry.file_type().unwrap().is_dir() {
-                    pending.push(entry.path());
-                } else {
-                    files.push(
-                        entry
-                            .path()
-                            .strip_prefix(&root)
-                            .unwrap()
-                            .to_string_lossy()
-                            .into_owned(),
-                    );
-                }
-            }
-        }
-        files.sort();
-        files
+        names_under(&self.dir.path().join("gcs/pulse-raw"), prefix)
     }
 
     fn read_raw(&self, name: &str) -> Value {
@@ -182,21 +135,15 @@ impl Harness {
     }
 
     fn published(&self) -> Vec<(String, OutgoingMessage)> {
-        self.publisher.published.lock().unwrap().clone()
+        self.publisher
+            .published()
+            .into_iter()
+            .map(|published| (published.topic, published.message))
+            .collect()
     }
 
     async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        // The tests look at the files themselves, which the store writes after answering.
-        self.objects.flush().await.unwrap();
-        let status = response.status();
-        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        (
-            status,
-            serde_json::from_slice(&body).unwrap_or_else(|_| json!(String::from_utf8_lossy(&body))),
-        )
+        send(&self.router, self.objects.as_ref(), request).await
     }
 
     async fn deliver(&self, message_id: &str, data: &[u8]) -> (StatusCode, Value) {
@@ -475,10 +422,10 @@ async fn an_unavailable_store_answers_503_and_acknowledges_nothing() {
 async fn a_publish_outage_is_503_and_the_redelivery_completes_the_work() {
     let h = Harness::new();
     let data = bytes(&order("ord-9", "2024-05-01T12:00:00Z"));
-    *h.publisher.failing.lock().unwrap() = true;
+    h.publisher.refuse(Some(Retry::Transient));
     let (status, _) = h.deliver("9", &data).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    *h.publisher.failing.lock().unwrap() = false;
+    h.publisher.refuse(None);
     let (status, body) = h.deliver("9", &data).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["duplicate"], true, "archived by the first attempt");

@@ -8,37 +8,18 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use base64::Engine as _;
 use http::{Request, StatusCode};
 use preprocess::{AppState, app};
 use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
 use pulse_shared::delivery::oidc::PushAuthConfig;
 use pulse_shared::metrics::{self, DEAD_LETTERS, DELIVERIES, Sample};
+use pulse_shared::testing::harness::{answer, push};
 use serde_json::json;
-use tower::ServiceExt as _;
 
 async fn send(router: &Router, request: Request<Body>) -> (StatusCode, String) {
-    let response = router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
+    let (status, body) = answer(router, request).await;
     (status, String::from_utf8(body.to_vec()).unwrap())
-}
-
-fn push(message_id: &str, data: &[u8]) -> Request<Body> {
-    let body = json!({
-        "message": {
-            "data": base64::engine::general_purpose::STANDARD.encode(data),
-            "messageId": message_id,
-        },
-        "subscription": "projects/p/subscriptions/raw",
-    });
-    Request::post("/")
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap()
 }
 
 /// The value of `name` with `labels` in a scrape of `router`, 0 when it is not there yet.

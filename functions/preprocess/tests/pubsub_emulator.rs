@@ -12,7 +12,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,8 @@ use pulse_shared::backends::Backends;
 use pulse_shared::config::{BackendKind, Config};
 use pulse_shared::publish::PubsubPublisher;
 use pulse_shared::storage::{LocalObjectStore, ObjectStore};
+use pulse_shared::testing::files::files_under;
+use pulse_shared::testing::server::{AbortOnDrop, Server, free_port};
 use serde_json::{Value, json};
 
 const EMULATOR: &str =
@@ -45,8 +47,9 @@ async fn pushed_events_are_archived_dead_lettered_and_published_processed() {
         return;
     }
     let dir = tempfile::tempdir().expect("temporary directory");
-    let mut emulator = Emulator::start(dir.path());
-    let endpoint = format!("http://127.0.0.1:{}", emulator.port);
+    let port = free_port();
+    let mut emulator = start_emulator(dir.path(), port);
+    let endpoint = format!("http://127.0.0.1:{port}");
     let topic = |id: &str| format!("projects/{PROJECT}/topics/{id}");
     let subscription = |id: &str| format!("projects/{PROJECT}/subscriptions/{id}");
 
@@ -72,7 +75,7 @@ async fn pushed_events_are_archived_dead_lettered_and_published_processed() {
         ),
     };
     let router = app(AppState::new(config, backends));
-    let _preprocess = ServerGuard(tokio::spawn(async move {
+    let _preprocess = AbortOnDrop(tokio::spawn(async move {
         axum::serve(listener, router)
             .await
             .expect("preprocess server");
@@ -86,9 +89,10 @@ async fn pushed_events_are_archived_dead_lettered_and_published_processed() {
         .await
         .expect("topic admin");
     // The first call doubles as the readiness probe: the JVM takes a few seconds to listen.
-    emulator
-        .until_ready(|| topics.create_topic().set_name(topic("events-raw")).send())
-        .await;
+    until_ready(&mut emulator, || {
+        topics.create_topic().set_name(topic("events-raw")).send()
+    })
+    .await;
     topics
         .create_topic()
         .set_name(topic("events-processed"))
@@ -234,7 +238,7 @@ fn delivered_message_id(message: &Message) -> String {
 }
 
 /// Waits until `dir` holds at least one file, then returns them all.
-async fn wait_for_files(dir: &Path, emulator: &Emulator) -> Vec<PathBuf> {
+async fn wait_for_files(dir: &Path, emulator: &Server) -> Vec<PathBuf> {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let files = files_under(dir);
@@ -251,107 +255,44 @@ async fn wait_for_files(dir: &Path, emulator: &Emulator) -> Vec<PathBuf> {
     }
 }
 
-/// Every file under `dir`, sorted (none if it does not exist).
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
+/// Starts Google's Pub/Sub emulator on `port`, its output in `dir`.
+fn start_emulator(dir: &Path, port: u16) -> Server {
+    let mut command = Command::new(EMULATOR);
+    command.args(["--host=127.0.0.1", &format!("--port={port}")]);
+    Server::spawn(command, &dir.join("pubsub-emulator.log"))
+}
+
+/// Repeats `attempt` until it succeeds, failing if the emulator exits or takes too long.
+async fn until_ready<T, F>(emulator: &mut Server, attempt: impl Fn() -> F)
+where
+    F: Future<Output = google_cloud_pubsub::Result<T>>,
+{
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let error = match tokio::time::timeout(Duration::from_secs(20), attempt()).await {
+            Ok(Ok(_)) => return,
+            // An earlier attempt that timed out on our side still created the resource: a
+            // slow start on a busy machine, and the emulator is ready.
+            Ok(Err(error))
+                if error.status().map(|s| s.code)
+                    == Some(google_cloud_gax::error::rpc::Code::AlreadyExists) =>
+            {
+                return;
+            }
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => "no answer in 20 s".to_owned(),
         };
-        for entry in entries.map(|e| e.expect("directory entry")) {
-            if entry.file_type().expect("file type").is_dir() {
-                pending.push(entry.path());
-            } else {
-                files.push(entry.path());
-            }
-        }
-    }
-    files.sort();
-    files
-}
-
-/// A running Pub/Sub emulator, killed when dropped.
-struct Emulator {
-    child: Child,
-    port: u16,
-    log_path: PathBuf,
-}
-
-impl Emulator {
-    fn start(dir: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let log_path = dir.join("pubsub-emulator.log");
-        let log = std::fs::File::create(&log_path).expect("emulator log");
-        let child = Command::new(EMULATOR)
-            .args(["--host=127.0.0.1", &format!("--port={port}")])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("emulator log"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {EMULATOR}: {e}"));
-        Self {
-            child,
-            port,
-            log_path,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    /// Repeats `attempt` until it succeeds, failing if the emulator exits or takes too long.
-    async fn until_ready<T, F>(&mut self, attempt: impl Fn() -> F)
-    where
-        F: Future<Output = google_cloud_pubsub::Result<T>>,
-    {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let error = match tokio::time::timeout(Duration::from_secs(20), attempt()).await {
-                Ok(Ok(_)) => return,
-                // An earlier attempt that timed out on our side still created the resource: a
-                // slow start on a busy machine, and the emulator is ready.
-                Ok(Err(error))
-                    if error.status().map(|s| s.code)
-                        == Some(google_cloud_gax::error::rpc::Code::AlreadyExists) =>
-                {
-                    return;
-                }
-                Ok(Err(error)) => error.to_string(),
-                Err(_) => "no answer in 20 s".to_owned(),
-            };
-            if let Some(status) = self.child.try_wait().expect("emulator status") {
-                panic!(
-                    "the Pub/Sub emulator exited ({status}) before it was ready:\n{}",
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the Pub/Sub emulator was not ready after {PATIENCE:?} ({error}):\n{}",
-                self.log()
+        if let Some(status) = emulator.exited() {
+            panic!(
+                "the Pub/Sub emulator exited ({status}) before it was ready:\n{}",
+                emulator.log()
             );
-            tokio::time::sleep(Duration::from_millis(250)).await;
         }
-    }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Stops the preprocess server task when dropped.
-struct ServerGuard(tokio::task::JoinHandle<()>);
-
-impl Drop for ServerGuard {
-    fn drop(&mut self) {
-        self.0.abort();
+        assert!(
+            Instant::now() < deadline,
+            "the Pub/Sub emulator was not ready after {PATIENCE:?} ({error}):\n{}",
+            emulator.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }

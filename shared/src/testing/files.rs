@@ -21,3 +21,17 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     files.sort();
     files
 }
+
+/// The names of the files under `root/prefix`, relative to `root` (`raw/order/…/ord-1.json`),
+/// sorted; none when there is no such directory.
+pub fn names_under(root: &Path, prefix: &str) -> Vec<String> {
+    files_under(&root.join(prefix))
+        .iter()
+        .map(|file| {
+            file.strip_prefix(root)
+                .expect("a file under the root")
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
+}
