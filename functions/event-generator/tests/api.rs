@@ -3,48 +3,19 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::body::Body;
 use event_generator::pacer::{self, Finish, Progress};
 use event_generator::{AppState, Generator, Scenario, app};
 use http::{Method, Request, StatusCode};
 use pulse_shared::config::Config;
-use pulse_shared::error::{BackendError, Retry};
-use pulse_shared::publish::{OutgoingMessage, Publisher};
+use pulse_shared::error::Retry;
+use pulse_shared::testing::harness::answer;
+use pulse_shared::testing::publisher::{Published, RecordingPublisher};
 use serde_json::{Value, json};
 use tokio::time::Instant;
-use tower::ServiceExt as _;
-
-/// Records each message with the time it was published; refuses everything when `refuse` is set.
-#[derive(Default)]
-struct RecordingPublisher {
-    published: Mutex<Vec<(String, Instant, OutgoingMessage)>>,
-    refuse: Option<Retry>,
-}
-
-#[async_trait]
-impl Publisher for RecordingPublisher {
-    fn describe(&self) -> String {
-        "recording publisher".to_owned()
-    }
-    async fn publish(&self, topic: &str, message: OutgoingMessage) -> Result<String, BackendError> {
-        if let Some(retry) = self.refuse {
-            return Err(BackendError::new("publish", retry, "test refusal"));
-        }
-        let mut published = self.published.lock().unwrap();
-        published.push((topic.to_owned(), Instant::now(), message));
-        Ok(published.len().to_string())
-    }
-}
-
-impl RecordingPublisher {
-    fn count(&self) -> usize {
-        self.published.lock().unwrap().len()
-    }
-}
 
 fn harness(publisher: Arc<RecordingPublisher>) -> axum::Router {
     app(AppState::new(Config::local("/nonexistent"), publisher))
@@ -64,15 +35,7 @@ async fn call(
         }
         None => Body::empty(),
     };
-    let response = router
-        .clone()
-        .oneshot(request.body(body).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
+    let (status, bytes) = answer(router, request.body(body).unwrap()).await;
     let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     (status, value)
 }
@@ -115,11 +78,9 @@ async fn a_scenario_runs_as_a_job_and_reports_its_progress() {
     assert_eq!(publisher.count(), 12);
     assert!(
         publisher
-            .published
-            .lock()
-            .unwrap()
+            .published()
             .iter()
-            .all(|(topic, ..)| topic == "events-raw")
+            .all(|published| published.topic == "events-raw")
     );
 
     // The same seed publishes the same events; only the timestamps move with the start time.
@@ -131,7 +92,7 @@ async fn a_scenario_runs_as_a_job_and_reports_its_progress() {
     )
     .await;
     wait_until_finished(&router, again["id"].as_str().unwrap()).await;
-    let published = publisher.published.lock().unwrap().clone();
+    let published = publisher.published();
     let (first, second) = published.split_at(12);
     let untimed = |data: &[u8]| match serde_json::from_slice::<Value>(data) {
         Ok(Value::Object(mut event)) => {
@@ -141,9 +102,13 @@ async fn a_scenario_runs_as_a_job_and_reports_its_progress() {
         _ => json!(data.len()), // the truncated (bad_json) one
     };
     for (a, b) in first.iter().zip(second) {
-        assert_eq!(untimed(&a.2.data), untimed(&b.2.data));
+        assert_eq!(untimed(&a.message.data), untimed(&b.message.data));
     }
-    assert!(second.iter().all(|(topic, ..)| topic == "events-copy"));
+    assert!(
+        second
+            .iter()
+            .all(|published| published.topic == "events-copy")
+    );
 
     let (status, jobs) = call(&router, Method::GET, "/jobs", None).await;
     assert_eq!(status, StatusCode::OK);
@@ -218,10 +183,7 @@ async fn runs_beyond_an_instances_share_wait_for_one_to_end() {
 
 #[tokio::test]
 async fn a_topic_that_refuses_fails_the_job_with_what_to_check() {
-    let publisher = Arc::new(RecordingPublisher {
-        refuse: Some(Retry::Permanent),
-        ..RecordingPublisher::default()
-    });
+    let publisher = Arc::new(RecordingPublisher::refusing(Retry::Permanent));
     let router = harness(publisher);
     let (_, job) = call(
         &router,
@@ -311,9 +273,9 @@ async fn the_pacer_sends_each_message_on_its_deadline_without_drift() {
     )
     .await;
     assert_eq!(finish, Finish::Completed);
-    let published = publisher.published.lock().unwrap();
+    let published = publisher.published();
     assert_eq!(published.len(), 900);
-    for ((_, at, _), offset) in published.iter().zip(&offsets) {
+    for (Published { at, .. }, offset) in published.iter().zip(&offsets) {
         let late = at.duration_since(start).saturating_sub(*offset);
         assert!(late < Duration::from_millis(2), "{late:?} late");
         assert!(at.duration_since(start) >= *offset, "early");
@@ -328,10 +290,7 @@ async fn the_pacer_sends_each_message_on_its_deadline_without_drift() {
 
 #[tokio::test(start_paused = true)]
 async fn a_transient_failure_is_counted_and_the_run_goes_on() {
-    let publisher = RecordingPublisher {
-        refuse: Some(Retry::Transient),
-        ..RecordingPublisher::default()
-    };
+    let publisher = RecordingPublisher::refusing(Retry::Transient);
     let scenario = Scenario::by_name("quick_sample").unwrap();
     let progress = Progress::new(scenario.count);
     let plan = Generator::new(1, chrono::Utc::now()).plan(&scenario);
