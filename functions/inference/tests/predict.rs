@@ -21,9 +21,10 @@ use pulse_shared::auth::AccessTokens;
 use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
 use pulse_shared::storage::ObjectStore;
+use pulse_shared::testing::files::files_under;
+use pulse_shared::testing::harness::{post_json, send};
 use pulse_shared::warehouse::{DuckDbWarehouse, Warehouse};
 use serde_json::{Map, Value, json};
-use tower::ServiceExt as _;
 
 /// What the proxy does to the next calls, and what it saw.
 #[derive(Default)]
@@ -139,14 +140,7 @@ impl Harness {
     }
 
     async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
-        let response = app(self.state.clone()).oneshot(request).await.unwrap();
-        // The tests look at the files themselves, which the store writes after answering.
-        self.objects.flush().await.unwrap();
-        let status = response.status();
-        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+        send(&app(self.state.clone()), self.objects.as_ref(), request).await
     }
 
     async fn deliver(&self, event: &Value) -> (StatusCode, Value) {
@@ -187,24 +181,8 @@ impl Harness {
             .path()
             .join("gcs/pulse-raw/dead-letter")
             .join(reason);
-        walk(&dir)
+        files_under(&dir).len()
     }
-}
-
-fn walk(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir).map_or(0, |entries| {
-        entries
-            .map(|e| e.unwrap().path())
-            .map(|p| if p.is_dir() { walk(&p) } else { 1 })
-            .sum()
-    })
-}
-
-fn post_json(uri: &str, body: &Value) -> Request<Body> {
-    Request::post(uri)
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap()
 }
 
 fn telemetry(id: &str, reading: f64) -> Value {

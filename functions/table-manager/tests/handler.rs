@@ -18,10 +18,11 @@ use pulse_shared::config::Config;
 use pulse_shared::delivery::oidc::{MIN_REFRESH_INTERVAL, Operators, PushAuthConfig};
 use pulse_shared::registry::normalise::{Provenance, normalise};
 use pulse_shared::storage::ObjectStore;
+use pulse_shared::testing::files::files_under;
+use pulse_shared::testing::harness::send;
 use pulse_shared::warehouse::{DuckDbWarehouse, Warehouse};
 use serde_json::{Map, Value, json};
 use table_manager::{AppState, app};
-use tower::ServiceExt as _;
 
 struct Harness {
     _dir: tempfile::TempDir,
@@ -60,14 +61,7 @@ impl Harness {
     }
 
     async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
-        let response = app(self.state.clone()).oneshot(request).await.unwrap();
-        // The tests look at the files themselves, which the store writes after answering.
-        self.objects.flush().await.unwrap();
-        let status = response.status();
-        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+        send(&app(self.state.clone()), self.objects.as_ref(), request).await
     }
 
     async fn deliver(&self, message_id: impl AsRef<str>, event: &Value) -> (StatusCode, Value) {
@@ -93,17 +87,8 @@ impl Harness {
             .data_dir
             .join("gcs/pulse-raw/dead-letter")
             .join(reason);
-        walk(&dir)
+        files_under(&dir).len()
     }
-}
-
-fn walk(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir).map_or(0, |entries| {
-        entries
-            .map(|e| e.unwrap().path())
-            .map(|p| if p.is_dir() { walk(&p) } else { 1 })
-            .sum()
-    })
 }
 
 /// A raw event as preprocess normalises it: what arrives on the processed topic.
