@@ -23,12 +23,9 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use arrow_array::{
     ArrayRef, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray,
@@ -42,6 +39,9 @@ use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 use parquet_loader::load_id;
 use pulse_shared::storage::{GcsObjectStore, ObjectStore as _};
+use pulse_shared::testing::bigquery::bqemulator_command;
+use pulse_shared::testing::gcs::{gcs_emulator_command, gcs_emulator_ready};
+use pulse_shared::testing::server::{AbortOnDrop, Server, free_port};
 use pulse_shared::warehouse::{
     BigQueryWarehouse, Column, ColumnType, LoadError, Mode, TableSpec, Warehouse,
 };
@@ -50,7 +50,6 @@ use serde_json::{Value, json};
 const PROJECT: &str = "pulse-test";
 const DATASET: &str = "pulse";
 const LANDING: &str = "pulse-landing";
-const STARTUP: Duration = Duration::from_secs(60);
 
 #[tokio::test]
 async fn a_parquet_object_loads_from_gs_once_per_generation() {
@@ -248,7 +247,9 @@ async fn count(warehouse: &BigQueryWarehouse) -> u64 {
 /// The storage emulator (on disk), bqemulator reading `gs://` from that disk, and the proxy in
 /// front of bqemulator; all stop when this is dropped.
 struct Stack {
-    gcs: Server,
+    _gcs: Server,
+    /// `http://127.0.0.1:<port>` of the storage emulator.
+    gcs_url: String,
     _bigquery: Server,
     proxy: Arc<Proxy>,
     proxy_url: String,
@@ -274,35 +275,24 @@ impl Stack {
         // `$STORAGE_BASE/.cloudstorage/B/NAME`; bqemulator maps `gs://B/NAME` to
         // `$BQEMU_GCS_LOCAL_ROOT/B/NAME`.
         let gcs_port = free_port();
-        let mut gcs = Command::new(&gcs_bin);
-        gcs.args(["start", "--host=127.0.0.1", &format!("--port={gcs_port}")])
-            .arg(format!("--default-bucket={LANDING}"))
-            .env("STORAGE_BASE", dir.path());
+        let mut gcs = gcs_emulator_command(Path::new(&gcs_bin), gcs_port, LANDING);
+        gcs.env("STORAGE_BASE", dir.path());
         let gcs = Server::start(
             gcs,
             &dir.path().join("gcs.log"),
-            &format!("http://127.0.0.1:{gcs_port}/storage/v1/b/{LANDING}"),
+            &gcs_emulator_ready(gcs_port, LANDING),
         )
-        .await;
+        .await
+        .unwrap_or_else(|why| panic!("gcp-storage-emulator {why}"));
 
         let bq_port = free_port();
-        let wrapper =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bqemulator-offline.py");
-        let mut bigquery = Command::new(&python);
-        bigquery
-            .arg(&wrapper)
-            .args([
-                "start",
-                "--rest-port",
-                &bq_port.to_string(),
-                "--grpc-port",
-                "0",
-            ])
-            .args(["--project", PROJECT, "--log-level", "warning"])
-            .env("BQEMU_GCS_LOCAL_ROOT", dir.path().join(".cloudstorage"));
+        let mut bigquery = bqemulator_command(&python, bq_port, PROJECT);
+        bigquery.env("BQEMU_GCS_LOCAL_ROOT", dir.path().join(".cloudstorage"));
         let upstream = format!("http://127.0.0.1:{bq_port}");
         let datasets = format!("{upstream}/bigquery/v2/projects/{PROJECT}/datasets");
-        let bigquery = Server::start(bigquery, &dir.path().join("bq.log"), &datasets).await;
+        let bigquery = Server::start(bigquery, &dir.path().join("bq.log"), &datasets)
+            .await
+            .unwrap_or_else(|why| panic!("bqemulator {why}"));
         let created = reqwest::Client::new()
             .post(&datasets)
             .json(&json!({"datasetReference": {"projectId": PROJECT, "datasetId": DATASET}}))
@@ -324,7 +314,8 @@ impl Stack {
             .with_state(proxy.clone());
         let task = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
         Some(Self {
-            gcs,
+            _gcs: gcs,
+            gcs_url: format!("http://127.0.0.1:{gcs_port}"),
             _bigquery: bigquery,
             proxy,
             proxy_url,
@@ -341,7 +332,7 @@ impl Stack {
 
     /// The URI the loader hands the warehouse: the Cloud Storage store's name for the object.
     async fn uri(&self, name: &str) -> String {
-        GcsObjectStore::connect(Some(&self.gcs.url), true)
+        GcsObjectStore::connect(Some(&self.gcs_url), true)
             .await
             .unwrap()
             .uri(LANDING, name)
@@ -350,7 +341,7 @@ impl Stack {
     /// Uploads `bytes` as landing object `name` (a simple media upload, as a producer would);
     /// returns its generation.
     async fn upload(&self, name: &str, bytes: &[u8]) -> i64 {
-        let mut url = reqwest::Url::parse(&self.gcs.url).unwrap();
+        let mut url = reqwest::Url::parse(&self.gcs_url).unwrap();
         url.path_segments_mut()
             .unwrap()
             .extend(["upload", "storage", "v1", "b", LANDING, "o"]);
@@ -368,80 +359,6 @@ impl Stack {
         let object: Value = response.json().await.unwrap();
         object["generation"].as_str().unwrap().parse().unwrap()
     }
-}
-
-/// A child process serving HTTP, killed when dropped.
-struct Server {
-    child: Child,
-    /// `scheme://host:port` of the server.
-    url: String,
-}
-
-impl Server {
-    /// Spawns `command` (output to `log`) and waits until `ready` answers 2xx.
-    async fn start(mut command: Command, log: &Path, ready: &str) -> Self {
-        let file = std::fs::File::create(log).unwrap();
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
-        let ready_url = reqwest::Url::parse(ready).unwrap();
-        let mut server = Self {
-            child,
-            url: ready_url.origin().ascii_serialization(),
-        };
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + STARTUP;
-        loop {
-            if let Some(status) = server.child.try_wait().unwrap() {
-                panic!(
-                    "{command:?} exited ({status}) before it was ready:\n{}",
-                    std::fs::read_to_string(log).unwrap_or_default()
-                );
-            }
-            if client
-                .get(ready)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return server;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{command:?} not ready after {STARTUP:?}:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Stops the proxy's server task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// A port nothing listens on right now (the server binds it a moment later).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Forwards every request to bqemulator, except a `jobs.insert` naming a job the emulator already

@@ -16,9 +16,9 @@ use parquet_loader::{AppState, app};
 use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
 use pulse_shared::storage::{ObjectStore, local_generation};
+use pulse_shared::testing::harness::send;
 use pulse_shared::warehouse::Warehouse;
 use serde_json::{Value, json};
-use tower::ServiceExt as _;
 
 pub const LANDING: &str = "pulse-landing";
 
@@ -136,16 +136,7 @@ impl Loader {
     }
 
     pub async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        // The tests look at the files themselves, which the store writes after answering.
-        self.objects.flush().await.unwrap();
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        (status, value)
+        send(&self.router, self.objects.as_ref(), request).await
     }
 
     /// One value of a one-row query.
