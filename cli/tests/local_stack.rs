@@ -14,34 +14,9 @@ use base64::Engine as _;
 use common::pulse;
 use pulse::stack::{LocalStack, PortChoice};
 use pulse_shared::config::Config;
+use pulse_shared::testing::files::names_under;
 use pulse_shared::warehouse::{DuckDbWarehouse, Warehouse as _};
 use serde_json::{Value, json};
-
-fn files_under(root: &Path) -> Vec<String> {
-    let mut files = Vec::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.map(Result::unwrap) {
-            if entry.file_type().unwrap().is_dir() {
-                pending.push(entry.path());
-            } else {
-                files.push(
-                    entry
-                        .path()
-                        .strip_prefix(root)
-                        .unwrap()
-                        .to_string_lossy()
-                        .into_owned(),
-                );
-            }
-        }
-    }
-    files.sort();
-    files
-}
 
 /// `count(*)` of a table, or `None` when the warehouse has no such table.
 async fn table_rows(warehouse: &DuckDbWarehouse, table: &str) -> Option<u64> {
@@ -65,7 +40,7 @@ async fn table_rows(warehouse: &DuckDbWarehouse, table: &str) -> Option<u64> {
 /// Dead-letter records under `dead-letter/`, by reason (the first path segment).
 fn dead_letters_by_reason(data_dir: &Path) -> BTreeMap<String, u64> {
     let mut by_reason = BTreeMap::new();
-    for name in files_under(&data_dir.join("gcs/pulse-raw/dead-letter")) {
+    for name in names_under(&data_dir.join("gcs/pulse-raw/dead-letter"), "") {
         let reason = name.split('/').next().unwrap().to_owned();
         *by_reason.entry(reason).or_default() += 1;
     }
@@ -95,7 +70,7 @@ async fn the_demo_command_reports_what_the_pipeline_stored() {
     let valid = 12 - 1 - 1;
 
     // Raw archive: the report's count is the number of files, one per valid event.
-    let raw = files_under(&data.join("gcs/pulse-raw/raw"));
+    let raw = names_under(&data.join("gcs/pulse-raw/raw"), "");
     assert_eq!(report["raw_objects_written"], raw.len() as u64, "{raw:?}");
     assert_eq!(raw.len(), valid);
     assert_eq!(report["processed_messages_published"], valid as u64 + 1);
@@ -164,7 +139,7 @@ async fn the_demo_command_reports_what_the_pipeline_stored() {
     // A second run counts only what it added: new events (another seed), a new upload.
     let again = pulse(data, &["demo"]);
     assert_ne!(again["seed"], report["seed"]);
-    let raw_total = files_under(&data.join("gcs/pulse-raw/raw")).len() as u64;
+    let raw_total = names_under(&data.join("gcs/pulse-raw/raw"), "").len() as u64;
     assert_eq!(
         again["raw_objects_written"].as_u64().unwrap(),
         raw_total - raw.len() as u64
@@ -223,7 +198,7 @@ async fn pulse_generate_reports_what_it_sent_and_the_pipeline_kept_it_once() {
     let distinct = sent - duplicates - malformed;
 
     // Every distinct valid event archived once and stored once; every valid delivery forwarded.
-    let raw = files_under(&data.join("gcs/pulse-raw/raw"));
+    let raw = names_under(&data.join("gcs/pulse-raw/raw"), "");
     assert_eq!(raw.len() as u64, distinct, "{report:#}");
     assert_eq!(report["processed_published"], sent - malformed);
     let dead: u64 = dead_letters_by_reason(data).values().sum();
@@ -239,7 +214,7 @@ async fn pulse_generate_reports_what_it_sent_and_the_pipeline_kept_it_once() {
     let other = tempfile::tempdir().unwrap();
     let again = pulse(other.path(), &GENERATE_ARGS);
     assert_eq!(again["duplicates"], report["duplicates"]);
-    let again_raw = files_under(&other.path().join("gcs/pulse-raw/raw"));
+    let again_raw = names_under(&other.path().join("gcs/pulse-raw/raw"), "");
     assert_eq!(event_ids(&again_raw), event_ids(&raw), "the same event ids");
 }
 
@@ -314,7 +289,10 @@ async fn raw_events_become_rows_once_and_new_fields_become_columns() {
         telemetry,
         [serde_json::from_value(json!({"phase": 2})).unwrap()]
     );
-    let conflicts = files_under(&dir.path().join("gcs/pulse-raw/dead-letter/schema_conflict"));
+    let conflicts = names_under(
+        &dir.path().join("gcs/pulse-raw/dead-letter/schema_conflict"),
+        "",
+    );
     assert_eq!(
         conflicts.len(),
         3,
