@@ -755,10 +755,7 @@ mod tests {
     use serde_json::json;
 
     fn object(value: Value) -> Map<String, Value> {
-        match value {
-            Value::Object(map) => map,
-            _ => panic!("not an object"),
-        }
+        serde_json::from_value(value).expect("a JSON object")
     }
 
     #[test]
