@@ -5,6 +5,7 @@
 
 mod check;
 mod footer;
+mod inspect;
 mod load;
 mod object_reader;
 mod postgres;
@@ -30,8 +31,9 @@ use pulse_shared::warehouse::Warehouse;
 use utoipa::OpenApi;
 
 pub use footer::FIRST_READ;
+pub use inspect::inspect;
 pub use load::{Destination, LandingObject, Outcome, load_id};
-pub use quarantine::{RefusalCode, quarantine_name};
+pub use quarantine::{Refusal, RefusalCode, quarantine_name};
 pub use reload::LoadRequest;
 #[cfg(feature = "local")]
 pub use watch::{POLL, watch_landing};
