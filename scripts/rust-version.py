@@ -8,8 +8,10 @@ only other platforms use are not downloaded, and not counted), and fails when th
 less than its dependencies need or more than they do.
 """
 import glob
+import json
 import os
 import re
+import subprocess
 import sys
 
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
@@ -25,7 +27,16 @@ def version(text):
 
 
 needed, needed_by, unfetched = (0, 0, 0), [], 0
+# Only what this machine's builds use: the resolve for the host platform (crates for other
+# platforms, or behind cfg(loom), may sit in the registry after a `cargo tree --target all`).
+host = re.search(r"^host: (\S+)$", subprocess.run(["rustc", "-vV"], capture_output=True, text=True, check=True).stdout, re.M).group(1)
+metadata = json.loads(subprocess.run(
+    ["cargo", "metadata", "--format-version", "1", "--locked", "--filter-platform", host],
+    cwd=root, capture_output=True, text=True, check=True).stdout)
+in_build = {(p["name"], p["version"]) for p in metadata["packages"] if (p.get("source") or "").startswith("registry")}
 for name, ver in re.findall(r'\[\[package\]\]\nname = "([^"]+)"\nversion = "([^"]+)"\nsource = "registry', lock):
+    if (name, ver) not in in_build:
+        continue
     manifests = glob.glob(os.path.join(cargo_home, "registry", "src", "*", f"{name}-{ver}", "Cargo.toml"))
     if not manifests:
         unfetched += 1

@@ -10,7 +10,7 @@ use pulse_shared::delivery::envelope::{
     PUBSUB_PUBLISHED, STORAGE_FINALIZED, StorageObjectData, decode_pubsub, decode_storage,
 };
 use pulse_shared::error::Rejection;
-use pulse_shared::registry::{Provenance, normalise};
+use pulse_shared::registry::normalise::{Provenance, normalise};
 
 /// The framings byte 0 chooses from (its value modulo their number).
 const FRAMINGS: u8 = 5;

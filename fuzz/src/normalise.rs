@@ -4,7 +4,7 @@
 //! warehouses and the archive's paths can hold, and normalises again to the same bytes.
 
 use pulse_shared::error::Reason;
-use pulse_shared::registry::{Provenance, normalise};
+use pulse_shared::registry::normalise::{Provenance, normalise};
 use serde_json::{Map, Value};
 
 /// The members normalisation adds or rewrites.
