@@ -5,9 +5,9 @@
 //! - **faults**: the backends fail 30 % of their calls (and stall a few) for 25 s, then recover.
 //!
 //! Each ends with the script's check: every event whose publish the stack acknowledged is in
-//! the raw archive, and `pulse verify` finds every archived event stored exactly once. The
-//! longer runs (20 kills at 2,000 events/s, a minute of faults) are recorded in
-//! docs/benchmarks.md; here the debug build runs at a few hundred events per second.
+//! the raw archive, and `pulse verify` finds every archived event stored exactly once. Longer
+//! runs (`scripts/chaos.py crash --rounds 20 --rate 2000`) are recorded in docs/benchmarks.md;
+//! here the debug build runs at a few hundred events per second.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
