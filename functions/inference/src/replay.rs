@@ -19,15 +19,14 @@ use std::collections::BTreeMap;
 use std::sync::Weak;
 
 use async_trait::async_trait;
-use axum::Json;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use pulse_shared::archive::{RawSlice, check_posted, replay_page};
 use pulse_shared::delivery::answer::ErrorAnswer;
 use pulse_shared::delivery::processed::ProcessedEvent;
 use pulse_shared::delivery::{Handled, answer};
-use pulse_shared::error::{BackendError, FunctionError, Rejection, Retry};
-use pulse_shared::jobs::{self, JobView, Listing, Replay, Started, WaitQuery};
+use pulse_shared::error::{FunctionError, Rejection};
+use pulse_shared::jobs::{self, JobView, Listing, Replay, WaitQuery};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -111,18 +110,12 @@ pub async fn handle(
     Query(query): Query<WaitQuery>,
     answer::Json(request): answer::Json<PredictReplayRequest>,
 ) -> Result<Response, FunctionError> {
-    match state
+    let started = state
         .inner
         .replays
         .start::<PredictReplay>(request, query.wait())
-        .await?
-    {
-        Started::Finished(report) => {
-            tracing::info!(?report, "predict replay done");
-            Ok(Json(report).into_response())
-        }
-        Started::Job(job) => Ok(jobs::accepted(job)),
-    }
+        .await?;
+    Ok(started.into_response())
 }
 
 /// Replays as inference runs them, event by event. Holds the function's state weakly: once the
@@ -131,17 +124,7 @@ pub(crate) struct PredictReplay(pub(crate) Weak<Settings>);
 
 impl PredictReplay {
     fn state(&self) -> Result<AppState, FunctionError> {
-        self.0
-            .upgrade()
-            .map(|inner| AppState { inner })
-            .ok_or_else(|| {
-                // Not worth another attempt: the job stops and is taken over later.
-                FunctionError::Backend(BackendError::new(
-                    "predict replay",
-                    Retry::Permanent,
-                    "inference has stopped",
-                ))
-            })
+        jobs::owner(&self.0, "inference").map(|inner| AppState { inner })
     }
 }
 

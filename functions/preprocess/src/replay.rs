@@ -19,7 +19,6 @@ use std::collections::BTreeMap;
 use std::sync::Weak;
 
 use async_trait::async_trait;
-use axum::Json;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -28,8 +27,8 @@ use pulse_shared::delivery::answer::ErrorAnswer;
 use pulse_shared::delivery::deadletter::DeadLetterRecord;
 use pulse_shared::delivery::envelope::{PushMessage, decode_pubsub};
 use pulse_shared::delivery::{Handled, answer};
-use pulse_shared::error::{BackendError, Rejection, Retry};
-use pulse_shared::jobs::{self, JobView, Listing, Replay, Started, WaitQuery};
+use pulse_shared::error::Rejection;
+use pulse_shared::jobs::{self, JobView, Listing, Replay, WaitQuery};
 use pulse_shared::storage::is_safe_object_name;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -111,18 +110,12 @@ pub async fn handle(
     Query(query): Query<WaitQuery>,
     answer::Json(request): answer::Json<ReplayRequest>,
 ) -> Result<Response, FunctionError> {
-    match state
+    let started = state
         .inner
         .replays
         .start::<ReplayWork>(request, query.wait())
-        .await?
-    {
-        Started::Finished(report) => {
-            tracing::info!(?report, "replay done");
-            Ok(Json(report).into_response())
-        }
-        Started::Job(job) => Ok(jobs::accepted(job)),
-    }
+        .await?;
+    Ok(started.into_response())
 }
 
 /// Replays as preprocess runs them, item by item. Holds the function's state weakly: once the
@@ -131,17 +124,7 @@ pub(crate) struct ReplayWork(pub(crate) Weak<Settings>);
 
 impl ReplayWork {
     fn state(&self) -> Result<AppState, FunctionError> {
-        self.0
-            .upgrade()
-            .map(|inner| AppState { inner })
-            .ok_or_else(|| {
-                // Not worth another attempt: the job stops and is taken over later.
-                FunctionError::Backend(BackendError::new(
-                    "replay",
-                    Retry::Permanent,
-                    "preprocess has stopped",
-                ))
-            })
+        jobs::owner(&self.0, "preprocess").map(|inner| AppState { inner })
     }
 }
 

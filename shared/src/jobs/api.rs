@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use utoipa::{IntoParams, OpenApi};
 
-use super::{JobView, ReplayJobs};
+use super::{JobView, ReplayJobs, Started};
 use crate::delivery::answer::ErrorAnswer;
 use crate::error::FunctionError;
 
@@ -50,15 +50,23 @@ impl WaitQuery {
     }
 }
 
-/// The `202 Accepted` answer of a replay that goes on as a job: the job, and its address in
-/// `Location`.
-pub fn accepted(job: Box<JobView>) -> Response {
-    (
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, format!("/jobs/{}", job.id))],
-        Json(job),
-    )
-        .into_response()
+/// A replay's answer: its report (200) when it finished within the request, else its job (202,
+/// `Location: /jobs/{id}`), which goes on in the background.
+impl<R: serde::Serialize + std::fmt::Debug> IntoResponse for Started<R> {
+    fn into_response(self) -> Response {
+        match self {
+            Started::Finished(report) => {
+                tracing::info!(?report, "replay done");
+                Json(report).into_response()
+            }
+            Started::Job(job) => (
+                StatusCode::ACCEPTED,
+                [(header::LOCATION, format!("/jobs/{}", job.id))],
+                Json(job),
+            )
+                .into_response(),
+        }
+    }
 }
 
 /// Lists the function's replay jobs, the most recent first (at most 100): those running here

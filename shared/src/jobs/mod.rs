@@ -42,7 +42,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use utoipa::ToSchema;
 
-pub use api::{JobsApi, WaitQuery, accepted, cancel_job, delete_job, get_job, list_jobs, routes};
+pub use api::{JobsApi, WaitQuery, cancel_job, delete_job, get_job, list_jobs, routes};
 
 use crate::config::Config;
 use crate::error::{BackendError, FunctionError, Retry};
@@ -177,6 +177,18 @@ pub enum Started<R> {
     Finished(R),
     /// Still running (or stopped early by a cancel): the job.
     Job(Box<JobView>),
+}
+
+/// The function state a replay holds weakly, so that its jobs stop as in a crash once the
+/// function is gone (and are taken over later); refused, permanently, when it is gone.
+pub fn owner<T>(state: &Weak<T>, function: &str) -> Result<Arc<T>, FunctionError> {
+    state.upgrade().ok_or_else(|| {
+        FunctionError::Backend(BackendError::new(
+            format!("{function} replay"),
+            Retry::Permanent,
+            format!("{function} has stopped"),
+        ))
+    })
 }
 
 /// A function's replay jobs.
