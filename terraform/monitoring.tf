@@ -27,108 +27,6 @@ resource "google_monitoring_notification_channel" "email" {
   depends_on = [google_project_service.enabled]
 }
 
-resource "google_monitoring_alert_policy" "backlog_age" {
-  project               = var.project
-  display_name          = "${var.name_prefix}: Pub/Sub backlog older than 10 minutes"
-  combiner              = "OR"
-  severity              = "WARNING"
-  notification_channels = [google_monitoring_notification_channel.email.id]
-  user_labels           = local.labels
-
-  conditions {
-    display_name = "Oldest unacknowledged message age > 600 s (push subscriptions)"
-    condition_threshold {
-      filter          = "resource.type = \"pubsub_subscription\" AND metric.type = \"pubsub.googleapis.com/subscription/oldest_unacked_message_age\" AND resource.labels.subscription_id = one_of(${join(", ", [for id in local.push_subscription_ids : "\"${id}\""])})"
-      comparison      = "COMPARISON_GT"
-      threshold_value = 600
-      duration        = "300s"
-      aggregations {
-        alignment_period   = "60s"
-        per_series_aligner = "ALIGN_MAX"
-      }
-    }
-  }
-
-  conditions {
-    display_name = "Oldest unacknowledged message age > 600 s (landing trigger)"
-    condition_threshold {
-      filter          = "resource.type = \"pubsub_subscription\" AND metric.type = \"pubsub.googleapis.com/subscription/oldest_unacked_message_age\" AND resource.labels.subscription_id = starts_with(\"${local.eventarc_subscription_start}\")"
-      comparison      = "COMPARISON_GT"
-      threshold_value = 600
-      duration        = "300s"
-      aggregations {
-        alignment_period   = "60s"
-        per_series_aligner = "ALIGN_MAX"
-      }
-    }
-  }
-
-  documentation {
-    content   = "A Pulse subscription is not draining: its function is failing (see the 5xx alert and the function's logs) or is at max instances. Nothing is lost yet; after ${var.max_delivery_attempts} attempts messages go to ${local.dead_letter_topic}."
-    mime_type = "text/markdown"
-  }
-}
-
-resource "google_monitoring_alert_policy" "dead_lettered" {
-  project               = var.project
-  display_name          = "${var.name_prefix}: messages dead-lettered by Pub/Sub"
-  combiner              = "OR"
-  severity              = "ERROR"
-  notification_channels = [google_monitoring_notification_channel.email.id]
-  user_labels           = local.labels
-
-  conditions {
-    display_name = "Messages published to ${local.dead_letter_topic}"
-    condition_threshold {
-      filter          = "resource.type = \"pubsub_topic\" AND metric.type = \"pubsub.googleapis.com/topic/send_message_operation_count\" AND resource.labels.topic_id = \"${local.dead_letter_topic}\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-      aggregations {
-        alignment_period   = "300s"
-        per_series_aligner = "ALIGN_SUM"
-      }
-    }
-  }
-
-  documentation {
-    content   = "Pub/Sub gave up delivering messages after ${var.max_delivery_attempts} attempts. They are held for 7 days in ${google_pubsub_subscription.dead_letter_hold.name}: see docs/deploy.md (Dead letters) to inspect and re-publish them."
-    mime_type = "text/markdown"
-  }
-}
-
-resource "google_monitoring_alert_policy" "server_errors" {
-  project               = var.project
-  display_name          = "${var.name_prefix}: Cloud Run 5xx answers"
-  combiner              = "OR"
-  severity              = "WARNING"
-  notification_channels = [google_monitoring_notification_channel.email.id]
-  user_labels           = local.labels
-
-  # A count, not a rate: one file failing on every delivery is retried a few times in ten
-  # minutes, far below any per-second rate, and is exactly what must be seen.
-  conditions {
-    display_name = "5 or more 5xx answers from one service within 10 minutes"
-    condition_threshold {
-      filter          = "resource.type = \"cloud_run_revision\" AND metric.type = \"run.googleapis.com/request_count\" AND metric.labels.response_code_class = \"5xx\" AND resource.labels.service_name = one_of(${join(", ", [for n in local.function_services : "\"${n}\""])})"
-      comparison      = "COMPARISON_GT"
-      threshold_value = 4
-      duration        = "0s"
-      aggregations {
-        alignment_period     = "600s"
-        per_series_aligner   = "ALIGN_SUM"
-        cross_series_reducer = "REDUCE_SUM"
-        group_by_fields      = ["resource.labels.service_name"]
-      }
-    }
-  }
-
-  documentation {
-    content   = "A Pulse function answers 5xx: a backend (Cloud Storage, Pub/Sub, BigQuery, Vertex AI, Cloud SQL) is failing or timing out, and Pub/Sub is redelivering. Check the service's logs."
-    mime_type = "text/markdown"
-  }
-}
-
 # The functions dead-letter what can never succeed and answer 200 (shared/src/deadletter.rs logs
 # `reason` and `deadLetter`, the record's name); Pub/Sub never sees those.
 resource "google_logging_metric" "dead_letters" {
@@ -222,106 +120,190 @@ resource "google_logging_metric" "failed_load_jobs" {
   }
 }
 
-resource "google_monitoring_alert_policy" "function_dead_letters" {
+locals {
+  # The alert policies, by what each watches. A policy goes to the email channel and fires when
+  # any of its conditions does: a series above `threshold` for `duration`, each series aligned
+  # over `period` with `aligner` and, where there is a `reducer`, combined by the `group` labels.
+  alerts = {
+    backlog_age = {
+      title    = "Pub/Sub backlog older than 10 minutes"
+      severity = "WARNING"
+      conditions = [
+        {
+          title     = "Oldest unacknowledged message age > 600 s (push subscriptions)"
+          filter    = "resource.type = \"pubsub_subscription\" AND metric.type = \"pubsub.googleapis.com/subscription/oldest_unacked_message_age\" AND resource.labels.subscription_id = one_of(${join(", ", [for id in local.push_subscription_ids : "\"${id}\""])})"
+          threshold = 600
+          duration  = "300s"
+          period    = "60s"
+          aligner   = "ALIGN_MAX"
+        },
+        {
+          title     = "Oldest unacknowledged message age > 600 s (landing trigger)"
+          filter    = "resource.type = \"pubsub_subscription\" AND metric.type = \"pubsub.googleapis.com/subscription/oldest_unacked_message_age\" AND resource.labels.subscription_id = starts_with(\"${local.eventarc_subscription_start}\")"
+          threshold = 600
+          duration  = "300s"
+          period    = "60s"
+          aligner   = "ALIGN_MAX"
+        },
+      ]
+      documentation = "A Pulse subscription is not draining: its function is failing (see the 5xx alert and the function's logs) or is at max instances. Nothing is lost yet; after ${var.max_delivery_attempts} attempts messages go to ${local.dead_letter_topic}."
+    }
+
+    dead_lettered = {
+      title    = "messages dead-lettered by Pub/Sub"
+      severity = "ERROR"
+      conditions = [{
+        title     = "Messages published to ${local.dead_letter_topic}"
+        filter    = "resource.type = \"pubsub_topic\" AND metric.type = \"pubsub.googleapis.com/topic/send_message_operation_count\" AND resource.labels.topic_id = \"${local.dead_letter_topic}\""
+        threshold = 0
+        duration  = "0s"
+        period    = "300s"
+        aligner   = "ALIGN_SUM"
+      }]
+      documentation = "Pub/Sub gave up delivering messages after ${var.max_delivery_attempts} attempts. They are held for 7 days in ${google_pubsub_subscription.dead_letter_hold.name}: see docs/deploy.md (Dead letters) to inspect and re-publish them."
+    }
+
+    server_errors = {
+      title    = "Cloud Run 5xx answers"
+      severity = "WARNING"
+      # A count, not a rate: one file failing on every delivery is retried a few times in ten
+      # minutes, far below any per-second rate, and is exactly what must be seen.
+      conditions = [{
+        title     = "5 or more 5xx answers from one service within 10 minutes"
+        filter    = "resource.type = \"cloud_run_revision\" AND metric.type = \"run.googleapis.com/request_count\" AND metric.labels.response_code_class = \"5xx\" AND resource.labels.service_name = one_of(${join(", ", [for n in local.function_services : "\"${n}\""])})"
+        threshold = 4
+        duration  = "0s"
+        period    = "600s"
+        aligner   = "ALIGN_SUM"
+        reducer   = "REDUCE_SUM"
+        group     = ["resource.labels.service_name"]
+      }]
+      documentation = "A Pulse function answers 5xx: a backend (Cloud Storage, Pub/Sub, BigQuery, Vertex AI, Cloud SQL) is failing or timing out, and Pub/Sub is redelivering. Check the service's logs."
+    }
+
+    function_dead_letters = {
+      title    = "events dead-lettered by the functions"
+      severity = "WARNING"
+      conditions = [{
+        title     = "Dead letters in the last 5 minutes, by function and reason"
+        filter    = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.dead_letters.name}\""
+        threshold = 0
+        duration  = "0s"
+        period    = "300s"
+        aligner   = "ALIGN_SUM"
+        reducer   = "REDUCE_SUM"
+        group     = ["metric.labels.service", "metric.labels.reason"]
+      }]
+      documentation = "A Pulse function could not accept some events and stored them in gs://${google_storage_bucket.raw.name}/${local.dead_letter_prefix}<reason>/ with the reason and detail. Fix the producer or the schema, then re-drive them with preprocess's POST /replay (dead_letter_prefix)."
+    }
+
+    failed_loads = {
+      title    = "Parquet loads refused or failed"
+      severity = "WARNING"
+      conditions = [
+        {
+          title     = "Files quarantined in the last 5 minutes"
+          filter    = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.quarantined_files.name}\""
+          threshold = 0
+          duration  = "0s"
+          period    = "300s"
+          aligner   = "ALIGN_SUM"
+          reducer   = "REDUCE_SUM"
+          group     = ["metric.labels.reason"]
+        },
+        {
+          title     = "BigQuery load jobs failed in the last 5 minutes"
+          filter    = "resource.type = \"bigquery_project\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.failed_load_jobs.name}\""
+          threshold = 0
+          duration  = "0s"
+          period    = "300s"
+          aligner   = "ALIGN_SUM"
+        },
+      ]
+      documentation = "A Parquet file in gs://${google_storage_bucket.landing.name}/${local.landing_prefix} was not loaded. Refused files are in ${local.quarantine_prefix} with an `.error.json` report beside them; a failed BigQuery load job is in the job history of the loader's account. Fix the file and drop it again, or reload it with parquet-loader's POST /load."
+    }
+
+    freshness = {
+      title    = "rows committed late"
+      severity = "WARNING"
+      conditions = [{
+        title     = "Event to row p99 > ${var.freshness_alert_seconds} s for 10 minutes, by table"
+        filter    = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.freshness.name}\""
+        threshold = var.freshness_alert_seconds * 1000
+        duration  = "600s"
+        period    = "300s"
+        aligner   = "ALIGN_DELTA"
+        reducer   = "REDUCE_PERCENTILE_99"
+        group     = ["metric.labels.table"]
+      }]
+      documentation = "Rows reach BigQuery more than ${var.freshness_alert_seconds} s after their events' timestamps. Either producers send old events (a replay or a backfill does this, and is expected), or the pipeline is behind: see the backlog chart on the Pulse dashboard and the functions' instance counts."
+    }
+  }
+}
+
+resource "google_monitoring_alert_policy" "pulse" {
+  for_each = local.alerts
+
   project               = var.project
-  display_name          = "${var.name_prefix}: events dead-lettered by the functions"
+  display_name          = "${var.name_prefix}: ${each.value.title}"
   combiner              = "OR"
-  severity              = "WARNING"
+  severity              = each.value.severity
   notification_channels = [google_monitoring_notification_channel.email.id]
   user_labels           = local.labels
 
-  conditions {
-    display_name = "Dead letters in the last 5 minutes, by function and reason"
-    condition_threshold {
-      filter          = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.dead_letters.name}\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-      aggregations {
-        alignment_period     = "300s"
-        per_series_aligner   = "ALIGN_SUM"
-        cross_series_reducer = "REDUCE_SUM"
-        group_by_fields      = ["metric.labels.service", "metric.labels.reason"]
+  dynamic "conditions" {
+    for_each = each.value.conditions
+    content {
+      display_name = conditions.value.title
+      condition_threshold {
+        filter          = conditions.value.filter
+        comparison      = "COMPARISON_GT"
+        threshold_value = conditions.value.threshold
+        duration        = conditions.value.duration
+        aggregations {
+          alignment_period     = conditions.value.period
+          per_series_aligner   = conditions.value.aligner
+          cross_series_reducer = try(conditions.value.reducer, null)
+          group_by_fields      = try(conditions.value.group, null)
+        }
       }
     }
   }
 
   documentation {
-    content   = "A Pulse function could not accept some events and stored them in gs://${google_storage_bucket.raw.name}/${local.dead_letter_prefix}<reason>/ with the reason and detail. Fix the producer or the schema, then re-drive them with preprocess's POST /replay (dead_letter_prefix)."
+    content   = each.value.documentation
     mime_type = "text/markdown"
   }
 }
 
-resource "google_monitoring_alert_policy" "failed_loads" {
-  project               = var.project
-  display_name          = "${var.name_prefix}: Parquet loads refused or failed"
-  combiner              = "OR"
-  severity              = "WARNING"
-  notification_channels = [google_monitoring_notification_channel.email.id]
-  user_labels           = local.labels
-
-  conditions {
-    display_name = "Files quarantined in the last 5 minutes"
-    condition_threshold {
-      filter          = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.quarantined_files.name}\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-      aggregations {
-        alignment_period     = "300s"
-        per_series_aligner   = "ALIGN_SUM"
-        cross_series_reducer = "REDUCE_SUM"
-        group_by_fields      = ["metric.labels.reason"]
-      }
-    }
-  }
-
-  conditions {
-    display_name = "BigQuery load jobs failed in the last 5 minutes"
-    condition_threshold {
-      filter          = "resource.type = \"bigquery_project\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.failed_load_jobs.name}\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-      aggregations {
-        alignment_period   = "300s"
-        per_series_aligner = "ALIGN_SUM"
-      }
-    }
-  }
-
-  documentation {
-    content   = "A Parquet file in gs://${google_storage_bucket.landing.name}/${local.landing_prefix} was not loaded. Refused files are in ${local.quarantine_prefix} with an `.error.json` report beside them; a failed BigQuery load job is in the job history of the loader's account. Fix the file and drop it again, or reload it with parquet-loader's POST /load."
-    mime_type = "text/markdown"
-  }
+# The policies' earlier addresses, one resource each: applying over a deployment that has them
+# moves them to their keys instead of replacing them.
+moved {
+  from = google_monitoring_alert_policy.backlog_age
+  to   = google_monitoring_alert_policy.pulse["backlog_age"]
 }
 
-resource "google_monitoring_alert_policy" "freshness" {
-  project               = var.project
-  display_name          = "${var.name_prefix}: rows committed late"
-  combiner              = "OR"
-  severity              = "WARNING"
-  notification_channels = [google_monitoring_notification_channel.email.id]
-  user_labels           = local.labels
+moved {
+  from = google_monitoring_alert_policy.dead_lettered
+  to   = google_monitoring_alert_policy.pulse["dead_lettered"]
+}
 
-  conditions {
-    display_name = "Event to row p99 > ${var.freshness_alert_seconds} s for 10 minutes, by table"
-    condition_threshold {
-      filter          = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.freshness.name}\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = var.freshness_alert_seconds * 1000
-      duration        = "600s"
-      aggregations {
-        alignment_period     = "300s"
-        per_series_aligner   = "ALIGN_DELTA"
-        cross_series_reducer = "REDUCE_PERCENTILE_99"
-        group_by_fields      = ["metric.labels.table"]
-      }
-    }
-  }
+moved {
+  from = google_monitoring_alert_policy.server_errors
+  to   = google_monitoring_alert_policy.pulse["server_errors"]
+}
 
-  documentation {
-    content   = "Rows reach BigQuery more than ${var.freshness_alert_seconds} s after their events' timestamps. Either producers send old events (a replay or a backfill does this, and is expected), or the pipeline is behind: see the backlog chart on the Pulse dashboard and the functions' instance counts."
-    mime_type = "text/markdown"
-  }
+moved {
+  from = google_monitoring_alert_policy.function_dead_letters
+  to   = google_monitoring_alert_policy.pulse["function_dead_letters"]
+}
+
+moved {
+  from = google_monitoring_alert_policy.failed_loads
+  to   = google_monitoring_alert_policy.pulse["failed_loads"]
+}
+
+moved {
+  from = google_monitoring_alert_policy.freshness
+  to   = google_monitoring_alert_policy.pulse["freshness"]
 }

@@ -51,7 +51,7 @@ run "the_dashboard_and_report_links_name_this_deployment" {
     error_message = "the freshness metric reads the fields shared/src/metrics.rs logs (camelCase, as tracing-stackdriver writes them)"
   }
   assert {
-    condition     = google_monitoring_alert_policy.freshness.conditions[0].condition_threshold[0].threshold_value == 120000
+    condition     = google_monitoring_alert_policy.pulse["freshness"].conditions[0].condition_threshold[0].threshold_value == 120000
     error_message = "the freshness alert fires above var.freshness_alert_seconds"
   }
   assert {

@@ -254,15 +254,15 @@ run "alerts_watch_the_right_subscriptions_and_every_failure" {
   command = apply
 
   assert {
-    condition     = alltrue([for c in google_monitoring_alert_policy.backlog_age.conditions : !strcontains(c.condition_threshold[0].filter, google_pubsub_subscription.dead_letter_hold.name)])
+    condition     = alltrue([for c in google_monitoring_alert_policy.pulse["backlog_age"].conditions : !strcontains(c.condition_threshold[0].filter, google_pubsub_subscription.dead_letter_hold.name)])
     error_message = "the dead-letter hold subscription is never acknowledged: its backlog must not alert"
   }
   assert {
-    condition     = anytrue([for c in google_monitoring_alert_policy.backlog_age.conditions : strcontains(c.condition_threshold[0].filter, "eventarc-europe-west1-pulse-parquet-loader-finalized-sub-")])
+    condition     = anytrue([for c in google_monitoring_alert_policy.pulse["backlog_age"].conditions : strcontains(c.condition_threshold[0].filter, "eventarc-europe-west1-pulse-parquet-loader-finalized-sub-")])
     error_message = "parquet-loader's Eventarc subscription is watched"
   }
   assert {
-    condition     = google_monitoring_alert_policy.server_errors.conditions[0].condition_threshold[0].threshold_value < 10 && google_monitoring_alert_policy.server_errors.conditions[0].condition_threshold[0].aggregations[0].per_series_aligner == "ALIGN_SUM"
+    condition     = google_monitoring_alert_policy.pulse["server_errors"].conditions[0].condition_threshold[0].threshold_value < 10 && google_monitoring_alert_policy.pulse["server_errors"].conditions[0].condition_threshold[0].aggregations[0].per_series_aligner == "ALIGN_SUM"
     error_message = "a handful of 5xx answers alerts (a loader failing on one file)"
   }
   assert {
@@ -270,7 +270,7 @@ run "alerts_watch_the_right_subscriptions_and_every_failure" {
     error_message = "the functions' own dead letters are counted by reason"
   }
   assert {
-    condition     = length(google_monitoring_alert_policy.failed_loads.conditions) == 2
+    condition     = length(google_monitoring_alert_policy.pulse["failed_loads"].conditions) == 2
     error_message = "quarantined files and failed load jobs alert"
   }
 }
