@@ -70,7 +70,7 @@ locals {
     },
     {
       title   = "Events dead-lettered by the functions, by reason"
-      filter  = "metric.type = \"logging.googleapis.com/user/${google_logging_metric.dead_letters.name}\" AND resource.type = \"cloud_run_revision\""
+      filter  = "metric.type = \"logging.googleapis.com/user/${google_logging_metric.counters["dead_letters"].name}\" AND resource.type = \"cloud_run_revision\""
       aligner = "ALIGN_SUM"
       reducer = "REDUCE_SUM"
       group   = ["metric.label.reason"]

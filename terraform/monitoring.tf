@@ -14,6 +14,8 @@ locals {
     [for m in module.function : m.service_name],
     [for m in module.predictor : m.service_name],
   )
+  # The log entries of every Pulse function.
+  function_logs = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=(${join(" OR ", [for n in local.function_services : "\"${n}\""])})"
 }
 
 resource "google_monitoring_notification_channel" "email" {
@@ -27,51 +29,59 @@ resource "google_monitoring_notification_channel" "email" {
   depends_on = [google_project_service.enabled]
 }
 
-# The functions dead-letter what can never succeed and answer 200 (shared/src/deadletter.rs logs
-# `reason` and `deadLetter`, the record's name); Pub/Sub never sees those.
-resource "google_logging_metric" "dead_letters" {
-  project     = var.project
-  name        = "${var.name_prefix}/dead_letters"
-  description = "Events a Pulse function dead-lettered, by function and reason."
-  filter      = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=(${join(" OR ", [for n in local.function_services : "\"${n}\""])}) AND jsonPayload.deadLetter:* AND jsonPayload.reason:*"
-
-  metric_descriptor {
-    metric_kind = "DELTA"
-    value_type  = "INT64"
-    labels {
-      key        = "reason"
-      value_type = "STRING"
+locals {
+  # Log entries counted as they come, by the labels each one's fields give.
+  log_counters = {
+    # The functions dead-letter what can never succeed and answer 200 (shared/src/deadletter.rs
+    # logs `reason` and `deadLetter`, the record's name); Pub/Sub never sees those.
+    dead_letters = {
+      description = "Events a Pulse function dead-lettered, by function and reason."
+      filter      = "${local.function_logs} AND jsonPayload.deadLetter:* AND jsonPayload.reason:*"
+      labels = {
+        reason  = "EXTRACT(jsonPayload.reason)"
+        service = "EXTRACT(resource.labels.service_name)"
+      }
     }
-    labels {
-      key        = "service"
-      value_type = "STRING"
+    # parquet-loader refuses a bad file into quarantine with a report and answers 200
+    # (functions/parquet-loader/src/load.rs logs `quarantine`, where it went, and `reason`).
+    quarantined_files = {
+      description = "Landing files parquet-loader refused into quarantine, by reason."
+      filter      = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${module.function["parquet-loader"].service_name}\" AND jsonPayload.quarantine:* AND jsonPayload.reason:*"
+      labels = {
+        reason = "EXTRACT(jsonPayload.reason)"
+      }
     }
-  }
-  label_extractors = {
-    reason  = "EXTRACT(jsonPayload.reason)"
-    service = "EXTRACT(resource.labels.service_name)"
+    # BigQuery's own record of load jobs that ended in error (its data-access audit log, which
+    # BigQuery always writes), for the loader's identity.
+    failed_load_jobs = {
+      description = "BigQuery load jobs run by parquet-loader that ended in error."
+      filter      = "resource.type=\"bigquery_project\" AND protoPayload.authenticationInfo.principalEmail=\"${module.function["parquet-loader"].service_account_email}\" AND protoPayload.metadata.jobChange.after=\"DONE\" AND protoPayload.metadata.jobChange.job.jobConfig.type=\"LOAD\" AND protoPayload.metadata.jobChange.job.jobStatus.errorResult.code:*"
+      labels      = {}
+    }
   }
 }
 
-# parquet-loader refuses a bad file into quarantine with a report and answers 200
-# (functions/parquet-loader/src/load.rs logs `quarantine`, where it went, and `reason`).
-resource "google_logging_metric" "quarantined_files" {
+resource "google_logging_metric" "counters" {
+  for_each = local.log_counters
+
   project     = var.project
-  name        = "${var.name_prefix}/quarantined_files"
-  description = "Landing files parquet-loader refused into quarantine, by reason."
-  filter      = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${module.function["parquet-loader"].service_name}\" AND jsonPayload.quarantine:* AND jsonPayload.reason:*"
+  name        = "${var.name_prefix}/${each.key}"
+  description = each.value.description
+  filter      = each.value.filter
 
   metric_descriptor {
     metric_kind = "DELTA"
     value_type  = "INT64"
-    labels {
-      key        = "reason"
-      value_type = "STRING"
+    dynamic "labels" {
+      for_each = each.value.labels
+      content {
+        key        = labels.key
+        value_type = "STRING"
+      }
     }
   }
-  label_extractors = {
-    reason = "EXTRACT(jsonPayload.reason)"
-  }
+  # None at all, not an empty map, for a counter without labels.
+  label_extractors = length(each.value.labels) > 0 ? each.value.labels : null
 }
 
 # Event time to committed row, in milliseconds, for each streaming write (shared/src/metrics.rs
@@ -81,7 +91,7 @@ resource "google_logging_metric" "freshness" {
   project     = var.project
   name        = "${var.name_prefix}/freshness"
   description = "Milliseconds from an event's timestamp to its row's commit (the oldest row of each write), by table."
-  filter      = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=(${join(" OR ", [for n in local.function_services : "\"${n}\""])}) AND jsonPayload.rowsCommitted:* AND jsonPayload.freshnessMillis:*"
+  filter      = "${local.function_logs} AND jsonPayload.rowsCommitted:* AND jsonPayload.freshnessMillis:*"
 
   metric_descriptor {
     metric_kind = "DELTA"
@@ -103,20 +113,6 @@ resource "google_logging_metric" "freshness" {
       growth_factor      = 2
       scale              = 100
     }
-  }
-}
-
-# BigQuery's own record of load jobs that ended in error (its data-access audit log, which
-# BigQuery always writes), for the loader's identity.
-resource "google_logging_metric" "failed_load_jobs" {
-  project     = var.project
-  name        = "${var.name_prefix}/failed_load_jobs"
-  description = "BigQuery load jobs run by parquet-loader that ended in error."
-  filter      = "resource.type=\"bigquery_project\" AND protoPayload.authenticationInfo.principalEmail=\"${module.function["parquet-loader"].service_account_email}\" AND protoPayload.metadata.jobChange.after=\"DONE\" AND protoPayload.metadata.jobChange.job.jobConfig.type=\"LOAD\" AND protoPayload.metadata.jobChange.job.jobStatus.errorResult.code:*"
-
-  metric_descriptor {
-    metric_kind = "DELTA"
-    value_type  = "INT64"
   }
 }
 
@@ -186,7 +182,7 @@ locals {
       severity = "WARNING"
       conditions = [{
         title     = "Dead letters in the last 5 minutes, by function and reason"
-        filter    = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.dead_letters.name}\""
+        filter    = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.counters["dead_letters"].name}\""
         threshold = 0
         duration  = "0s"
         period    = "300s"
@@ -203,7 +199,7 @@ locals {
       conditions = [
         {
           title     = "Files quarantined in the last 5 minutes"
-          filter    = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.quarantined_files.name}\""
+          filter    = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.counters["quarantined_files"].name}\""
           threshold = 0
           duration  = "0s"
           period    = "300s"
@@ -213,7 +209,7 @@ locals {
         },
         {
           title     = "BigQuery load jobs failed in the last 5 minutes"
-          filter    = "resource.type = \"bigquery_project\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.failed_load_jobs.name}\""
+          filter    = "resource.type = \"bigquery_project\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.counters["failed_load_jobs"].name}\""
           threshold = 0
           duration  = "0s"
           period    = "300s"
@@ -274,36 +270,4 @@ resource "google_monitoring_alert_policy" "pulse" {
     content   = each.value.documentation
     mime_type = "text/markdown"
   }
-}
-
-# The policies' earlier addresses, one resource each: applying over a deployment that has them
-# moves them to their keys instead of replacing them.
-moved {
-  from = google_monitoring_alert_policy.backlog_age
-  to   = google_monitoring_alert_policy.pulse["backlog_age"]
-}
-
-moved {
-  from = google_monitoring_alert_policy.dead_lettered
-  to   = google_monitoring_alert_policy.pulse["dead_lettered"]
-}
-
-moved {
-  from = google_monitoring_alert_policy.server_errors
-  to   = google_monitoring_alert_policy.pulse["server_errors"]
-}
-
-moved {
-  from = google_monitoring_alert_policy.function_dead_letters
-  to   = google_monitoring_alert_policy.pulse["function_dead_letters"]
-}
-
-moved {
-  from = google_monitoring_alert_policy.failed_loads
-  to   = google_monitoring_alert_policy.pulse["failed_loads"]
-}
-
-moved {
-  from = google_monitoring_alert_policy.freshness
-  to   = google_monitoring_alert_policy.pulse["freshness"]
 }

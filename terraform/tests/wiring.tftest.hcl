@@ -266,7 +266,7 @@ run "alerts_watch_the_right_subscriptions_and_every_failure" {
     error_message = "a handful of 5xx answers alerts (a loader failing on one file)"
   }
   assert {
-    condition     = strcontains(google_logging_metric.dead_letters.filter, "jsonPayload.deadLetter") && google_logging_metric.dead_letters.label_extractors["reason"] == "EXTRACT(jsonPayload.reason)"
+    condition     = strcontains(google_logging_metric.counters["dead_letters"].filter, "jsonPayload.deadLetter") && google_logging_metric.counters["dead_letters"].label_extractors["reason"] == "EXTRACT(jsonPayload.reason)"
     error_message = "the functions' own dead letters are counted by reason"
   }
   assert {
