@@ -164,20 +164,27 @@ resource "google_cloud_run_v2_service_iam_member" "inference_invokes_predictor" 
   member   = module.function["inference"].service_account_member
 }
 
-# --- preprocess: writes the raw archive and dead-letter records, reads them back for replay,
-# publishes processed events.
-resource "google_storage_bucket_iam_member" "preprocess_raw_create" {
+# --- the raw bucket: preprocess writes the archive and dead-letter records and reads them back
+# for replay; table-manager and inference dead-letter what can never be written (schema
+# conflicts, bad predictions); table-manager reconciles the tables with the archive
+# (`POST /reconcile`) and inference re-scores archive slices by hand (`POST /predict-replay`).
+resource "google_storage_bucket_iam_member" "raw_writers" {
+  for_each = toset(["preprocess", "table-manager", "inference"])
+
   bucket = google_storage_bucket.raw.name
   role   = "roles/storage.objectCreator"
-  member = module.function["preprocess"].service_account_member
+  member = module.function[each.key].service_account_member
 }
 
-resource "google_storage_bucket_iam_member" "preprocess_raw_read" {
+resource "google_storage_bucket_iam_member" "raw_readers" {
+  for_each = toset(["preprocess", "table-manager", "inference"])
+
   bucket = google_storage_bucket.raw.name
   role   = "roles/storage.objectViewer"
-  member = module.function["preprocess"].service_account_member
+  member = module.function[each.key].service_account_member
 }
 
+# --- preprocess: publishes processed events.
 resource "google_pubsub_topic_iam_member" "preprocess_publishes_processed" {
   project = var.project
   topic   = google_pubsub_topic.processed.name
@@ -185,8 +192,8 @@ resource "google_pubsub_topic_iam_member" "preprocess_publishes_processed" {
   member  = module.function["preprocess"].service_account_member
 }
 
-# --- table-manager and inference: own tables in the dataset, run query jobs, dead-letter what
-# can never be written (schema conflicts, bad predictions) into the raw bucket.
+# --- table-manager, parquet-loader and inference: own tables in the dataset, run BigQuery jobs;
+# inference calls Vertex AI.
 resource "google_bigquery_dataset_iam_member" "editors" {
   for_each = toset(["table-manager", "parquet-loader", "inference"])
 
@@ -202,21 +209,6 @@ resource "google_project_iam_member" "bigquery_job_users" {
   project = var.project
   role    = "roles/bigquery.jobUser"
   member  = module.function[each.key].service_account_member
-}
-
-resource "google_storage_bucket_iam_member" "dead_letter_writers" {
-  for_each = toset(["table-manager", "inference"])
-
-  bucket = google_storage_bucket.raw.name
-  role   = "roles/storage.objectCreator"
-  member = module.function[each.key].service_account_member
-}
-
-# inference re-scores raw archive slices by hand (`POST /predict-replay`).
-resource "google_storage_bucket_iam_member" "inference_raw_read" {
-  bucket = google_storage_bucket.raw.name
-  role   = "roles/storage.objectViewer"
-  member = module.function["inference"].service_account_member
 }
 
 resource "google_project_iam_member" "inference_predicts" {

@@ -1,5 +1,5 @@
-# Where resources stood before they became instances of one resource with for_each: applying over
-# a deployment made with those addresses moves each to its key instead of destroying it and
+# Earlier addresses of resources that are now instances of one resource with for_each: applying
+# over a deployment made with those addresses moves each to its key instead of destroying it and
 # creating it again.
 
 moved {
@@ -45,4 +45,34 @@ moved {
 moved {
   from = google_logging_metric.failed_load_jobs
   to   = google_logging_metric.counters["failed_load_jobs"]
+}
+
+moved {
+  from = google_storage_bucket_iam_member.preprocess_raw_create
+  to   = google_storage_bucket_iam_member.raw_writers["preprocess"]
+}
+
+moved {
+  from = google_storage_bucket_iam_member.dead_letter_writers["table-manager"]
+  to   = google_storage_bucket_iam_member.raw_writers["table-manager"]
+}
+
+moved {
+  from = google_storage_bucket_iam_member.dead_letter_writers["inference"]
+  to   = google_storage_bucket_iam_member.raw_writers["inference"]
+}
+
+moved {
+  from = google_storage_bucket_iam_member.preprocess_raw_read
+  to   = google_storage_bucket_iam_member.raw_readers["preprocess"]
+}
+
+moved {
+  from = google_storage_bucket_iam_member.table_manager_raw_read
+  to   = google_storage_bucket_iam_member.raw_readers["table-manager"]
+}
+
+moved {
+  from = google_storage_bucket_iam_member.inference_raw_read
+  to   = google_storage_bucket_iam_member.raw_readers["inference"]
 }

@@ -2,8 +2,7 @@
 # Scheduler asks table-manager to compact the last week of closed partitions (`POST /compact`
 # with an empty body; today's partition, which takes streamed rows, is never touched). The job
 # signs in with an OIDC token of its own service account, the only thing besides the operators
-# allowed to invoke table-manager's manual routes. table-manager also reads the raw archive, to
-# reconcile it with the tables (`POST /reconcile`).
+# allowed to invoke table-manager's manual routes.
 
 variable "compaction_schedule" {
   description = "When the daily compaction runs (cron, UTC). Late in the night: yesterday's late events and redeliveries have arrived, and the streaming buffer has drained."
@@ -29,12 +28,6 @@ resource "google_cloud_run_v2_service_iam_member" "scheduler_invokes_table_manag
   name     = module.function["table-manager"].service_name
   role     = "roles/run.invoker"
   member   = google_service_account.scheduler.member
-}
-
-resource "google_storage_bucket_iam_member" "table_manager_raw_read" {
-  bucket = google_storage_bucket.raw.name
-  role   = "roles/storage.objectViewer"
-  member = module.function["table-manager"].service_account_member
 }
 
 resource "google_cloud_scheduler_job" "compaction" {
