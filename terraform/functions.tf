@@ -3,17 +3,21 @@
 # Vertex AI user.
 
 locals {
-  # Configuration every function reads (shared/src/config.rs).
-  common_env = {
-    PULSE_BACKEND         = "gcp"
-    PULSE_LOG_FORMAT      = "json"
-    GOOGLE_CLOUD_PROJECT  = var.project
+  # Configuration every service reads, the predictor included (shared/src/config.rs).
+  runtime_env = {
+    PULSE_BACKEND        = "gcp"
+    PULSE_LOG_FORMAT     = "json"
+    GOOGLE_CLOUD_PROJECT = var.project
+  }
+
+  # And what every function reads besides: its buckets, topics and dataset.
+  common_env = merge(local.runtime_env, {
     PULSE_RAW_BUCKET      = google_storage_bucket.raw.name
     PULSE_LANDING_BUCKET  = google_storage_bucket.landing.name
     PULSE_RAW_TOPIC       = google_pubsub_topic.raw.name
     PULSE_PROCESSED_TOPIC = google_pubsub_topic.processed.name
     PULSE_DATASET         = google_bigquery_dataset.pulse.dataset_id
-  }
+  })
 
   # Pub/Sub-pushed functions check the push token themselves too, and take only the operators'
   # tokens on their manual routes: the push identity invokes the whole service, so IAM alone
@@ -141,7 +145,7 @@ module "predictor" {
   labels      = merge(local.labels, { function = "predictor" })
   ingress     = var.ingress
   env = merge(
-    { PULSE_BACKEND = "gcp", PULSE_LOG_FORMAT = "json", GOOGLE_CLOUD_PROJECT = var.project },
+    local.runtime_env,
     try(var.function_overrides["predictor"].env, {}),
   )
 
