@@ -23,7 +23,7 @@ use pulse_shared::backends::Backends;
 use pulse_shared::config::{BackendKind, BatchLimits, Config, endpoint_location};
 use pulse_shared::delivery;
 use pulse_shared::delivery::deadletter::DeadLetterStore;
-use pulse_shared::jobs::{JobsApi, ReplayJobs};
+use pulse_shared::jobs::{self, ReplayJobs};
 use pulse_shared::openapi;
 use pulse_shared::runtime::{operator_routes, with_runtime_layers};
 use pulse_shared::storage::ObjectStore;
@@ -95,7 +95,7 @@ impl AppState {
         Ok(Self {
             inner: Arc::new_cyclic(|settings| Settings {
                 replays: ReplayJobs::new(
-                    replay::PredictReplay(settings.clone()),
+                    replay::PredictReplay(jobs::Owned::new(settings.clone(), FUNCTION)),
                     FUNCTION,
                     backends.objects.clone(),
                     &config,
@@ -160,9 +160,7 @@ pub struct ApiDoc;
 
 /// The whole description: [`ApiDoc`], the replay jobs and the runtime's routes.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let mut doc = ApiDoc::openapi();
-    doc.merge(JobsApi::openapi());
-    openapi::document(doc)
+    jobs::document(ApiDoc::openapi())
 }
 
 /// The function's HTTP surface: `POST /` (the trigger), `POST /predict-replay`, the replay jobs
@@ -178,7 +176,7 @@ pub fn app(state: AppState) -> Router {
         .merge(operator_routes(
             Router::new()
                 .route("/predict-replay", post(replay::handle))
-                .merge(pulse_shared::jobs::routes()),
+                .merge(jobs::routes()),
             &state.inner.config,
         ))
         .merge(openapi::route(&openapi()))

@@ -16,17 +16,16 @@
 //! again.
 
 use std::collections::BTreeMap;
-use std::sync::Weak;
 
 use async_trait::async_trait;
 use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use pulse_shared::archive::{RawSlice, check_posted, replay_page};
 use pulse_shared::delivery::answer::ErrorAnswer;
 use pulse_shared::delivery::processed::ProcessedEvent;
 use pulse_shared::delivery::{Handled, answer};
 use pulse_shared::error::{FunctionError, Rejection};
-use pulse_shared::jobs::{self, JobView, Listing, Replay, WaitQuery};
+use pulse_shared::jobs::{self, JobView, Listing, Replay, ReplayJobs, WaitQuery};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -106,25 +105,19 @@ pub(crate) enum Item {
     )
 )]
 pub async fn handle(
-    State(state): State<AppState>,
-    Query(query): Query<WaitQuery>,
-    answer::Json(request): answer::Json<PredictReplayRequest>,
+    jobs: State<ReplayJobs>,
+    query: Query<WaitQuery>,
+    request: answer::Json<PredictReplayRequest>,
 ) -> Result<Response, FunctionError> {
-    let started = state
-        .inner
-        .replays
-        .start::<PredictReplay>(request, query.wait())
-        .await?;
-    Ok(started.into_response())
+    jobs::replay::<PredictReplay>(jobs, query, request).await
 }
 
-/// Replays as inference runs them, event by event. Holds the function's state weakly: once the
-/// function is gone, its jobs stop as in a crash and are taken over later.
-pub(crate) struct PredictReplay(pub(crate) Weak<Settings>);
+/// Replays as inference runs them, event by event, on the function's state held weakly.
+pub(crate) struct PredictReplay(pub(crate) jobs::Owned<Settings>);
 
 impl PredictReplay {
     fn state(&self) -> Result<AppState, FunctionError> {
-        jobs::owner(&self.0, "inference").map(|inner| AppState { inner })
+        self.0.state().map(|inner| AppState { inner })
     }
 }
 
@@ -217,7 +210,7 @@ impl Replay for PredictReplay {
     }
 
     fn live(&self) -> bool {
-        self.0.strong_count() > 0
+        self.0.live()
     }
 }
 

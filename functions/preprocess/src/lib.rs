@@ -16,7 +16,7 @@ use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
 use pulse_shared::delivery;
 use pulse_shared::delivery::deadletter::DeadLetterStore;
-use pulse_shared::jobs::{JobsApi, ReplayJobs};
+use pulse_shared::jobs::{self, ReplayJobs};
 use pulse_shared::openapi;
 use pulse_shared::publish::Publisher;
 use pulse_shared::runtime::{operator_routes, with_runtime_layers};
@@ -52,7 +52,7 @@ impl AppState {
         Self {
             inner: Arc::new_cyclic(|settings| Settings {
                 replays: ReplayJobs::new(
-                    replay::ReplayWork(settings.clone()),
+                    replay::ReplayWork(jobs::Owned::new(settings.clone(), FUNCTION)),
                     FUNCTION,
                     backends.objects.clone(),
                     &config,
@@ -93,11 +93,9 @@ impl FromRef<AppState> for ReplayJobs {
 )]
 pub struct ApiDoc;
 
-/// The whole description: [`ApiDoc`] with the runtime's routes.
+/// The whole description: [`ApiDoc`], the replay jobs and the runtime's routes.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let mut doc = ApiDoc::openapi();
-    doc.merge(JobsApi::openapi());
-    openapi::document(doc)
+    jobs::document(ApiDoc::openapi())
 }
 
 /// The function's HTTP surface: `POST /` (the trigger), `POST /replay`, the replay jobs under
@@ -111,7 +109,7 @@ pub fn app(state: AppState) -> Router {
         .merge(operator_routes(
             Router::new()
                 .route("/replay", post(replay::handle))
-                .merge(pulse_shared::jobs::routes())
+                .merge(jobs::routes())
                 .route("/dead-letters", get(dead_letters::summary))
                 .route("/dead-letters/record", get(dead_letters::record)),
             state.config(),

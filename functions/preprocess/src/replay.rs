@@ -16,11 +16,10 @@
 //! stopped after a restart. A transient failure of a short replay answers 503: call again.
 
 use std::collections::BTreeMap;
-use std::sync::Weak;
 
 use async_trait::async_trait;
 use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use base64::Engine as _;
 use pulse_shared::archive::{RawSlice, check_posted, replay_page};
 use pulse_shared::delivery::answer::ErrorAnswer;
@@ -28,7 +27,7 @@ use pulse_shared::delivery::deadletter::DeadLetterRecord;
 use pulse_shared::delivery::envelope::{PushMessage, decode_pubsub};
 use pulse_shared::delivery::{Handled, answer};
 use pulse_shared::error::Rejection;
-use pulse_shared::jobs::{self, JobView, Listing, Replay, WaitQuery};
+use pulse_shared::jobs::{self, JobView, Listing, Replay, ReplayJobs, WaitQuery};
 use pulse_shared::storage::is_safe_object_name;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -106,25 +105,19 @@ pub(crate) enum ItemOutcome {
     )
 )]
 pub async fn handle(
-    State(state): State<AppState>,
-    Query(query): Query<WaitQuery>,
-    answer::Json(request): answer::Json<ReplayRequest>,
+    jobs: State<ReplayJobs>,
+    query: Query<WaitQuery>,
+    request: answer::Json<ReplayRequest>,
 ) -> Result<Response, FunctionError> {
-    let started = state
-        .inner
-        .replays
-        .start::<ReplayWork>(request, query.wait())
-        .await?;
-    Ok(started.into_response())
+    jobs::replay::<ReplayWork>(jobs, query, request).await
 }
 
-/// Replays as preprocess runs them, item by item. Holds the function's state weakly: once the
-/// function is gone, its jobs stop as in a crash and are taken over later.
-pub(crate) struct ReplayWork(pub(crate) Weak<Settings>);
+/// Replays as preprocess runs them, item by item, on the function's state held weakly.
+pub(crate) struct ReplayWork(pub(crate) jobs::Owned<Settings>);
 
 impl ReplayWork {
     fn state(&self) -> Result<AppState, FunctionError> {
-        jobs::owner(&self.0, "preprocess").map(|inner| AppState { inner })
+        self.0.state().map(|inner| AppState { inner })
     }
 }
 
@@ -239,7 +232,7 @@ impl Replay for ReplayWork {
     }
 
     fn live(&self) -> bool {
-        self.0.strong_count() > 0
+        self.0.live()
     }
 }
 

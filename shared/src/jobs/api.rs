@@ -4,21 +4,29 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{FromRef, Path, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use utoipa::{IntoParams, OpenApi};
 
-use super::{JobView, ReplayJobs, Started};
-use crate::delivery::answer::ErrorAnswer;
+use super::{JobView, Replay, ReplayJobs, Started};
+use crate::delivery::answer::{self, ErrorAnswer};
 use crate::error::FunctionError;
+use crate::openapi;
 
 /// The description of [`routes`], merged into each function's own.
 #[derive(OpenApi)]
 #[openapi(paths(list_jobs, get_job, cancel_job, delete_job))]
 pub struct JobsApi;
+
+/// The whole description of a function with replay jobs: its own (`own`), [`JobsApi`] and the
+/// runtime's routes ([`openapi::document`]).
+pub fn document(mut own: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    own.merge(JobsApi::openapi());
+    openapi::document(own)
+}
 
 /// `GET /jobs`, `GET /jobs/{id}`, `POST /jobs/{id}/cancel` and `DELETE /jobs/{id}`, for a router
 /// whose state holds the function's [`ReplayJobs`].
@@ -67,6 +75,21 @@ impl<R: serde::Serialize + std::fmt::Debug> IntoResponse for Started<R> {
                 .into_response(),
         }
     }
+}
+
+/// The body of a replay route (`POST /replay`, `POST /predict-replay`): starts `W` as one of
+/// the function's jobs and answers as [`Started`] does. Each function describes its route on
+/// its own handler, which calls this.
+pub async fn replay<W: Replay>(
+    State(jobs): State<ReplayJobs>,
+    Query(query): Query<WaitQuery>,
+    answer::Json(request): answer::Json<W::Request>,
+) -> Result<Response, FunctionError>
+where
+    W::Report: std::fmt::Debug,
+{
+    let started = jobs.start::<W>(request, query.wait()).await?;
+    Ok(started.into_response())
 }
 
 /// Lists the function's replay jobs, the most recent first (at most 100): those running here

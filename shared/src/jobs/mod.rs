@@ -42,7 +42,9 @@ use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use utoipa::ToSchema;
 
-pub use api::{JobsApi, WaitQuery, cancel_job, delete_job, get_job, list_jobs, routes};
+pub use api::{
+    JobsApi, WaitQuery, cancel_job, delete_job, document, get_job, list_jobs, replay, routes,
+};
 
 use crate::config::Config;
 use crate::error::{BackendError, FunctionError, Retry};
@@ -179,16 +181,35 @@ pub enum Started<R> {
     Job(Box<JobView>),
 }
 
-/// The function state a replay holds weakly, so that its jobs stop as in a crash once the
-/// function is gone (and are taken over later); refused, permanently, when it is gone.
-pub fn owner<T>(state: &Weak<T>, function: &str) -> Result<Arc<T>, FunctionError> {
-    state.upgrade().ok_or_else(|| {
-        FunctionError::Backend(BackendError::new(
-            format!("{function} replay"),
-            Retry::Permanent,
-            format!("{function} has stopped"),
-        ))
-    })
+/// A replay's hold on its function's state: weak, so that once the function is gone its jobs
+/// stop as in a crash and are taken over later ([`Replay::live`]).
+pub struct Owned<T> {
+    state: Weak<T>,
+    function: &'static str,
+}
+
+impl<T> Owned<T> {
+    /// Holds `state` (from `Arc::new_cyclic`) for the replays of `function`.
+    pub fn new(state: Weak<T>, function: &'static str) -> Self {
+        Self { state, function }
+    }
+
+    /// The function's state; refused, permanently, once the function is gone.
+    pub fn state(&self) -> Result<Arc<T>, FunctionError> {
+        self.state.upgrade().ok_or_else(|| {
+            let function = self.function;
+            FunctionError::Backend(BackendError::new(
+                format!("{function} replay"),
+                Retry::Permanent,
+                format!("{function} has stopped"),
+            ))
+        })
+    }
+
+    /// False once the function is gone: what [`Replay::live`] answers.
+    pub fn live(&self) -> bool {
+        self.state.strong_count() > 0
+    }
 }
 
 /// A function's replay jobs.
