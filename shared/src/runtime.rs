@@ -1,7 +1,8 @@
 //! The HTTP runtime every function shares: `GET /healthz` and `GET /health`, `GET /metrics`, a
 //! body limit, a request timeout, the request span and its metrics, one answer shape for errors,
 //! and [`run`]: configuration, telemetry and serving on `$PORT` until SIGTERM, draining requests
-//! in flight. The trigger route is [`crate::delivery::trigger::route`].
+//! in flight, and [`described_app`], which puts a function's router together with them. The
+//! trigger route is [`crate::delivery::trigger::route`].
 
 use std::net::SocketAddr;
 
@@ -11,12 +12,13 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
+use utoipa::openapi::OpenApi;
 
 use crate::config::Config;
 use crate::delivery::answer::uniform_errors;
 use crate::delivery::oidc::{PushVerifier, require_operator_token};
-use crate::metrics;
 use crate::telemetry::{self, RequestContext};
+use crate::{metrics, openapi};
 
 /// The health routes every function answers: `/healthz` for Cloud Run's probes, and `/health`
 /// for everyone else, since Cloud Run keeps paths ending in `z` from outside callers.
@@ -48,6 +50,22 @@ pub fn with_runtime_layers(router: Router, config: &Config, function: &'static s
             },
             telemetry::trace_requests,
         ))
+}
+
+/// A function's whole router: its own `routes` over `state`, `GET /openapi.json` serving `doc`
+/// (its description, see [`openapi::document`]), and [`with_runtime_layers`].
+pub fn described_app<S>(
+    routes: Router<S>,
+    state: S,
+    doc: &OpenApi,
+    config: &Config,
+    function: &'static str,
+) -> Router
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let router = routes.merge(openapi::route(doc)).with_state(state);
+    with_runtime_layers(router, config, function)
 }
 
 /// Runs a function's binary: reads the configuration, starts telemetry, builds the function's
@@ -99,8 +117,7 @@ pub async fn health() -> &'static str {
 /// verified, a request without an ID token of one of `PULSE_OPERATOR_PRINCIPALS` is refused
 /// before its handler runs (401 without a valid token, 403 for anyone else, the push identity
 /// included: it may invoke the whole service, so IAM alone would let a push token in). Unset, as
-/// locally, the routes are left as they are. Use it as
-/// `router.merge(operator_routes(Router::new().route("/replay", post(replay)), &config))`.
+/// locally, the routes are left as they are. [`crate::delivery::trigger::app`] mounts them.
 ///
 /// # Panics
 /// When the HTTP client for Google's signing keys cannot be built (see [`crate::delivery::trigger::route`]).

@@ -24,7 +24,7 @@ use axum::routing::{get, post};
 use pulse_shared::backends::Backends;
 use pulse_shared::config::{BackendKind, Config};
 use pulse_shared::publish::Publisher;
-use pulse_shared::runtime::with_runtime_layers;
+use pulse_shared::runtime::described_app;
 
 pub use api::{ApiDoc, JobView, ScenarioView, openapi};
 pub use error::ApiError;
@@ -80,14 +80,18 @@ impl AppState {
 /// The function's HTTP surface: `GET /scenarios`, `POST /jobs`, `GET /jobs`, `GET /jobs/{id}`,
 /// `POST /jobs/{id}/cancel`, `DELETE /jobs/{id}`, `GET /openapi.json`, `GET /healthz`.
 pub fn app(state: AppState) -> Router {
-    let router = Router::new()
+    let routes = Router::new()
         .route("/scenarios", get(api::list_scenarios))
         .route("/jobs", post(api::start_job).get(api::list_jobs))
         .route("/jobs/{id}", get(api::get_job).delete(api::delete_job))
-        .route("/jobs/{id}/cancel", post(api::cancel_job))
-        .merge(pulse_shared::openapi::route(&api::openapi()))
-        .with_state(state.clone());
-    with_runtime_layers(router, state.config(), FUNCTION)
+        .route("/jobs/{id}/cancel", post(api::cancel_job));
+    described_app(
+        routes,
+        state.clone(),
+        &api::openapi(),
+        state.config(),
+        FUNCTION,
+    )
 }
 
 /// The service as its binary runs it: the publisher the configuration names, then [`app`].

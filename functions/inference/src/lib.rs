@@ -25,7 +25,6 @@ use pulse_shared::delivery;
 use pulse_shared::delivery::deadletter::DeadLetterStore;
 use pulse_shared::jobs::{self, ReplayJobs};
 use pulse_shared::openapi;
-use pulse_shared::runtime::{operator_routes, with_runtime_layers};
 use pulse_shared::storage::ObjectStore;
 use pulse_shared::warehouse::Warehouse;
 use pulse_shared::warehouse::group_commit::Writers;
@@ -168,20 +167,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// jobs that stopped with an earlier process are taken over from here on.
 pub fn app(state: AppState) -> Router {
     state.inner.replays.resume_in_background();
-    let router = Router::new()
-        .route(
-            "/",
-            delivery::trigger::route::<AppState>(&state.inner.config),
-        )
-        .merge(operator_routes(
-            Router::new()
-                .route("/predict-replay", post(replay::handle))
-                .merge(jobs::routes()),
-            &state.inner.config,
-        ))
-        .merge(openapi::route(&openapi()))
-        .with_state(state.clone());
-    with_runtime_layers(router, &state.inner.config, FUNCTION)
+    let manual = Router::new()
+        .route("/predict-replay", post(replay::handle))
+        .merge(jobs::routes());
+    delivery::trigger::app(state.clone(), manual, &openapi(), &state.inner.config)
 }
 
 /// The function as its binary runs it: the backends, warehouse and predict-call tokens the

@@ -25,7 +25,6 @@ use pulse_shared::config::Config;
 use pulse_shared::delivery;
 use pulse_shared::delivery::deadletter::DeadLetterStore;
 use pulse_shared::openapi;
-use pulse_shared::runtime::{operator_routes, with_runtime_layers};
 use pulse_shared::storage::ObjectStore;
 use pulse_shared::warehouse::Warehouse;
 use utoipa::OpenApi;
@@ -105,18 +104,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The function's HTTP surface: `POST /` (the finalize trigger), `POST /load`,
 /// `GET /openapi.json`, `GET /healthz`, `GET /health`, `GET /metrics`.
 pub fn app(state: AppState) -> Router {
-    let router = Router::new()
-        .route(
-            "/",
-            delivery::trigger::route::<AppState>(&state.inner.config),
-        )
-        .merge(operator_routes(
-            Router::new().route("/load", post(reload::handle)),
-            &state.inner.config,
-        ))
-        .merge(openapi::route(&openapi()))
-        .with_state(state.clone());
-    with_runtime_layers(router, &state.inner.config, FUNCTION)
+    let manual = Router::new().route("/load", post(reload::handle));
+    delivery::trigger::app(state.clone(), manual, &openapi(), &state.inner.config)
 }
 
 /// The function as its binary runs it: the backends and warehouse the configuration names, then

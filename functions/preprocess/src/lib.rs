@@ -19,7 +19,6 @@ use pulse_shared::delivery::deadletter::DeadLetterStore;
 use pulse_shared::jobs::{self, ReplayJobs};
 use pulse_shared::openapi;
 use pulse_shared::publish::Publisher;
-use pulse_shared::runtime::{operator_routes, with_runtime_layers};
 use pulse_shared::storage::ObjectStore;
 use utoipa::OpenApi;
 
@@ -104,19 +103,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// that stopped with an earlier process are taken over from here on.
 pub fn app(state: AppState) -> Router {
     state.inner.replays.resume_in_background();
-    let router = Router::new()
-        .route("/", delivery::trigger::route::<AppState>(state.config()))
-        .merge(operator_routes(
-            Router::new()
-                .route("/replay", post(replay::handle))
-                .merge(jobs::routes())
-                .route("/dead-letters", get(dead_letters::summary))
-                .route("/dead-letters/record", get(dead_letters::record)),
-            state.config(),
-        ))
-        .merge(openapi::route(&openapi()))
-        .with_state(state.clone());
-    with_runtime_layers(router, state.config(), FUNCTION)
+    let manual = Router::new()
+        .route("/replay", post(replay::handle))
+        .merge(jobs::routes())
+        .route("/dead-letters", get(dead_letters::summary))
+        .route("/dead-letters/record", get(dead_letters::record));
+    delivery::trigger::app(state.clone(), manual, &openapi(), state.config())
 }
 
 /// The function as its binary runs it: the backends the configuration names, then [`app`].

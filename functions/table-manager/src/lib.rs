@@ -22,7 +22,6 @@ use pulse_shared::config::Config;
 use pulse_shared::delivery;
 use pulse_shared::delivery::deadletter::DeadLetterStore;
 use pulse_shared::openapi;
-use pulse_shared::runtime::{operator_routes, with_runtime_layers};
 use pulse_shared::storage::ObjectStore;
 use pulse_shared::warehouse::Warehouse;
 use pulse_shared::warehouse::group_commit::Writers;
@@ -109,25 +108,15 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// `GET /tables`, `GET /views`, `GET /views/{name}`, `POST /query`, `POST /compact`,
 /// `POST /reconcile`, `GET /openapi.json`, `GET /healthz`, `GET /health`, `GET /metrics`.
 pub fn app(state: AppState) -> Router {
-    let router = Router::new()
-        .route(
-            "/",
-            delivery::trigger::route::<AppState>(&state.inner.config),
-        )
-        .merge(operator_routes(
-            Router::new()
-                .route("/tables", get(tables::list))
-                .route("/tables/{action}", post(tables::ensure))
-                .route("/views", get(views::list))
-                .route("/views/{name}", get(views::read))
-                .route("/query", post(query::handle))
-                .route("/compact", post(compact::handle))
-                .route("/reconcile", post(reconcile::handle)),
-            &state.inner.config,
-        ))
-        .merge(openapi::route(&openapi()))
-        .with_state(state.clone());
-    with_runtime_layers(router, &state.inner.config, FUNCTION)
+    let manual = Router::new()
+        .route("/tables", get(tables::list))
+        .route("/tables/{action}", post(tables::ensure))
+        .route("/views", get(views::list))
+        .route("/views/{name}", get(views::read))
+        .route("/query", post(query::handle))
+        .route("/compact", post(compact::handle))
+        .route("/reconcile", post(reconcile::handle));
+    delivery::trigger::app(state.clone(), manual, &openapi(), &state.inner.config)
 }
 
 /// The function as its binary runs it: the backends and warehouse the configuration names, then

@@ -4,12 +4,14 @@
 
 use std::future::Future;
 
+use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
 use bytes::Bytes;
 use serde::Serialize;
+use utoipa::openapi::OpenApi;
 
 use super::answer::{self, DeadLettered};
 use super::deadletter::{DeadLetterRecord, DeadLetterStore};
@@ -20,6 +22,7 @@ use super::oidc::{PushVerifier, require_push_token};
 use super::processed::ProcessedEvent;
 use crate::config::Config;
 use crate::error::{BackendError, FunctionError, Rejection};
+use crate::runtime::{described_app, operator_routes};
 use crate::telemetry;
 
 /// What a function did with one delivery; either way the delivery is acknowledged.
@@ -142,7 +145,7 @@ impl Delivery for StorageEvent {
 /// The trigger route of `T`: `POST /` (where Pub/Sub pushes and Eventarc deliver). When
 /// `PULSE_PUSH_AUDIENCE` and `PULSE_PUSH_SERVICE_ACCOUNT` are set, a request without a valid
 /// push token is refused 401 before anything else ([`super::oidc`]); unset, as locally, every
-/// request is taken. Use it as `.route("/", trigger::route::<AppState>(&config))`.
+/// request is taken. [`app`] mounts it.
 ///
 /// # Panics
 /// When the HTTP client for Google's signing keys cannot be built: the service then stops at
@@ -164,6 +167,18 @@ pub fn route<T: Trigger>(config: &Config) -> MethodRouter<T> {
         verifier,
         require_push_token,
     ))
+}
+
+/// A triggered function's whole router: [`route`] at `POST /`, its `manual` routes behind
+/// [`operator_routes`], and the rest of [`described_app`] with `doc`.
+///
+/// # Panics
+/// As [`route`] and [`operator_routes`] do.
+pub fn app<T: Trigger>(state: T, manual: Router<T>, doc: &OpenApi, config: &Config) -> Router {
+    let routes = Router::new()
+        .route("/", route::<T>(config))
+        .merge(operator_routes(manual, config));
+    described_app(routes, state, doc, config, T::FUNCTION)
 }
 
 /// One delivery through `function`: decode, handle, dead-letter what can never succeed, answer.
