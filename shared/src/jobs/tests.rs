@@ -128,6 +128,27 @@ fn instance(world: &World) -> Instance {
     }
 }
 
+impl Instance {
+    /// Starts a replay of `count` items that outlives its request.
+    async fn start_job(&self, count: u64) -> Box<JobView> {
+        let started = self
+            .jobs
+            .start::<Numbers>(Count { count }, None)
+            .await
+            .unwrap();
+        let Started::Job(job) = started else {
+            panic!("expected a job, got {started:?}");
+        };
+        job
+    }
+
+    /// Stops the instance as a crash would, then lets its items through: it does no more.
+    fn crash(&self) {
+        self.live.store(false, Ordering::SeqCst);
+        self.gate.add_permits(1000);
+    }
+}
+
 async fn stored_until<F: Fn(&JobView) -> bool>(jobs: &ReplayJobs, id: &str, condition: F) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -197,14 +218,7 @@ async fn a_long_replay_becomes_a_durable_job_with_progress_and_can_be_cancelled(
     let world = world();
     let one = instance(&world);
     one.gate.add_permits(5);
-    let started = one
-        .jobs
-        .start::<Numbers>(Count { count: 100 }, None)
-        .await
-        .unwrap();
-    let Started::Job(job) = started else {
-        panic!("expected a job, got {started:?}");
-    };
+    let job = one.start_job(100).await;
     assert_eq!(job.state, JobState::Running);
     assert!(
         job.durable,
@@ -246,19 +260,11 @@ async fn a_job_stopped_with_its_instance_is_taken_over_after_its_cursor() {
     let world = world();
     let first = instance(&world);
     first.gate.add_permits(20);
-    let Started::Job(job) = first
-        .jobs
-        .start::<Numbers>(Count { count: 60 }, None)
-        .await
-        .unwrap()
-    else {
-        panic!("expected a job");
-    };
+    let job = first.start_job(60).await;
     // Let the 20 done items reach a checkpoint, then stop the instance as a crash would.
     view_until(&first.jobs, &job.id, |view| view.done == 20).await;
     stored_until(&first.jobs, &job.id, |view| view.done == 20).await;
-    first.live.store(false, Ordering::SeqCst);
-    first.gate.add_permits(1000);
+    first.crash();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let before = first.seen.lock().unwrap().len();
     assert_eq!(before, 20, "the stopped instance went on");
@@ -286,16 +292,8 @@ async fn only_one_instance_takes_a_job_over() {
     let world = world();
     let first = instance(&world);
     first.gate.add_permits(3);
-    let Started::Job(job) = first
-        .jobs
-        .start::<Numbers>(Count { count: 50 }, None)
-        .await
-        .unwrap()
-    else {
-        panic!("expected a job");
-    };
-    first.live.store(false, Ordering::SeqCst);
-    first.gate.add_permits(1000);
+    let job = first.start_job(50).await;
+    first.crash();
 
     let (a, b) = (instance(&world), instance(&world));
     a.gate.add_permits(1000);
@@ -314,16 +312,8 @@ async fn a_cancel_stored_while_nobody_runs_the_job_is_honoured_on_take_over() {
     let world = world();
     let first = instance(&world);
     first.gate.add_permits(2);
-    let Started::Job(job) = first
-        .jobs
-        .start::<Numbers>(Count { count: 50 }, None)
-        .await
-        .unwrap()
-    else {
-        panic!("expected a job");
-    };
-    first.live.store(false, Ordering::SeqCst);
-    first.gate.add_permits(1000);
+    let job = first.start_job(50).await;
+    first.crash();
     tokio::time::sleep(Duration::from_millis(100)).await;
     // Another instance that does not run it records the cancel.
     let other = instance(&world);
