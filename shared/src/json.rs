@@ -442,9 +442,11 @@ mod tests {
         let digits = "2".repeat(117);
         let text = format!(r#"{{"amount":22.5{digits}}}"#);
         let written = write(&parse(&text));
-        let amount = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap()["amount"]
-            .as_f64()
-            .unwrap();
+        let amount = |text: &str| {
+            serde_json::from_str::<serde_json::Value>(text).unwrap()["amount"]
+                .as_f64()
+                .unwrap()
+        };
         assert_eq!(amount(&written), 22.522_222_222_222_222);
         assert_eq!(amount(&written), amount(&text), "{written}");
     }
