@@ -450,3 +450,57 @@ async fn curated_views_metrics_and_the_dashboard_read_the_running_stack() {
     assert!(page.contains(r#"<svg id="orders-chart""#));
     stack.stop().await;
 }
+
+/// A restart delivers what an earlier run left on the bus, and every such event reaches the
+/// warehouse. The crash run once found them archived but never stored: the stack subscribed
+/// preprocess before table-manager, and recovered raw events were published to a processed
+/// topic with no subscription yet. That was a race with table-manager's start-up, which this
+/// fresh, small stack wins either way; the guard against it is the subscription order in
+/// `stack.rs` (downstream first) and `cli/tests/chaos.rs`.
+#[tokio::test]
+async fn events_a_crashed_run_left_on_the_bus_are_stored_after_restart() {
+    use pulse_shared::backends::Backends;
+    use pulse_shared::publish::{OutgoingMessage, Publisher as _, PushSubscription};
+
+    const EVENTS: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::local(dir.path());
+
+    // The earlier run: its preprocess took the messages and never answered before the crash.
+    let unanswering = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let objects = Backends::local_objects(&config).unwrap();
+    let bus = Backends::durable_local_bus(&config, &objects).unwrap();
+    bus.subscribe(PushSubscription::new(
+        "preprocess",
+        config.raw_topic.clone(),
+        format!("http://{}/", unanswering.local_addr().unwrap()),
+    ));
+    for i in 0..EVENTS {
+        let event = json!({"event_id": format!("left-{i}"), "event_type": "order",
+            "timestamp": "2026-12-05T10:00:00Z", "order_id": format!("o-{i}"),
+            "customer_id": "c-1", "status": "paid", "total_amount": 1.5,
+            "items": [{"product_id": "p-1", "quantity": 1, "price": 1.5}]});
+        let message = OutgoingMessage {
+            data: event.to_string().into_bytes().into(),
+            attributes: BTreeMap::new(),
+        };
+        bus.publish(&config.raw_topic, message).await.unwrap();
+    }
+    bus.close().await;
+    drop((bus, objects));
+
+    let stack = LocalStack::start(config, PortChoice::Any).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(120), stack.bus.settled())
+        .await
+        .expect("the recovered messages are delivered within 2 minutes");
+    let stored = stack
+        .warehouse
+        .query("SELECT count(DISTINCT event_id) AS n FROM pulse.orders")
+        .await
+        .unwrap();
+    assert_eq!(
+        stored[0]["n"], EVENTS as u64,
+        "every recovered event is stored"
+    );
+    stack.stop().await;
+}
