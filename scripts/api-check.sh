@@ -62,11 +62,14 @@ check() {
   # Trigger deliveries are generated too: what cannot be decoded is dead-lettered and answered
   # 200, which is what is checked. The seed keeps runs comparable.
   # Run from the scratch directory: schemathesis keeps a cache in its working directory.
+  # One worker: with two threads, Python 3.11's AST construction (hypothesis parses strategy
+  # source) now and then fails inside the tool with "AST constructor recursion depth mismatch"
+  # (CPython gh-106905), a failure of the check that says nothing about the API.
   if ! (cd "$work" && "$venv/bin/schemathesis" run "http://$address/openapi.json" \
       --wait-for-schema 30 \
       --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
       --phases examples,coverage,fuzzing \
-      --max-time "$seconds" --max-examples 50 --workers 2 --seed 20 \
+      --max-time "$seconds" --max-examples 50 --workers 1 --seed 20 \
       --request-timeout 15 --no-color \
       --report junit --report-dir "$work/reports/$name") | tee "$work/$name.txt"; then
     failed+=("$name")
