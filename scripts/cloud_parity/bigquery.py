@@ -100,28 +100,19 @@ class BigQueryEmulator:
 INSERT_ALL = re.compile(r"^/bigquery/v2/projects/([^/]+)/datasets/([^/]+)/tables/([^/]+)/insertAll$")
 
 
-class BigQueryProxy:
+class BigQueryProxy(procs.LoopbackServer):
     """`BIGQUERY_ENDPOINT` for the functions: bqemulator, JSON column values sent as text."""
 
     def __init__(self, emulator: BigQueryEmulator):
+        super().__init__()
         self.emulator = emulator
-        self.port = procs.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.mended = 0
-        self.runner: web.AppRunner | None = None
-        self.http: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300))
         app = web.Application(client_max_size=64 << 20)
         app.router.add_route("*", "/{tail:.*}", self.forward)
-        self.runner = await procs.serve(app, self.port)
-
-    async def stop(self) -> None:
-        if self.runner:
-            await self.runner.cleanup()
-        if self.http:
-            await self.http.close()
+        await self.serve(app, aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)))
 
     async def forward(self, request: web.Request) -> web.Response:
         body = await request.read()

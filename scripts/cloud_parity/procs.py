@@ -97,6 +97,26 @@ class Process:
             pass
 
 
+class LoopbackServer:
+    """A server of the run on a loopback port of its own (a proxy, the push signer), with the
+    client session its handlers send on; `stop` closes both."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.runner: web.AppRunner | None = None
+        self.http: aiohttp.ClientSession | None = None
+
+    async def serve(self, app: web.Application, http: aiohttp.ClientSession) -> None:
+        self.http = http
+        self.runner = await serve(app, self.port)
+
+    async def stop(self) -> None:
+        if self.runner:
+            await self.runner.cleanup()
+        if self.http:
+            await self.http.close()
+
+
 async def serve(app: web.Application, port: int) -> web.AppRunner:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -165,32 +165,23 @@ class Delivery:
     statuses: list[int] = field(default_factory=list)
 
 
-class PushSigner:
+class PushSigner(procs.LoopbackServer):
     """What Pub/Sub does for one push subscription between the emulator and the endpoint."""
 
     def __init__(self, subscription: Subscription, issuer: identity.Issuer, door_url: str, path: str):
+        super().__init__()
         self.s, self.issuer = subscription, issuer
         self.target = door_url + path
-        self.port = procs.free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.deliveries: dict[str, Delivery] = {}
         self.filtered: set[str] = set()
         self.in_flight = 0
         self.last_activity = time.monotonic()
-        self.runner: web.AppRunner | None = None
-        self.http: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600))
         app = web.Application(client_max_size=64 << 20)
         app.router.add_post("/", self.push)
-        self.runner = await procs.serve(app, self.port)
-
-    async def stop(self) -> None:
-        if self.runner:
-            await self.runner.cleanup()
-        if self.http:
-            await self.http.close()
+        await self.serve(app, aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)))
 
     async def push(self, request: web.Request) -> web.Response:
         body = await request.read()

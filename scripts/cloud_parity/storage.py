@@ -68,28 +68,19 @@ class StorageEmulator:
                     return names
 
 
-class StorageProxy:
+class StorageProxy(procs.LoopbackServer):
     """The address every client of Cloud Storage in the run uses (`STORAGE_ENDPOINT`)."""
 
     def __init__(self, emulator: StorageEmulator, on_finalized: Callable[[dict], Awaitable[None]]):
+        super().__init__()
         self.emulator, self.on_finalized = emulator, on_finalized
-        self.port = procs.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.refused_overwrites = 0
-        self.runner: web.AppRunner | None = None
-        self.http: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        self.http = aiohttp.ClientSession(auto_decompress=False)
         app = web.Application(client_max_size=256 << 20)
         app.router.add_route("*", "/{tail:.*}", self.forward)
-        self.runner = await procs.serve(app, self.port)
-
-    async def stop(self) -> None:
-        if self.runner:
-            await self.runner.cleanup()
-        if self.http:
-            await self.http.close()
+        await self.serve(app, aiohttp.ClientSession(auto_decompress=False))
 
     async def metadata(self, bucket: str, name: str) -> dict | None:
         url = f"{self.emulator.upstream}/storage/v1/b/{bucket}/o/{quote(name, safe='')}"
