@@ -96,15 +96,19 @@ pub fn is_literal_uri(uri: &str) -> bool {
     !uri.contains(PATTERN_CHARS)
 }
 
-/// The failure of a load handed a pattern: permanent, since the same path will glob again.
-fn pattern_refused(uri: &str) -> BackendError {
-    BackendError::new(
+/// Refuses a load handed a pattern ([`is_literal_uri`]): permanently, since the same path will
+/// glob again.
+fn refuse_pattern(uri: &str) -> Result<(), LoadError> {
+    if is_literal_uri(uri) {
+        return Ok(());
+    }
+    Err(LoadError::Backend(BackendError::new(
         format!("load {uri}"),
         Retry::Permanent,
         "the path holds `*`, `?` or `[`, which the warehouse would read as a pattern of several \
          files; object names are copied to a plain name before a load, so this comes from the \
          data directory or bucket name: rename it",
-    )
+    )))
 }
 
 /// A table change refused before it reached the warehouse: its columns fail

@@ -460,9 +460,7 @@ impl Warehouse for BigQueryWarehouse {
         uri: &str,
         load_id: &str,
     ) -> Result<LoadOutcome, LoadError> {
-        if !super::is_literal_uri(uri) {
-            return Err(LoadError::Backend(super::pattern_refused(uri)));
-        }
+        super::refuse_pattern(uri)?;
         let deadline = Instant::now() + LOAD_WAIT;
         for attempt in 1..=LOAD_ATTEMPTS {
             let job_id = match attempt {

@@ -400,9 +400,7 @@ impl Warehouse for DuckDbWarehouse {
         uri: &str,
         load_id: &str,
     ) -> Result<LoadOutcome, LoadError> {
-        if !super::is_literal_uri(uri) {
-            return Err(LoadError::Backend(super::pattern_refused(uri)));
-        }
+        super::refuse_pattern(uri)?;
         let name = self.table_name(table);
         let (table, uri, load_id) = (table.to_owned(), uri.to_owned(), load_id.to_owned());
         let operation = format!("load {uri} into {name}");

@@ -59,9 +59,18 @@ pub enum QueryError {
     Backend(#[from] BackendError),
 }
 
+/// The statement both warehouses run: `sql` without the semicolons and blanks that may end it;
+/// refused when nothing is left.
+pub fn statement(sql: &str) -> Result<&str, QueryError> {
+    match trim_statement(sql) {
+        "" => Err(not_a_query("the query is empty")),
+        sql => Ok(sql),
+    }
+}
+
 /// The statement without the semicolons and blanks that may end it: the warehouses take one
 /// statement, and a query wrapped for its row limit must not end in `;`.
-pub fn trim_statement(sql: &str) -> &str {
+fn trim_statement(sql: &str) -> &str {
     let mut sql = sql.trim();
     while let Some(rest) = sql.strip_suffix(';') {
         sql = rest.trim_end();

@@ -12,7 +12,7 @@ use gcp_bigquery_client::model::job_configuration_query::JobConfigurationQuery;
 
 use super::{BigQueryWarehouse, classify, columns, record_from_cells, status};
 use crate::warehouse::read_only::{
-    QueryAnswer, QueryError, QueryLimits, ResultColumn, not_a_query, trim_statement,
+    QueryAnswer, QueryError, QueryLimits, ResultColumn, not_a_query, statement,
 };
 
 impl BigQueryWarehouse {
@@ -28,10 +28,7 @@ impl BigQueryWarehouse {
         sql: &str,
         limits: QueryLimits,
     ) -> Result<QueryAnswer, QueryError> {
-        let sql = trim_statement(sql);
-        if sql.is_empty() {
-            return Err(not_a_query("the query is empty"));
-        }
+        let sql = statement(sql)?;
         let estimate = self.dry_run(sql).await?;
         if estimate > limits.max_bytes_billed {
             return Err(QueryError::Refused(format!(

@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 use super::{error_type, literal};
 use crate::warehouse::read_only::{
-    QueryAnswer, QueryError, QueryLimits, ResultColumn, not_a_query, trim_statement,
+    QueryAnswer, QueryError, QueryLimits, ResultColumn, not_a_query, statement,
 };
 
 /// The alias of the wrapped query's row (unlikely to be one of its columns).
@@ -39,10 +39,7 @@ pub(super) fn run(
     sql: &str,
     limits: QueryLimits,
 ) -> Result<QueryAnswer, QueryError> {
-    let sql = trim_statement(sql);
-    if sql.is_empty() {
-        return Err(not_a_query("the query is empty"));
-    }
+    let sql = statement(sql)?;
     let tree = one_select(connection, sql)?;
     check_sources(&tree, dataset)?;
     // The text as sent, or when wrapping it does not parse (a `;` before a last comment), as
