@@ -11,14 +11,14 @@
 #![allow(clippy::unwrap_used)] // a benchmark fails loudly
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use pulse_shared::auth::AccessTokens;
 use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
-use pulse_shared::warehouse::{DuckDbWarehouse, Warehouse};
+use pulse_shared::testing::harness::serve;
+use pulse_shared::testing::load::{Timing, offer, percentile, print_rows_in_table};
+use pulse_shared::warehouse::DuckDbWarehouse;
 use serde_json::{Value, json};
 
 fn body(i: u64) -> String {
@@ -33,13 +33,6 @@ fn body(i: u64) -> String {
         "messageId": format!("m-{i}"),
     }})
     .to_string()
-}
-
-async fn serve(router: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    url
 }
 
 #[tokio::main]
@@ -68,96 +61,47 @@ async fn main() {
     .unwrap();
     let url = format!("{}/", serve(inference::app(state.clone())).await);
 
-    let distinct = rate * secs;
-    let mut schedule: Vec<(Duration, u64)> = (0..distinct)
-        .map(|i| (Duration::from_secs_f64(i as f64 / rate as f64), i))
-        .chain(
-            (0..distinct)
-                .step_by(10)
-                .map(|i| (Duration::from_secs_f64(i as f64 / rate as f64 + 1.0), i)),
-        )
-        .collect();
-    schedule.sort();
-    let bodies = Arc::new((0..distinct).map(body).collect::<Vec<_>>());
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(1024)
-        .build()
-        .unwrap();
-    let failures = Arc::new(AtomicU64::new(0));
-    let (samples_tx, mut samples_rx) = tokio::sync::mpsc::unbounded_channel();
-    let start = tokio::time::Instant::now();
-    let mut tasks = Vec::with_capacity(schedule.len());
-    for (at, i) in schedule.iter().copied() {
-        tokio::time::sleep_until(start + at).await;
-        let (client, url, bodies) = (client.clone(), url.clone(), bodies.clone());
-        let (failures, samples_tx) = (failures.clone(), samples_tx.clone());
-        tasks.push(tokio::spawn(async move {
-            let sent = Instant::now();
-            let answer = client
-                .post(&url)
-                .header("content-type", "application/json")
-                .body(bodies[i as usize].clone())
-                .send()
-                .await;
+    let offered = offer(
+        &url,
+        rate,
+        secs,
+        body,
+        |answer, timing: Timing| async move {
             let body: Option<Value> = match answer {
                 Ok(r) if r.status().is_success() => r.json().await.ok(),
                 _ => None,
             };
-            let took = sent.elapsed();
-            match body.and_then(|b| b["latency_ms"].as_f64()) {
-                Some(model_ms) => {
-                    let _ = samples_tx.send((took, took.as_secs_f64() * 1000.0 - model_ms));
-                }
-                None => {
-                    failures.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }));
-    }
-    let offered_for = start.elapsed();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    drop(samples_tx);
-    let (mut total, mut added) = (Vec::new(), Vec::new());
-    while let Some((took, added_ms)) = samples_rx.recv().await {
-        total.push(took.as_secs_f64() * 1000.0);
-        added.push(added_ms);
-    }
-    let pct = |v: &mut Vec<f64>, p: f64| {
+            let took = timing.sent.elapsed();
+            let model_ms = body.and_then(|b| b["latency_ms"].as_f64())?;
+            Some((
+                took.as_secs_f64() * 1000.0,
+                took.as_secs_f64() * 1000.0 - model_ms,
+            ))
+        },
+    )
+    .await;
+    let answered: Vec<(f64, f64)> = offered.answers.iter().flatten().copied().collect();
+    let sorted = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
-        v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
+        v
     };
-    let counted = warehouse
-        .query("SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM pulse.predictions")
-        .await
-        .unwrap();
-    let rows = counted[0]["n"].as_u64().unwrap();
-    let unique = counted[0]["d"].as_u64().unwrap();
+    let total = sorted(answered.iter().map(|(took, _)| *took).collect());
+    let added = sorted(answered.iter().map(|(_, added)| *added).collect());
     let calls = state.predict_calls();
-    println!(
-        "offered          {} deliveries ({distinct} distinct events) in {offered_for:.1?} = {:.0}/s",
-        schedule.len(),
-        schedule.len() as f64 / offered_for.as_secs_f64()
-    );
-    println!("failed requests  {}", failures.load(Ordering::Relaxed));
+    offered.print(offered.answers.len() - answered.len());
     println!(
         "predict calls    {calls} = {:.3} per delivery",
-        calls as f64 / schedule.len() as f64
+        calls as f64 / offered.deliveries as f64
     );
     println!(
         "request latency  p50 {:.1} ms  p99 {:.1} ms",
-        pct(&mut total, 0.5),
-        pct(&mut total, 0.99)
+        percentile(&total, 0.5),
+        percentile(&total, 0.99)
     );
     println!(
         "added latency    p50 {:.1} ms  p99 {:.1} ms  (request minus the predict call)",
-        pct(&mut added, 0.5),
-        pct(&mut added, 0.99)
+        percentile(&added, 0.5),
+        percentile(&added, 0.99)
     );
-    println!(
-        "rows in table    {rows}: lost {}, doubled {}",
-        distinct.saturating_sub(unique),
-        rows - unique
-    );
+    print_rows_in_table(warehouse.as_ref(), "pulse.predictions", offered.distinct).await;
 }

@@ -22,7 +22,7 @@ use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
 use pulse_shared::storage::ObjectStore;
 use pulse_shared::testing::files::files_under;
-use pulse_shared::testing::harness::{post_json, send};
+use pulse_shared::testing::harness::{post_json, send, serve};
 use pulse_shared::warehouse::{DuckDbWarehouse, Warehouse};
 use serde_json::{Map, Value, json};
 
@@ -40,13 +40,6 @@ struct Faults {
 struct Proxy {
     faults: Arc<Faults>,
     url: String,
-}
-
-async fn serve(router: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    url
 }
 
 /// The real predictor, and the proxy in front of it.

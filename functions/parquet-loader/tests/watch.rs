@@ -8,16 +8,15 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Loader, fixture};
+use pulse_shared::testing::harness::serve;
 
 #[tokio::test]
 async fn a_dropped_file_is_announced_and_loaded_once() {
     let loader = Loader::new();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(axum::serve(listener, loader.router.clone()).into_future());
+    let url = serve(loader.router.clone()).await;
     let watcher = tokio::spawn(parquet_loader::watch_landing(
         loader.config.clone(),
-        format!("http://{address}/"),
+        format!("{url}/"),
     ));
 
     loader.drop_file(

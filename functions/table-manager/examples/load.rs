@@ -13,7 +13,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -22,7 +22,9 @@ use common::Observed;
 use pulse_shared::backends::Backends;
 use pulse_shared::config::Config;
 use pulse_shared::registry::normalise::{Provenance, normalise};
-use pulse_shared::warehouse::{DuckDbWarehouse, Warehouse};
+use pulse_shared::testing::harness::serve;
+use pulse_shared::testing::load::{Timing, offer, percentile, print_rows_in_table};
+use pulse_shared::warehouse::DuckDbWarehouse;
 use serde_json::json;
 
 /// The push body of the processed event `i`.
@@ -47,14 +49,6 @@ fn body(i: u64) -> String {
         "messageId": message_id,
     }})
     .to_string()
-}
-
-/// The value below which a fraction `p` of the sorted `values` lie (zero when there are none).
-fn percentile(values: &[Duration], p: f64) -> Duration {
-    let Some(last) = values.len().checked_sub(1) else {
-        return Duration::ZERO;
-    };
-    values[((values.len() as f64 * p) as usize).min(last)]
 }
 
 #[tokio::main]
@@ -83,78 +77,27 @@ async fn main() {
         &backends,
         warehouse.clone(),
     ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = format!("{}/", serve(app).await);
 
-    let distinct = rate * secs;
-    // Every tenth event is delivered again a second later: a redelivery under load.
-    let schedule: Vec<(Duration, u64)> = (0..distinct)
-        .map(|i| (Duration::from_secs_f64(i as f64 / rate as f64), i))
-        .chain(
-            (0..distinct)
-                .step_by(10)
-                .map(|i| (Duration::from_secs_f64(i as f64 / rate as f64 + 1.0), i)),
-        )
-        .collect();
-    let mut schedule = schedule;
-    schedule.sort();
-    let bodies: Vec<String> = (0..distinct).map(body).collect();
-    let bodies = Arc::new(bodies);
-
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(1024)
-        .build()
-        .unwrap();
-    let failures = Arc::new(AtomicU64::new(0));
-    let (latencies_tx, mut latencies_rx) = tokio::sync::mpsc::unbounded_channel();
-    let start = tokio::time::Instant::now();
-    let mut tasks = Vec::with_capacity(schedule.len());
-    for (at, i) in schedule.iter().copied() {
-        tokio::time::sleep_until(start + at).await;
-        let (client, url, bodies) = (client.clone(), url.clone(), bodies.clone());
-        let (failures, latencies_tx) = (failures.clone(), latencies_tx.clone());
-        let scheduled = start + at;
-        tasks.push(tokio::spawn(async move {
-            let response = client
-                .post(&url)
-                .header("content-type", "application/json")
-                .body(bodies[i as usize].clone())
-                .send()
-                .await;
-            if !response.is_ok_and(|r| r.status().is_success()) {
-                failures.fetch_add(1, Ordering::Relaxed);
-            }
-            let _ = latencies_tx.send(scheduled.elapsed());
-        }));
-    }
-    let offered_for = start.elapsed();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    drop(latencies_tx);
-    let mut latencies = Vec::with_capacity(schedule.len());
-    while let Some(latency) = latencies_rx.recv().await {
-        latencies.push(latency);
-    }
+    let offered = offer(
+        &url,
+        rate,
+        secs,
+        body,
+        |response, timing: Timing| async move {
+            let failed = !response.is_ok_and(|r| r.status().is_success());
+            (timing.scheduled.elapsed(), failed)
+        },
+    )
+    .await;
+    let mut latencies: Vec<Duration> = offered.answers.iter().map(|(took, _)| *took).collect();
     latencies.sort();
     let pct = |p| percentile(&latencies, p);
 
-    let counted = warehouse
-        .query("SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM pulse.device_telemetry")
-        .await
-        .unwrap();
-    let rows = counted[0]["n"].as_u64().unwrap();
-    let unique = counted[0]["d"].as_u64().unwrap();
     let writes = warehouse.inserts.load(Ordering::Relaxed);
     let rows_sent = warehouse.rows.load(Ordering::Relaxed);
 
-    println!(
-        "offered          {} deliveries ({distinct} distinct events) in {offered_for:.1?} = {:.0}/s",
-        schedule.len(),
-        schedule.len() as f64 / offered_for.as_secs_f64()
-    );
-    println!("failed requests  {}", failures.load(Ordering::Relaxed));
+    offered.print(offered.answers.iter().filter(|(_, failed)| *failed).count());
     println!(
         "warehouse writes {writes}, rows sent {rows_sent}, rows per write {:.1}",
         rows_sent as f64 / writes.max(1) as f64
@@ -174,9 +117,10 @@ async fn main() {
         pct(0.99),
         pct(1.0)
     );
-    println!(
-        "rows in table    {rows}: lost {}, doubled {}",
-        distinct.saturating_sub(unique),
-        rows - unique
-    );
+    print_rows_in_table(
+        warehouse.as_ref(),
+        "pulse.device_telemetry",
+        offered.distinct,
+    )
+    .await;
 }

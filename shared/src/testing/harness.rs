@@ -1,4 +1,5 @@
-//! A function's router driven as its callers drive it: a request in, the answer read whole.
+//! A function's router driven as its callers drive it: a request in, the answer read whole; or
+//! served on a loopback port for callers that speak HTTP.
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -58,4 +59,15 @@ pub fn push(message_id: &str, data: &[u8]) -> Request<Body> {
             "subscription": "projects/local/subscriptions/test",
         }),
     )
+}
+
+/// Serves `router` on a free loopback port for the rest of the process; its `http://` base URL
+/// (no trailing slash).
+pub async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let url = format!("http://{}", listener.local_addr().expect("a bound address"));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    url
 }
