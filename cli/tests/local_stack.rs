@@ -228,6 +228,23 @@ fn event_ids(raw: &[String]) -> Vec<&str> {
     ids
 }
 
+/// Publishes each event to `events-raw` on the stack's bus, in order, and waits until the bus
+/// has delivered everything.
+async fn publish_raw(stack: &LocalStack, events: &[Value]) {
+    for event in events {
+        let message = pulse_shared::publish::OutgoingMessage {
+            data: bytes::Bytes::from(event.to_string()),
+            ..Default::default()
+        };
+        pulse_shared::publish::Publisher::publish(&stack.bus, "events-raw", message)
+            .await
+            .unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(60), stack.bus.settled())
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn raw_events_become_rows_once_and_new_fields_become_columns() {
     let dir = tempfile::tempdir().unwrap();
@@ -254,20 +271,7 @@ async fn raw_events_become_rows_once_and_new_fields_become_columns() {
                "device_id": "d-1", "sensor_type": "voltage", "reading": 229.5, "unit": "V", "phase": 2}),
     ];
     // Every event three times, as Pub/Sub may deliver it; each publish is a new message.
-    for _ in 0..3 {
-        for event in &events {
-            let message = pulse_shared::publish::OutgoingMessage {
-                data: bytes::Bytes::from(event.to_string()),
-                ..Default::default()
-            };
-            pulse_shared::publish::Publisher::publish(&stack.bus, "events-raw", message)
-                .await
-                .unwrap();
-        }
-    }
-    tokio::time::timeout(Duration::from_secs(60), stack.bus.settled())
-        .await
-        .unwrap();
+    publish_raw(&stack, &[&events[..], &events, &events].concat()).await;
 
     let rows = stack
         .warehouse
@@ -358,18 +362,7 @@ async fn curated_views_metrics_and_the_dashboard_read_the_running_stack() {
         json!({"event_id": "t1", "event_type": "device_telemetry", "timestamp": "2026-12-05T10:00:00Z",
             "device_id": "d-1", "sensor_type": "temperature", "reading": 21.5, "unit": "C"}),
     ];
-    for event in &events {
-        let message = pulse_shared::publish::OutgoingMessage {
-            data: bytes::Bytes::from(event.to_string()),
-            ..Default::default()
-        };
-        pulse_shared::publish::Publisher::publish(&stack.bus, "events-raw", message)
-            .await
-            .unwrap();
-    }
-    tokio::time::timeout(Duration::from_secs(60), stack.bus.settled())
-        .await
-        .unwrap();
+    publish_raw(&stack, &events).await;
     let http = reqwest::Client::new();
     let get = |url: String| {
         let http = http.clone();

@@ -15,11 +15,21 @@
 
 use pulse_shared::error::Retry;
 use pulse_shared::testing::bigquery::BqEmulator;
-use pulse_shared::warehouse::{Addition, Column, ColumnType, Mode, Row, TableSpec, Warehouse};
+use pulse_shared::warehouse::{
+    Addition, BigQueryWarehouse, Column, ColumnType, Mode, Row, TableSpec, Warehouse,
+};
 use serde_json::{Map, Value, json};
 
 const PROJECT: &str = "pulse-test";
 const DATASET: &str = "pulse";
+
+/// The emulator started for `test`, and its dataset as a warehouse; `None` (the test passes as
+/// SKIPPED) where the emulator's Python is not set.
+async fn warehouse_for(test: &str) -> Option<(BqEmulator, BigQueryWarehouse)> {
+    let emulator = BqEmulator::start(test, PROJECT, DATASET).await?;
+    let warehouse = emulator.warehouse().await;
+    Some((emulator, warehouse))
+}
 
 fn orders_spec() -> TableSpec {
     TableSpec {
@@ -62,16 +72,11 @@ fn row(id: &str, customer: &str) -> Row {
 
 #[tokio::test]
 async fn tables_are_created_partitioned_and_clustered_and_rows_come_back() {
-    let Some(emulator) = BqEmulator::start(
-        "tables_are_created_partitioned_and_clustered_and_rows_come_back",
-        PROJECT,
-        DATASET,
-    )
-    .await
+    let Some((_emulator, warehouse)) =
+        warehouse_for("tables_are_created_partitioned_and_clustered_and_rows_come_back").await
     else {
         return;
     };
-    let warehouse = emulator.warehouse().await;
 
     let created = warehouse.ensure_table(&orders_spec()).await.unwrap();
     assert_eq!(created.partition_column.as_deref(), Some("event_date"));
@@ -120,12 +125,10 @@ async fn tables_are_created_partitioned_and_clustered_and_rows_come_back() {
 
 #[tokio::test]
 async fn a_column_add_patches_the_schema() {
-    let Some(emulator) =
-        BqEmulator::start("a_column_add_patches_the_schema", PROJECT, DATASET).await
+    let Some((_emulator, warehouse)) = warehouse_for("a_column_add_patches_the_schema").await
     else {
         return;
     };
-    let warehouse = emulator.warehouse().await;
     warehouse.ensure_table(&orders_spec()).await.unwrap();
     let additions = [
         Addition {
@@ -156,16 +159,11 @@ async fn a_column_add_patches_the_schema() {
 
 #[tokio::test]
 async fn a_missing_table_and_a_bad_query_are_told_apart() {
-    let Some(emulator) = BqEmulator::start(
-        "a_missing_table_and_a_bad_query_are_told_apart",
-        PROJECT,
-        DATASET,
-    )
-    .await
+    let Some((_emulator, warehouse)) =
+        warehouse_for("a_missing_table_and_a_bad_query_are_told_apart").await
     else {
         return;
     };
-    let warehouse = emulator.warehouse().await;
     assert_eq!(warehouse.table("nothing_here").await.unwrap(), None);
     let err = warehouse.query("SELECT FROM WHERE").await.unwrap_err();
     assert_eq!(err.retry, Retry::Permanent, "{err}");
@@ -176,16 +174,11 @@ async fn a_missing_table_and_a_bad_query_are_told_apart() {
 /// `maximumBytesBilled` refusal is not exercised) and a query outliving its timeout.
 #[tokio::test]
 async fn a_read_only_query_runs_a_select_and_the_dry_run_refuses_the_rest() {
-    let Some(emulator) = BqEmulator::start(
-        "a_read_only_query_runs_a_select_and_the_dry_run_refuses_the_rest",
-        PROJECT,
-        DATASET,
-    )
-    .await
+    let Some((_emulator, warehouse)) =
+        warehouse_for("a_read_only_query_runs_a_select_and_the_dry_run_refuses_the_rest").await
     else {
         return;
     };
-    let warehouse = emulator.warehouse().await;
     warehouse.ensure_table(&orders_spec()).await.unwrap();
     let rows: Vec<Row> = (0..3).map(|i| row(&format!("e{i}"), "c-1")).collect();
     warehouse.insert_rows("orders", &rows).await.unwrap();

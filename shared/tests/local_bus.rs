@@ -18,6 +18,8 @@ use pulse_shared::publish::{
     LocalBus, LogOptions, OutgoingMessage, Publisher as _, PushSubscription,
 };
 use pulse_shared::storage::{LocalObjectStore, ObjectStore};
+use pulse_shared::testing::harness;
+use pulse_shared::testing::server::free_port;
 
 /// An endpoint that fails its first `failures` requests with 503, recording every request.
 #[derive(Clone, Default)]
@@ -37,11 +39,8 @@ async fn receive(State(endpoint): State<Endpoint>, headers: HeaderMap, body: Byt
 }
 
 async fn serve(endpoint: Endpoint) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
     let router = Router::new().route("/", post(receive)).with_state(endpoint);
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    format!("http://{address}/")
+    format!("{}/", harness::serve(router).await)
 }
 
 fn bus(dir: &tempfile::TempDir) -> (LocalBus, Arc<dyn ObjectStore>) {
@@ -67,6 +66,16 @@ fn message(data: &'static [u8]) -> OutgoingMessage {
     }
 }
 
+/// Publishes `message` to `topic` and waits until the bus is done with it (delivered or dead
+/// lettered); its id.
+async fn publish_and_settle(bus: &LocalBus, topic: &str, message: OutgoingMessage) -> String {
+    let message_id = bus.publish(topic, message).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), bus.settled())
+        .await
+        .unwrap();
+    message_id
+}
+
 #[tokio::test]
 async fn delivers_as_eventarc_does_and_retries_until_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
@@ -77,13 +86,7 @@ async fn delivers_as_eventarc_does_and_retries_until_acknowledged() {
     };
     bus.subscribe(subscription("events-raw", serve(endpoint.clone()).await, 5));
 
-    let message_id = bus
-        .publish("events-raw", message(b"{\"a\":1}"))
-        .await
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(10), bus.settled())
-        .await
-        .unwrap();
+    let message_id = publish_and_settle(&bus, "events-raw", message(b"{\"a\":1}")).await;
 
     let seen = endpoint.seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 3, "two failures, then the acknowledgement");
@@ -129,13 +132,7 @@ async fn dead_letters_after_the_last_attempt() {
         3,
     ));
 
-    let message_id = bus
-        .publish("events-processed", message(b"{}"))
-        .await
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(10), bus.settled())
-        .await
-        .unwrap();
+    let message_id = publish_and_settle(&bus, "events-processed", message(b"{}")).await;
 
     assert_eq!(endpoint.seen.lock().unwrap().len(), 3);
     let names = objects
@@ -192,9 +189,7 @@ fn a_durable_bus_delivers_after_a_crash_what_it_had_accepted() {
         runtime.block_on(async {
             let (bus, _) = durable_bus(&dir);
             // Nothing listens on this port: every push fails and is retried, never finished.
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let nowhere = format!("http://{}/", listener.local_addr().unwrap());
-            drop(listener);
+            let nowhere = format!("http://127.0.0.1:{}/", free_port());
             bus.subscribe(PushSubscription {
                 max_attempts: 1000,
                 ..subscription("events-raw", nowhere, 1000)

@@ -447,28 +447,36 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
     response
 }
 
-/// BigQuery's answer to a `jobs.insert` whose job id is taken.
+/// BigQuery's refusal of a `jobs.insert` that is not valid.
 fn invalid(message: &str) -> Response {
-    let body = json!({
-        "error": {
-            "code": 400,
-            "message": message,
-            "errors": [{"message": message, "domain": "global", "reason": "invalid"}],
-            "status": "INVALID_ARGUMENT",
-        }
-    });
-    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+    refusal(
+        StatusCode::BAD_REQUEST,
+        "invalid",
+        "INVALID_ARGUMENT",
+        message,
+    )
 }
 
+/// BigQuery's answer to a `jobs.insert` whose job id is taken.
 fn duplicate(project: &str, id: &str) -> Response {
     let message = format!("Already Exists: Job {project}:US.{id}");
+    refusal(
+        StatusCode::CONFLICT,
+        "duplicate",
+        "ALREADY_EXISTS",
+        &message,
+    )
+}
+
+/// A BigQuery error answer, as its API shapes one.
+fn refusal(status: StatusCode, reason: &str, state: &str, message: &str) -> Response {
     let body = json!({
         "error": {
-            "code": 409,
+            "code": status.as_u16(),
             "message": message,
-            "errors": [{"message": message, "domain": "global", "reason": "duplicate"}],
-            "status": "ALREADY_EXISTS",
+            "errors": [{"message": message, "domain": "global", "reason": reason}],
+            "status": state,
         }
     });
-    (StatusCode::CONFLICT, axum::Json(body)).into_response()
+    (status, axum::Json(body)).into_response()
 }
