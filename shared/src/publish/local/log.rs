@@ -418,16 +418,7 @@ impl State {
                     } => {
                         // A later copy replaces an earlier one (it names what was still owed
                         // when it was written).
-                        if let Some(earlier) = state.live.remove(&id)
-                            && let Some(stats) = state.segments.get_mut(&earlier.segment)
-                        {
-                            stats.live -= 1;
-                            stats.live_bytes -= earlier.len;
-                        }
-                        let stats = state.segments.entry(seq).or_default();
-                        stats.live += 1;
-                        stats.live_bytes += len;
-                        state.live.insert(
+                        state.place(
                             id,
                             Live {
                                 segment: seq,
@@ -506,8 +497,24 @@ impl State {
         live.owed.retain(|owed| owed != subscription);
         if live.owed.is_empty()
             && let Some(live) = self.live.remove(&id)
-            && let Some(stats) = self.segments.get_mut(&live.segment)
         {
+            self.unplace(&live);
+        }
+    }
+
+    /// Records where the latest copy of message `id` is, in place of any earlier copy.
+    fn place(&mut self, id: u64, live: Live) {
+        let stats = self.segments.entry(live.segment).or_default();
+        stats.live += 1;
+        stats.live_bytes += live.len;
+        if let Some(earlier) = self.live.insert(id, live) {
+            self.unplace(&earlier);
+        }
+    }
+
+    /// Takes a copy that is no longer live off its segment's counts.
+    fn unplace(&mut self, live: &Live) {
+        if let Some(stats) = self.segments.get_mut(&live.segment) {
             stats.live -= 1;
             stats.live_bytes -= live.len;
         }
@@ -588,10 +595,7 @@ impl State {
                     Ok(start) => {
                         let seq = self.current.as_ref().map_or(0, |(seq, _)| *seq);
                         for (id, offset, len, owed) in appended.drain(..) {
-                            let stats = self.segments.entry(seq).or_default();
-                            stats.live += 1;
-                            stats.live_bytes += len;
-                            self.live.insert(
+                            self.place(
                                 id,
                                 Live {
                                     segment: seq,
@@ -680,17 +684,17 @@ impl State {
         let start = self.write(&buffer, self.options.durable)?;
         let current = self.current.as_ref().map_or(0, |(seq, _)| *seq);
         for (id, offset, len) in placed {
-            if let Some(live) = self.live.get_mut(&id) {
-                if let Some(old) = self.segments.get_mut(&live.segment) {
-                    old.live -= 1;
-                    old.live_bytes -= live.len;
-                }
-                live.segment = current;
-                live.offset = start + offset;
-                live.len = len;
-                let stats = self.segments.entry(current).or_default();
-                stats.live += 1;
-                stats.live_bytes += len;
+            if let Some(old) = self.live.remove(&id) {
+                self.unplace(&old);
+                self.place(
+                    id,
+                    Live {
+                        segment: current,
+                        offset: start + offset,
+                        len,
+                        owed: old.owed,
+                    },
+                );
             }
         }
         tracing::debug!(
