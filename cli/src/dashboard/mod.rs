@@ -78,18 +78,7 @@ impl Dashboard {
     /// Reads a JSON answer of table-manager.
     async fn table_manager<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, String> {
         let url = format!("{}{path}", self.table_manager);
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        let status = response.status();
-        if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            return Err(format!("{url} answered {status}: {}", body.trim()));
-        }
-        response.json().await.map_err(|e| format!("{url}: {e}"))
+        json_answer(self.http.get(&url), &url).await
     }
 
     /// The rows of a curated view, through table-manager.
@@ -201,20 +190,24 @@ pub(crate) async fn replay(
 /// Re-drives one dead letter: its full name is a prefix that lists only itself.
 async fn call_replay(dashboard: &Dashboard, name: &str) -> Result<ReplayReport, String> {
     let url = format!("{}/replay", dashboard.preprocess);
-    let response = dashboard
+    let request = dashboard
         .http
         .post(&url)
-        .json(&json!({ "dead_letter_prefix": name }))
-        .send()
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
+        .json(&json!({ "dead_letter_prefix": name }));
+    json_answer(request, &url).await
+}
+
+/// The JSON answer to `request` (sent to `url`, which every error names), read when it is a
+/// success; otherwise the status and the body the function answered.
+async fn json_answer<T: serde::de::DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    url: &str,
+) -> Result<T, String> {
+    let response = request.send().await.map_err(|e| format!("{url}: {e}"))?;
     let status = response.status();
     if !status.is_success() {
         let body = response.text().await.unwrap_or_default();
-        return Err(format!("preprocess answered {status}: {}", body.trim()));
+        return Err(format!("{url} answered {status}: {}", body.trim()));
     }
-    response
-        .json()
-        .await
-        .map_err(|e| format!("preprocess's answer: {e}"))
+    response.json().await.map_err(|e| format!("{url}: {e}"))
 }
