@@ -8,13 +8,11 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 use base64::Engine as _;
-use common::pulse;
-use pulse::stack::{LocalStack, PortChoice};
-use pulse_shared::config::Config;
+use common::{publish_raw, pulse, settle, start_stack};
 use pulse_shared::testing::files::names_under;
+use pulse_shared::testing::rows::event_ids;
 use pulse_shared::warehouse::{DuckDbWarehouse, Warehouse as _};
 use serde_json::{Value, json};
 
@@ -215,11 +213,15 @@ async fn pulse_generate_reports_what_it_sent_and_the_pipeline_kept_it_once() {
     let again = pulse(other.path(), &GENERATE_ARGS);
     assert_eq!(again["duplicates"], report["duplicates"]);
     let again_raw = names_under(&other.path().join("gcs/pulse-raw/raw"), "");
-    assert_eq!(event_ids(&again_raw), event_ids(&raw), "the same event ids");
+    assert_eq!(
+        archived_event_ids(&again_raw),
+        archived_event_ids(&raw),
+        "the same event ids"
+    );
 }
 
 /// The event ids of raw archive objects (`<type>/YYYY/MM/DD/HH/MM/<event_id>.json`), sorted.
-fn event_ids(raw: &[String]) -> Vec<&str> {
+fn archived_event_ids(raw: &[String]) -> Vec<&str> {
     let mut ids: Vec<&str> = raw
         .iter()
         .map(|name| name.rsplit('/').next().unwrap())
@@ -228,29 +230,9 @@ fn event_ids(raw: &[String]) -> Vec<&str> {
     ids
 }
 
-/// Publishes each event to `events-raw` on the stack's bus, in order, and waits until the bus
-/// has delivered everything.
-async fn publish_raw(stack: &LocalStack, events: &[Value]) {
-    for event in events {
-        let message = pulse_shared::publish::OutgoingMessage {
-            data: bytes::Bytes::from(event.to_string()),
-            ..Default::default()
-        };
-        pulse_shared::publish::Publisher::publish(&stack.bus, "events-raw", message)
-            .await
-            .unwrap();
-    }
-    tokio::time::timeout(Duration::from_secs(60), stack.bus.settled())
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn raw_events_become_rows_once_and_new_fields_become_columns() {
-    let dir = tempfile::tempdir().unwrap();
-    let stack = LocalStack::start(Config::local(dir.path()), PortChoice::Any)
-        .await
-        .unwrap();
+    let (stack, dir) = start_stack().await;
     let scan = |id: &str, extra: Value| {
         let mut event = json!({"event_id": id, "event_type": "parcel_scan",
             "timestamp": "2026-11-21T10:00:00Z", "parcel_id": "p-1", "hub": "Leipzig"});
@@ -272,17 +254,18 @@ async fn raw_events_become_rows_once_and_new_fields_become_columns() {
     ];
     // Every event three times, as Pub/Sub may deliver it; each publish is a new message.
     publish_raw(&stack, &[&events[..], &events, &events].concat()).await;
+    settle(&stack).await;
 
     let rows = stack
         .warehouse
         .query("SELECT event_id, weight_kg, scanned_at FROM pulse.events_parcel_scan ORDER BY event_id")
         .await
         .unwrap();
-    let ids: Vec<&str> = rows
-        .iter()
-        .map(|r| r["event_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, ["s1", "s2"], "s3 conflicts with the weight_kg column");
+    assert_eq!(
+        event_ids(&rows),
+        ["s1", "s2"],
+        "s3 conflicts with the weight_kg column"
+    );
     assert_eq!(rows[1]["weight_kg"], 2.5);
     let telemetry = stack
         .warehouse
@@ -307,10 +290,7 @@ async fn raw_events_become_rows_once_and_new_fields_become_columns() {
 
 #[tokio::test]
 async fn an_event_published_over_http_is_archived_by_preprocess() {
-    let dir = tempfile::tempdir().unwrap();
-    let stack = LocalStack::start(Config::local(dir.path()), PortChoice::Any)
-        .await
-        .unwrap();
+    let (stack, dir) = start_stack().await;
     let event = json!({"event_id": "http-1", "event_type": "device_telemetry", "timestamp": "2024-05-01T12:00:00Z",
         "device_id": "d-1", "sensor_type": "humidity", "reading": 40.5, "unit": "%"});
     let data = base64::engine::general_purpose::STANDARD.encode(event.to_string());
@@ -332,9 +312,7 @@ async fn an_event_published_over_http_is_archived_by_preprocess() {
         1,
         "{response}"
     );
-    tokio::time::timeout(Duration::from_secs(30), stack.bus.settled())
-        .await
-        .unwrap();
+    settle(&stack).await;
     let archived = dir
         .path()
         .join("gcs/pulse-raw/raw/device_telemetry/2024/05/01/12/00/http-1.json");
@@ -346,10 +324,7 @@ async fn an_event_published_over_http_is_archived_by_preprocess() {
 
 #[tokio::test]
 async fn curated_views_metrics_and_the_dashboard_read_the_running_stack() {
-    let dir = tempfile::tempdir().unwrap();
-    let stack = LocalStack::start(Config::local(dir.path()), PortChoice::Any)
-        .await
-        .unwrap();
+    let (stack, _dir) = start_stack().await;
     let order = |id: &str, at: &str, amount: f64| {
         json!({"event_id": id, "event_type": "order", "timestamp": at, "order_id": id,
             "customer_id": "c-1", "status": "paid", "total_amount": amount,
@@ -363,6 +338,7 @@ async fn curated_views_metrics_and_the_dashboard_read_the_running_stack() {
             "device_id": "d-1", "sensor_type": "temperature", "reading": 21.5, "unit": "C"}),
     ];
     publish_raw(&stack, &events).await;
+    settle(&stack).await;
     let http = reqwest::Client::new();
     let get = |url: String| {
         let http = http.clone();

@@ -7,13 +7,8 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
-use common::{run, run_json};
-use pulse::stack::{LocalStack, PortChoice};
-use pulse_shared::config::Config;
-use pulse_shared::publish::{OutgoingMessage, Publisher as _};
+use common::{publish_raw, run, run_json, settle, start_stack};
+use pulse::stack::LocalStack;
 use serde_json::{Value, json};
 
 /// A running stack holding two orders and one dead letter.
@@ -24,44 +19,19 @@ struct Fixture {
 
 impl Fixture {
     async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let stack = LocalStack::start(Config::local(dir.path()), PortChoice::Any)
-            .await
-            .unwrap();
-        let fixture = Self { stack, _dir: dir };
-        for i in 1..=2 {
-            fixture
-                .publish(json!({
-                    "event_id": format!("o{i}"), "event_type": "order",
-                    "timestamp": "2026-12-05T10:00:00Z", "order_id": format!("order-{i}"),
-                    "customer_id": "c-1", "status": "paid", "total_amount": 10.5 * f64::from(i),
-                    "items": [{"product_id": "p-1", "quantity": 1, "price": 10.5}]
-                }))
-                .await;
-        }
-        fixture
-            .publish(json!({"event_id": "bad-1", "event_type": "order", "timestamp": "yesterday"}))
-            .await;
-        fixture.settle().await;
-        fixture
-    }
-
-    async fn publish(&self, event: Value) {
-        let message = OutgoingMessage {
-            data: event.to_string().into(),
-            attributes: BTreeMap::new(),
+        let (stack, dir) = start_stack().await;
+        let order = |i: u32| {
+            json!({
+                "event_id": format!("o{i}"), "event_type": "order",
+                "timestamp": "2026-12-05T10:00:00Z", "order_id": format!("order-{i}"),
+                "customer_id": "c-1", "status": "paid", "total_amount": 10.5 * f64::from(i),
+                "items": [{"product_id": "p-1", "quantity": 1, "price": 10.5}]
+            })
         };
-        self.stack
-            .bus
-            .publish(&self.stack.config.raw_topic, message)
-            .await
-            .unwrap();
-    }
-
-    async fn settle(&self) {
-        tokio::time::timeout(Duration::from_secs(60), self.stack.bus.settled())
-            .await
-            .expect("the stack settles within 60 s");
+        let bad = json!({"event_id": "bad-1", "event_type": "order", "timestamp": "yesterday"});
+        publish_raw(&stack, &[order(1), order(2), bad]).await;
+        settle(&stack).await;
+        Self { stack, _dir: dir }
     }
 
     fn table_manager(&self) -> String {
@@ -324,7 +294,7 @@ async fn pulse_dead_letters_counts_by_reason_shows_one_and_replay_redrives_them(
     ))
     .await;
     assert_eq!(raw["republished"], 2, "{raw:#}");
-    fixture.settle().await;
+    settle(&fixture.stack).await;
     let rows = pulse_json(args(&[
         "query",
         "SELECT count(*) AS n FROM orders",

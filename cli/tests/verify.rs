@@ -16,15 +16,16 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{publish_raw, settle};
 use pulse::stack::{LocalStack, PortChoice};
 use pulse::verify::{CompactArgs, StackUrls, VerifyArgs, VerifyReport, compact, verify};
 use pulse_shared::config::Config;
-use pulse_shared::publish::{OutgoingMessage, Publisher as _};
 use pulse_shared::testing::bigquery::BqEmulator;
 use pulse_shared::warehouse::Warehouse;
 use serde_json::{Value, json};
@@ -51,26 +52,11 @@ fn order(i: usize) -> Value {
 /// each round: redeliveries come seconds to minutes apart, so each lands in a batch of its own
 /// (table-manager drops repeats within one batch).
 async fn publish_each_three_times(stack: &LocalStack) {
+    let orders: Vec<Value> = (0..EVENTS).map(order).collect();
     for _ in 0..3 {
-        for i in 0..EVENTS {
-            let message = OutgoingMessage {
-                data: order(i).to_string().into(),
-                attributes: BTreeMap::new(),
-            };
-            stack
-                .bus
-                .publish(&stack.config.raw_topic, message)
-                .await
-                .unwrap();
-        }
+        publish_raw(stack, &orders).await;
         settle(stack).await;
     }
-}
-
-async fn settle(stack: &LocalStack) {
-    tokio::time::timeout(Duration::from_secs(60), stack.bus.settled())
-        .await
-        .expect("the stack settles within 60 s");
 }
 
 fn urls(stack: &LocalStack) -> StackUrls {

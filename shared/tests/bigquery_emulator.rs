@@ -15,6 +15,7 @@
 
 use pulse_shared::error::Retry;
 use pulse_shared::testing::bigquery::BqEmulator;
+use pulse_shared::testing::rows::event_ids;
 use pulse_shared::warehouse::{
     Addition, BigQueryWarehouse, Column, ColumnType, Mode, Row, TableSpec, Warehouse,
 };
@@ -104,10 +105,7 @@ async fn tables_are_created_partitioned_and_clustered_and_rows_come_back() {
         .query("SELECT event_id, customer_id, total_amount FROM pulse.orders ORDER BY event_id")
         .await
         .unwrap();
-    let ids: Vec<&str> = rows
-        .iter()
-        .map(|r| r["event_id"].as_str().unwrap())
-        .collect();
+    let ids = event_ids(&rows);
     let mut distinct = ids.clone();
     distinct.dedup();
     assert_eq!(distinct, ["e1", "e2", "e3"]);

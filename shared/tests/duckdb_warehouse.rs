@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
+use pulse_shared::testing::rows::event_ids;
 use pulse_shared::warehouse::{
     Addition, Column, ColumnType, DuckDbWarehouse, InsertError, Mode, Row, TableSpec, Warehouse,
 };
@@ -45,12 +46,6 @@ fn row(id: &str, values: Value) -> Row {
         id: id.to_owned(),
         values: map,
     }
-}
-
-fn event_ids(rows: &[Map<String, Value>]) -> Vec<&str> {
-    rows.iter()
-        .map(|r| r["event_id"].as_str().unwrap())
-        .collect()
 }
 
 #[tokio::test]

@@ -76,6 +76,11 @@ async fn publish_and_settle(bus: &LocalBus, topic: &str, message: OutgoingMessag
     message_id
 }
 
+/// The names of the dead letters the bus wrote.
+async fn dead_letters(objects: &dyn ObjectStore) -> Vec<String> {
+    objects.list("pulse-raw", "dead-letter/").await.unwrap()
+}
+
 #[tokio::test]
 async fn delivers_as_eventarc_does_and_retries_until_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
@@ -109,13 +114,7 @@ async fn delivers_as_eventarc_does_and_retries_until_acknowledged() {
         delivery.subscription.as_deref(),
         Some("projects/local/subscriptions/events-raw-sub")
     );
-    assert!(
-        objects
-            .list("pulse-raw", "dead-letter/")
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(dead_letters(objects.as_ref()).await.is_empty());
 }
 
 #[tokio::test]
@@ -229,13 +228,7 @@ fn a_durable_bus_delivers_after_a_crash_what_it_had_accepted() {
             delivered, expected,
             "each accepted message delivered once after restart"
         );
-        assert!(
-            objects
-                .list("pulse-raw", "dead-letter/")
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert!(dead_letters(objects.as_ref()).await.is_empty());
         // New ids never reuse the recovered ones.
         let next = bus.publish("events-raw", message(b"{}")).await.unwrap();
         assert!(!published.contains(&next));

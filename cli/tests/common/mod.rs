@@ -1,12 +1,17 @@
 //! What the `pulse` binary's tests share: running the real binary with an environment that
-//! points nowhere else, and reading what it printed and how it exited.
+//! points nowhere else, and reading what it printed and how it exited; a local stack in process,
+//! fed through its bus.
 
 #![allow(dead_code)] // each test file uses its own part
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
+use pulse::stack::{LocalStack, PortChoice};
+use pulse_shared::config::Config;
+use pulse_shared::publish::{OutgoingMessage, Publisher as _};
 use serde_json::Value;
 
 /// The `pulse` binary, with the test's environment minus anything that would point it at
@@ -71,4 +76,35 @@ pub fn pulse(data_dir: &Path, args: &[&str]) -> Value {
     let mut all = args.to_vec();
     all.extend(["--any-ports", "--data-dir", &data_dir]);
     run_json(&all)
+}
+
+/// A local stack on free ports over a fresh data directory, which lives as long as it is held.
+pub async fn start_stack() -> (LocalStack, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = LocalStack::start(Config::local(dir.path()), PortChoice::Any)
+        .await
+        .unwrap();
+    (stack, dir)
+}
+
+/// Publishes each event, in order, to the stack's raw topic (each publish a new message).
+pub async fn publish_raw(stack: &LocalStack, events: &[Value]) {
+    for event in events {
+        let message = OutgoingMessage {
+            data: event.to_string().into(),
+            ..Default::default()
+        };
+        stack
+            .bus
+            .publish(&stack.config.raw_topic, message)
+            .await
+            .unwrap();
+    }
+}
+
+/// Waits until the stack's bus has finished with everything published.
+pub async fn settle(stack: &LocalStack) {
+    tokio::time::timeout(Duration::from_secs(60), stack.bus.settled())
+        .await
+        .expect("the stack settles within 60 s");
 }
