@@ -428,7 +428,9 @@ async fn curated_views_metrics_and_the_dashboard_read_the_running_stack() {
 /// `stack.rs` (downstream first) and `cli/tests/chaos.rs`.
 #[tokio::test]
 async fn events_a_crashed_run_left_on_the_bus_are_stored_after_restart() {
+    use pulse::stack::{LocalStack, PortChoice};
     use pulse_shared::backends::Backends;
+    use pulse_shared::config::Config;
     use pulse_shared::publish::{OutgoingMessage, Publisher as _, PushSubscription};
 
     const EVENTS: usize = 300;
@@ -450,8 +452,8 @@ async fn events_a_crashed_run_left_on_the_bus_are_stored_after_restart() {
             "customer_id": "c-1", "status": "paid", "total_amount": 1.5,
             "items": [{"product_id": "p-1", "quantity": 1, "price": 1.5}]});
         let message = OutgoingMessage {
-            data: event.to_string().into_bytes().into(),
-            attributes: BTreeMap::new(),
+            data: event.to_string().into(),
+            ..Default::default()
         };
         bus.publish(&config.raw_topic, message).await.unwrap();
     }
@@ -459,9 +461,7 @@ async fn events_a_crashed_run_left_on_the_bus_are_stored_after_restart() {
     drop((bus, objects));
 
     let stack = LocalStack::start(config, PortChoice::Any).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(120), stack.bus.settled())
-        .await
-        .expect("the recovered messages are delivered within 2 minutes");
+    settle(&stack).await;
     let stored = stack
         .warehouse
         .query("SELECT count(DISTINCT event_id) AS n FROM pulse.orders")
