@@ -274,9 +274,7 @@ impl ObjectStore for LocalObjectStore {
         // The journal's objects are taken before the directories are walked: the file writer
         // links an object's file first and only then drops it from the journal, so an object
         // missing from this snapshot already has its file. Walked first, an object whose file
-        // was linked after the walk and dropped before this read was in neither (the crash run
-        // saw 3 of 264,007 archived events go unlisted while a restarted store wrote out its
-        // predecessor's journal).
+        // was linked after the walk and dropped before this read would be in neither.
         let in_journal = self
             .inner
             .pending
