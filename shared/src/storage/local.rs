@@ -54,8 +54,10 @@ struct Inner {
     pending: Arc<Pending>,
     /// Writes waiting to be handed to the committer together.
     forming: Arc<Forming>,
-    /// Closed on drop, which ends the committer, then the file writer.
-    groups: Option<mpsc::Sender<Group>>,
+    /// Closed on drop, which ends the committer, then the file writer. Group leaders hold it
+    /// weakly: a leader that has not run yet when the last handle goes (on the same runtime
+    /// thread, say) must not keep the committer, and so the drop, waiting for it.
+    groups: Option<Arc<mpsc::Sender<Group>>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -129,7 +131,7 @@ impl LocalObjectStore {
                 root,
                 pending,
                 forming: Arc::default(),
-                groups: Some(groups),
+                groups: Some(Arc::new(groups)),
                 threads,
             }),
         })
@@ -229,7 +231,7 @@ impl ObjectStore for LocalObjectStore {
         if leads {
             tokio::spawn(committer::gather(
                 self.inner.forming.clone(),
-                groups.clone(),
+                Arc::downgrade(groups),
             ));
         }
         match result.await {
@@ -492,7 +494,32 @@ fn is_temporary(file_name: &std::ffi::OsStr) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::task::{Context, Waker};
+
     use super::*;
+
+    /// The last handle can go while a group's leader is spawned but has not run: on this
+    /// one-thread runtime the leader cannot run while the drop waits, so the drop must not wait
+    /// for it (it did, and a replay-job test hung for good).
+    #[tokio::test]
+    async fn the_last_handle_goes_while_a_group_is_forming() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalObjectStore::open(dir.path(), false).unwrap();
+        let mut write = Box::pin(store.create_if_absent(
+            "b",
+            "raw/x/1.json",
+            Bytes::from_static(b"one"),
+            "application/json",
+        ));
+        // One poll, without yielding to the runtime: the write joins a forming group and
+        // spawns its leader, which has not run when the write and the store go.
+        let mut context = Context::from_waker(Waker::noop());
+        assert!(write.as_mut().poll(&mut context).is_pending());
+        drop(write);
+        drop(store);
+        let reopened = LocalObjectStore::open(dir.path(), false).unwrap();
+        assert_eq!(reopened.read("b", "raw/x/1.json").await.unwrap(), None);
+    }
 
     #[tokio::test]
     async fn creates_once_and_reads_back() {

@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io;
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Weak, mpsc};
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -40,7 +40,7 @@ pub type Forming = std::sync::Mutex<Vec<(WriteJob, oneshot::Sender<io::Result<Cr
 /// Leads one group: lets every ready task add its write, hands the group to the committer, and
 /// answers each writer. Spawned by the write that found `forming` empty, so a writer that
 /// gives up (its request cancelled) never strands the others.
-pub async fn gather(forming: Arc<Forming>, committer: mpsc::Sender<Group>) {
+pub async fn gather(forming: Arc<Forming>, committer: Weak<mpsc::Sender<Group>>) {
     let lock = || {
         forming
             .lock()
@@ -57,8 +57,11 @@ pub async fn gather(forming: Arc<Forming>, committer: mpsc::Sender<Group>) {
     }
     let (jobs, answers): (Vec<_>, Vec<_>) = std::mem::take(&mut *lock()).into_iter().unzip();
     let (done, results) = oneshot::channel();
-    // If the committer is gone, dropping the answers tells every writer so.
-    if committer.send(Group { jobs, done }).is_err() {
+    // If the store or its committer is gone, dropping the answers tells every writer so.
+    let handed = committer
+        .upgrade()
+        .is_some_and(|committer| committer.send(Group { jobs, done }).is_ok());
+    if !handed {
         return;
     }
     if let Ok(results) = results.await {
