@@ -38,6 +38,16 @@ pub fn check_posted(count: usize) -> Result<(), FunctionError> {
     Ok(())
 }
 
+/// The names a replay gives `count` posted events: their positions, in names that sort in order.
+pub fn posted_names(count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("{i:010}")).collect()
+}
+
+/// The posted event a name from [`posted_names`] stands for.
+pub fn posted_event<'a, T>(events: &'a [T], name: &str) -> Option<&'a T> {
+    events.get(name.parse::<usize>().ok()?)
+}
+
 /// A slice of the raw archive: one event type, event time in `[from, to)`; when `event_ids` is
 /// given, only those events of the slice (a repair re-drives just the missing ones).
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]

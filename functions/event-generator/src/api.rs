@@ -4,11 +4,10 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use chrono::{DateTime, Utc};
-use pulse_shared::delivery::answer::ErrorAnswer;
+use pulse_shared::delivery::answer::{self, ErrorAnswer};
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
@@ -152,9 +151,8 @@ pub async fn list_scenarios() -> Json<Vec<ScenarioView>> {
 )]
 pub async fn start_job(
     State(state): State<AppState>,
-    request: Result<Json<RunRequest>, JsonRejection>,
+    answer::Json(request): answer::Json<RunRequest>,
 ) -> Result<(StatusCode, [(header::HeaderName, String); 1], Json<JobView>), ApiError> {
-    let Json(request) = request.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let spec = request
         .resolve(&state.config().raw_topic)
         .map_err(|e| ApiError::BadRequest(e.0))?;

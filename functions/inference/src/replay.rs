@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use axum::extract::{Query, State};
 use axum::response::Response;
-use pulse_shared::archive::{RawSlice, check_posted, replay_page};
+use pulse_shared::archive::{RawSlice, check_posted, posted_event, posted_names, replay_page};
 use pulse_shared::delivery::answer::ErrorAnswer;
 use pulse_shared::delivery::processed::ProcessedEvent;
 use pulse_shared::delivery::{Handled, answer};
@@ -150,9 +150,8 @@ impl Replay for PredictReplay {
     async fn list(&self, request: &PredictReplayRequest) -> Result<Listing, FunctionError> {
         let state = self.state()?;
         match (&request.events, &request.raw) {
-            // Posted events are named by their position, in names that sort in order.
             (Some(events), _) => Ok(Listing {
-                names: (0..events.len()).map(|i| format!("{i:010}")).collect(),
+                names: posted_names(events.len()),
                 next: None,
             }),
             (_, Some(slice)) => {
@@ -179,7 +178,7 @@ impl Replay for PredictReplay {
     ) -> Result<Item, FunctionError> {
         let state = self.state()?;
         match (&request.events, &request.raw) {
-            (Some(events), _) => match name.parse::<usize>().ok().and_then(|i| events.get(i)) {
+            (Some(events), _) => match posted_event(events, name) {
                 Some(event) => score_value(&state, event.clone()).await,
                 None => Ok(Item::Unreadable(name.to_owned())),
             },

@@ -3,8 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
-use pulse_shared::delivery::answer::ErrorAnswer;
+use pulse_shared::delivery::answer::{self, ErrorAnswer};
 use pulse_shared::error::FunctionError;
 use pulse_shared::storage::is_safe_object_name;
 use serde::Deserialize;
@@ -40,14 +39,8 @@ pub struct LoadRequest {
 )]
 pub async fn handle(
     State(state): State<AppState>,
-    request: Result<Json<LoadRequest>, JsonRejection>,
+    answer::Json(request): answer::Json<LoadRequest>,
 ) -> Result<Json<Outcome>, FunctionError> {
-    let Json(request) = request.map_err(|e| {
-        FunctionError::BadRequest(format!(
-            "expected {{\"bucket\", \"name\"[, \"generation\"]}}: {}",
-            e.body_text()
-        ))
-    })?;
     if !is_safe_object_name(&request.name) {
         return Err(FunctionError::BadRequest(
             "`name` must be an object name without empty, `.` or `..` segments".to_owned(),

@@ -109,11 +109,7 @@ pub async fn summary(
     let store = &state.inner.dead_letters;
     let root = store.prefix().to_owned();
     let prefix = query.prefix.unwrap_or_else(|| root.clone());
-    if !prefix.starts_with(&root) || !is_safe_object_name(prefix.trim_end_matches('/')) {
-        return Err(FunctionError::BadRequest(format!(
-            "prefix {prefix:?} must lie under {root:?}, e.g. \"{root}bad_value/\""
-        )));
-    }
+    store.check_prefix("prefix", &prefix)?;
     let newest = query.newest.unwrap_or(DEFAULT_NEWEST).min(MAX_NEWEST);
     let names = store.list(&prefix).await?;
     let mut by_reason: BTreeMap<String, Vec<String>> = BTreeMap::new();

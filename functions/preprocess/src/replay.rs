@@ -21,14 +21,13 @@ use async_trait::async_trait;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use base64::Engine as _;
-use pulse_shared::archive::{RawSlice, check_posted, replay_page};
+use pulse_shared::archive::{RawSlice, check_posted, posted_event, posted_names, replay_page};
 use pulse_shared::delivery::answer::ErrorAnswer;
 use pulse_shared::delivery::deadletter::DeadLetterRecord;
 use pulse_shared::delivery::envelope::{PushMessage, decode_pubsub};
 use pulse_shared::delivery::{Handled, answer};
 use pulse_shared::error::Rejection;
 use pulse_shared::jobs::{self, JobView, Listing, Replay, ReplayJobs, WaitQuery};
-use pulse_shared::storage::is_safe_object_name;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -157,9 +156,8 @@ impl Replay for ReplayWork {
         let limit = replay_page(request.limit)?;
         let after = request.after.as_deref();
         match (&request.events, &request.dead_letter_prefix, &request.raw) {
-            // Posted events are named by their position, in names that sort in order.
             (Some(events), _, _) => Ok(Listing {
-                names: (0..events.len()).map(|i| format!("{i:010}")).collect(),
+                names: posted_names(events.len()),
                 next: None,
             }),
             (_, Some(prefix), _) => {
@@ -197,7 +195,7 @@ impl Replay for ReplayWork {
     ) -> Result<ItemOutcome, FunctionError> {
         let state = self.state()?;
         match (&request.events, &request.dead_letter_prefix, &request.raw) {
-            (Some(events), _, _) => match name.parse::<usize>().ok().and_then(|i| events.get(i)) {
+            (Some(events), _, _) => match posted_event(events, name) {
                 Some(event) => replay_posted(&state, event).await,
                 None => Ok(ItemOutcome::Unreadable(name.to_owned())),
             },
@@ -280,12 +278,10 @@ fn check_dead_letter_prefix(
     prefix: &str,
     after: Option<&str>,
 ) -> Result<(), FunctionError> {
-    let root = state.inner.dead_letters.prefix();
-    if !prefix.starts_with(root) || !is_safe_object_name(prefix.trim_end_matches('/')) {
-        return Err(FunctionError::BadRequest(format!(
-            "dead_letter_prefix {prefix:?} must lie under {root:?}, e.g. \"{root}bad_value/\""
-        )));
-    }
+    state
+        .inner
+        .dead_letters
+        .check_prefix("dead_letter_prefix", prefix)?;
     if after.is_some_and(|after| !after.starts_with(prefix)) {
         return Err(FunctionError::BadRequest(format!(
             "`after` must be a record name under {prefix:?}, as a previous page gave"

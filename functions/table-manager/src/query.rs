@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
-use pulse_shared::delivery::answer::ErrorAnswer;
+use pulse_shared::delivery::answer::{self, ErrorAnswer};
 use pulse_shared::error::FunctionError;
 use pulse_shared::warehouse::{QueryAnswer, QueryError, QueryLimits};
 use serde::{Deserialize, Serialize};
@@ -58,14 +57,8 @@ pub struct QueryRequest {
 )]
 pub async fn handle(
     State(state): State<AppState>,
-    request: Result<Json<QueryRequest>, JsonRejection>,
+    answer::Json(request): answer::Json<QueryRequest>,
 ) -> Result<Json<QueryAnswer>, FunctionError> {
-    let Json(request) = request.map_err(|e| {
-        FunctionError::BadRequest(format!(
-            "expected {{\"sql\"[, \"max_rows\", \"timeout_ms\", \"max_bytes_billed\"]}}: {}",
-            e.body_text()
-        ))
-    })?;
     let config = &state.inner.config;
     let limits = limits(
         &request,

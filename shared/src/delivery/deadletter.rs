@@ -12,11 +12,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::delivery::envelope::PushMessage;
-use crate::error::{BackendError, Rejection};
+use crate::error::{BackendError, FunctionError, Rejection};
 use crate::instant::rfc3339;
 use crate::metrics;
 use crate::registry::identifiers::is_valid_event_id;
-use crate::storage::{Created, ObjectStore};
+use crate::storage::{Created, ObjectStore, is_safe_object_name};
 
 /// What is kept of a dead-lettered input: enough to read why, and to replay it after a fix.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,6 +246,18 @@ impl DeadLetterStore {
         &self.prefix
     }
 
+    /// Refuses a prefix (given as request field `field`) that names no folder of this store:
+    /// one outside [`Self::prefix`], or with empty, `.` or `..` segments.
+    pub fn check_prefix(&self, field: &str, prefix: &str) -> Result<(), FunctionError> {
+        let root = &self.prefix;
+        if prefix.starts_with(root.as_str()) && is_safe_object_name(prefix.trim_end_matches('/')) {
+            return Ok(());
+        }
+        Err(FunctionError::BadRequest(format!(
+            "{field} {prefix:?} must lie under {root:?}, e.g. \"{root}bad_value/\""
+        )))
+    }
+
     /// Stores the record durably, logs why, and returns its object name; only then may the
     /// input be acknowledged. A record of another input already under the name (another
     /// function's record of the same message, say) is left alone, and this one is stored beside
@@ -278,8 +290,8 @@ impl DeadLetterStore {
         Ok(name)
     }
 
-    /// Names of the records under `prefix`. Callers check that `prefix` starts with
-    /// [`Self::prefix`]; the store itself refuses prefixes that leave the bucket.
+    /// Names of the records under `prefix`. Callers check `prefix` with [`Self::check_prefix`];
+    /// the store itself refuses prefixes that leave the bucket.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, BackendError> {
         self.store.list(&self.bucket, prefix).await
     }
