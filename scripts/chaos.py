@@ -4,7 +4,7 @@ bad day, then checks that nothing was lost or doubled.
 
   crash   kill -9 the whole stack at random moments, restart it each time (issue 17)
   faults  backends that fail a share of calls (and stall some) for a while, then recover
-  soak    a long steady run; samples RSS, open files and p99 freshness to a CSV
+  soak    a long steady run; samples RSS, open files, p99 freshness and DuckDB's memory to a CSV
 
 After the load: wait until the bus owes nothing, re-drive what the bus dead-lettered as
 `delivery_exhausted` (POST /replay, as an operator would), run `pulse verify` for every event
@@ -129,6 +129,15 @@ class Stack:
 
     def metrics(self):
         return http("GET", f"{self.url}/metrics").decode()
+
+    def duckdb_mib(self):
+        """MiB the local warehouse holds in memory, all of it and its indexes (ART), as DuckDB's
+        `duckdb_memory()` tells table-manager's `/query` (table-manager is two ports above)."""
+        sql = "SELECT tag, memory_usage_bytes FROM duckdb_memory()"
+        rows = json.loads(http("POST", f"http://127.0.0.1:{self.base + 2}/query", {"sql": sql}))["rows"]
+        total = sum(int(row["memory_usage_bytes"]) for row in rows) / 2**20
+        index = sum(int(row["memory_usage_bytes"]) for row in rows if row["tag"] == "ART_INDEX") / 2**20
+        return round(total, 1), round(index, 1)
 
 
 class Generator:
@@ -351,7 +360,8 @@ def run(args):
         with open(csv_path, "w", newline="") as out:
             writer = csv.writer(out)
             writer.writerow(["elapsed_s", "rss_mib", "open_files", "p99_event_freshness_s",
-                             "acknowledged", "bus_in_flight", "bus_log_bytes"])
+                             "acknowledged", "bus_in_flight", "bus_log_bytes", "duckdb_mib",
+                             "duckdb_index_mib"])
             while time.monotonic() - started < args.minutes * 60:
                 time.sleep(args.sample_seconds)
                 rss, files = process_sample(stack.process.pid)
@@ -360,7 +370,7 @@ def run(args):
                 acked = sum(1 for _ in open(generator.acked)) if generator.acked.exists() else 0
                 row = [round(time.monotonic() - started), round(rss, 1), files,
                        None if p99 is None else round(p99, 3), acked, bus["undelivered"],
-                       (bus.get("log") or {}).get("bytes")]
+                       (bus.get("log") or {}).get("bytes"), *stack.duckdb_mib()]
                 writer.writerow(row)
                 out.flush()
                 samples.append(row)
@@ -397,7 +407,7 @@ def summarise_curve(samples):
     """First, last, min and max of each sampled figure, and their drift over the run."""
     if not samples:
         return {}
-    columns = {"rss_mib": 1, "open_files": 2, "p99_event_freshness_s": 3}
+    columns = {"rss_mib": 1, "open_files": 2, "p99_event_freshness_s": 3, "duckdb_mib": 7}
     tenth = max(1, len(samples) // 10)
     out = {}
     for name, i in columns.items():
