@@ -239,4 +239,19 @@ mod tests {
             assert_eq!(object_time(&filed), Some(t.naive_utc()), "{filed}");
         }
     }
+
+    #[test]
+    fn posted_events_are_found_by_the_names_they_were_given() {
+        let events = ["a", "b", "c"];
+        let names = posted_names(events.len());
+        assert!(names.is_sorted(), "{names:?}");
+        let found: Vec<_> = names
+            .iter()
+            .filter_map(|n| posted_event(&events, n))
+            .collect();
+        assert_eq!(found, [&"a", &"b", &"c"]);
+        for stranger in ["0000000003", "x", "-1", ""] {
+            assert_eq!(posted_event(&events, stranger), None, "{stranger}");
+        }
+    }
 }

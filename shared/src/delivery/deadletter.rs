@@ -426,4 +426,33 @@ mod tests {
         let names = dead_letters.list("dead-letter/").await.unwrap();
         assert_eq!(names.len(), 2, "{names:?}");
     }
+
+    #[cfg(feature = "local")]
+    #[tokio::test]
+    async fn a_prefix_must_name_a_folder_of_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(LocalObjectStore::open(dir.path(), false).unwrap());
+        let dead_letters = DeadLetterStore::new(store, "raw", "dead-letter/");
+        for fine in [
+            "dead-letter/",
+            "dead-letter/bad_json/",
+            "dead-letter/bad_json/2026/12",
+        ] {
+            assert!(dead_letters.check_prefix("prefix", fine).is_ok(), "{fine}");
+        }
+        for refused in [
+            "raw/",
+            "",
+            "dead-letter/../raw/",
+            "dead-letter//x",
+            "dead-letters/",
+        ] {
+            let err = dead_letters.check_prefix("prefix", refused).unwrap_err();
+            assert!(
+                matches!(&err, FunctionError::BadRequest(m) if m.contains("must lie under \"dead-letter/\"")),
+                "{refused}: {err:?}"
+            );
+        }
+    }
 }
