@@ -5,12 +5,16 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use pulse_shared::metrics::{self, Sample};
+use pulse_shared::metrics::{self, DEAD_LETTERS, DELIVERIES, ROWS_WRITTEN, Sample};
 
 /// How often the stack is scraped.
 pub const SCRAPE_EVERY: Duration = Duration::from_secs(2);
 /// How far back the charts look.
 pub const WINDOW: Duration = Duration::from_secs(600);
+/// The counters the charts draw as rates. The latest scrape is kept whole, for
+/// [`History::latest`]; older ones keep only these, so the window holds a few samples per scrape
+/// instead of every sample of 300 scrapes (about 25 MiB on a busy stack, measured in the soak).
+const CHARTED: [&str; 3] = [DELIVERIES, ROWS_WRITTEN, DEAD_LETTERS];
 
 struct Scrape {
     at: Instant,
@@ -42,6 +46,12 @@ impl History {
 
     fn push(&self, at: Instant, samples: Vec<Sample>) {
         let mut scrapes = self.lock();
+        if let Some(previous) = scrapes.back_mut() {
+            previous
+                .samples
+                .retain(|sample| CHARTED.contains(&sample.name.as_str()));
+            previous.samples.shrink_to_fit();
+        }
         scrapes.push_back(Scrape { at, samples });
         while scrapes
             .front()
@@ -67,9 +77,10 @@ impl History {
         })
     }
 
-    /// Per-second rates of counter `name`, summed by the value of label `by`, between each
-    /// pair of scrapes in the window.
+    /// Per-second rates of counter `name` (one of [`CHARTED`]), summed by the value of label
+    /// `by`, between each pair of scrapes in the window.
     pub fn rates(&self, name: &str, by: &str) -> BTreeMap<String, Series> {
+        debug_assert!(CHARTED.contains(&name), "{name} is not kept for rates");
         let scrapes = self.lock();
         let Some(now) = scrapes.back().map(|scrape| scrape.at) else {
             return BTreeMap::new();
@@ -127,7 +138,7 @@ mod tests {
 
     fn counter(function: &str, value: f64) -> Sample {
         Sample {
-            name: "c".to_owned(),
+            name: DELIVERIES.to_owned(),
             labels: [("function".to_owned(), function.to_owned())].into(),
             value,
         }
@@ -144,10 +155,27 @@ mod tests {
         );
         // A restart: the counter starts again from zero.
         history.push(start + Duration::from_secs(4), vec![counter("a", 6.0)]);
-        let rates = history.rates("c", "function");
+        let rates = history.rates(DELIVERIES, "function");
         assert_eq!(rates["a"], vec![(-2.0, 10.0), (0.0, 3.0)]);
         assert_eq!(rates["b"], vec![(-2.0, 2.0)]);
-        assert_eq!(history.latest("c"), vec![counter("a", 6.0)]);
+        assert_eq!(history.latest(DELIVERIES), vec![counter("a", 6.0)]);
+    }
+
+    #[test]
+    fn older_scrapes_keep_only_the_charted_counters() {
+        let history = History::default();
+        let start = Instant::now();
+        let quantile = Sample {
+            name: metrics::FRESHNESS_EVENT_SECONDS.to_owned(),
+            labels: [("quantile".to_owned(), "0.99".to_owned())].into(),
+            value: 1.5,
+        };
+        let scrape = vec![counter("a", 1.0), quantile.clone()];
+        history.push(start, scrape.clone());
+        history.push(start + Duration::from_secs(2), scrape);
+        let scrapes = history.lock();
+        assert_eq!(scrapes[0].samples, vec![counter("a", 1.0)]);
+        assert_eq!(scrapes[1].samples, vec![counter("a", 1.0), quantile]);
     }
 
     #[test]
