@@ -8,8 +8,8 @@
 //! speed and the files follow when the writes pause. Until its file exists an object is read,
 //! listed and checked for create-if-absent from the journal, so every answered write is visible at
 //! once through the store. While writes keep coming the file writer takes a small share of the
-//! core, a share that grows once a 1 GiB backlog is half full; past 1 GiB, new writes wait for
-//! files.
+//! core, a share that grows once a 1 GiB backlog is half full or the files fall 30 s behind their
+//! commits; past 1 GiB, new writes wait for files.
 //!
 //! A process that ends normally leaves every object as a file: dropping the last handle waits
 //! for the writer. One that is killed leaves the rest in its journal, and the next store opened
@@ -27,6 +27,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, mpsc};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -85,8 +86,13 @@ impl LocalObjectStore {
             let count = orphan.segments.len();
             for (index, (segment, records)) in orphan.segments.into_iter().enumerate() {
                 pending.committed(records.iter().cloned());
+                let committed_at = Instant::now();
                 for (key, location) in records {
-                    let _ = files.send(Work::Object { key, location });
+                    let _ = files.send(Work::Object {
+                        key,
+                        location,
+                        committed_at,
+                    });
                 }
                 let release = if index + 1 == count {
                     release.take()

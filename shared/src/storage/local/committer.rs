@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::sync::{Arc, Weak, mpsc};
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -202,8 +203,13 @@ impl Committer {
             .collect();
         // Readers find the objects in the journal before their writers hear of them.
         self.pending.committed(new.iter().cloned());
+        let committed_at = Instant::now();
         for (key, location) in new {
-            let _ = self.files.send(Work::Object { key, location });
+            let _ = self.files.send(Work::Object {
+                key,
+                location,
+                committed_at,
+            });
         }
         answers
     }
