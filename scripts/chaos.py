@@ -80,7 +80,10 @@ class Stack:
     def __init__(self, args, work, env):
         self.args, self.work, self.env = args, work, env
         self.base = args.port_base
+        # The control port, then each function on its own, as `pulse up` lays them out.
         self.url = f"http://127.0.0.1:{self.base}"
+        self.preprocess_url = f"http://127.0.0.1:{self.base + 1}"
+        self.table_manager_url = f"http://127.0.0.1:{self.base + 2}"
         self.process = None
         self.starts = 0
 
@@ -132,9 +135,9 @@ class Stack:
 
     def duckdb_mib(self):
         """MiB the local warehouse holds in memory, all of it and its indexes (ART), as DuckDB's
-        `duckdb_memory()` tells table-manager's `/query` (table-manager is two ports above)."""
+        `duckdb_memory()` tells table-manager's `/query`."""
         sql = "SELECT tag, memory_usage_bytes FROM duckdb_memory()"
-        rows = json.loads(http("POST", f"http://127.0.0.1:{self.base + 2}/query", {"sql": sql}))["rows"]
+        rows = json.loads(http("POST", f"{self.table_manager_url}/query", {"sql": sql}))["rows"]
         total = sum(int(row["memory_usage_bytes"]) for row in rows) / 2**20
         index = sum(int(row["memory_usage_bytes"]) for row in rows if row["tag"] == "ART_INDEX") / 2**20
         return round(total, 1), round(index, 1)
@@ -196,8 +199,7 @@ def dead_letters(data_dir):
 
 def redrive_exhausted(stack):
     """Re-drives the bus's `delivery_exhausted` dead letters through preprocess's replay."""
-    preprocess = f"http://127.0.0.1:{stack.base + 1}"
-    report = json.loads(http("POST", f"{preprocess}/replay",
+    report = json.loads(http("POST", f"{stack.preprocess_url}/replay",
                              {"dead_letter_prefix": "dead-letter/delivery_exhausted/"}, timeout=600))
     return report
 
@@ -211,8 +213,8 @@ def verify(args, stack, event_types, since):
         run = subprocess.run(
             [args.pulse, "verify", "--event-type", event_type,
              "--from", start.strftime("%Y-%m-%dT%H:%M:00Z"), "--to", end.strftime("%Y-%m-%dT%H:%M:00Z"),
-             "--json", "--table-manager", f"http://127.0.0.1:{stack.base + 2}",
-             "--preprocess", f"http://127.0.0.1:{stack.base + 1}"],
+             "--json", "--table-manager", stack.table_manager_url,
+             "--preprocess", stack.preprocess_url],
             capture_output=True, text=True,
         )
         try:

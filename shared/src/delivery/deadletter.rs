@@ -326,6 +326,16 @@ mod tests {
         Rejection::new(Reason::BadEnvelope, "not a push")
     }
 
+    /// A dead-letter store under `dead-letter/` in a local store in a fresh directory (kept
+    /// while the returned guard lives).
+    #[cfg(feature = "local")]
+    fn local_dead_letters() -> (tempfile::TempDir, DeadLetterStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(LocalObjectStore::open(dir.path(), false).unwrap());
+        (dir, DeadLetterStore::new(store, "raw", "dead-letter/"))
+    }
+
     fn record_of(body: &[u8]) -> DeadLetterRecord {
         DeadLetterRecord::for_body(&rejection(), "preprocess", &HeaderMap::new(), body)
     }
@@ -389,10 +399,7 @@ mod tests {
     #[cfg(feature = "local")]
     #[tokio::test]
     async fn another_input_under_the_same_name_gets_a_name_of_its_own() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn ObjectStore> =
-            Arc::new(LocalObjectStore::open(dir.path(), false).unwrap());
-        let dead_letters = DeadLetterStore::new(store, "raw", "dead-letter/");
+        let (_dir, dead_letters) = local_dead_letters();
         let rejection = Rejection::new(Reason::SchemaConflict, "no");
         let first = DeadLetterRecord::for_message(&rejection, "table-manager", &message(), None);
         let second = DeadLetterRecord::for_message(&rejection, "inference", &message(), None);
@@ -430,10 +437,7 @@ mod tests {
     #[cfg(feature = "local")]
     #[tokio::test]
     async fn a_prefix_must_name_a_folder_of_the_store() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn ObjectStore> =
-            Arc::new(LocalObjectStore::open(dir.path(), false).unwrap());
-        let dead_letters = DeadLetterStore::new(store, "raw", "dead-letter/");
+        let (_dir, dead_letters) = local_dead_letters();
         for fine in [
             "dead-letter/",
             "dead-letter/bad_json/",
